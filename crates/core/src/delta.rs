@@ -1,0 +1,212 @@
+//! The delta handler: turns a batch of S3 change events into capture records, exactly once in effect.
+//!
+//! Duplicates (same key, version, ETag, sequencer and kind) are dropped within a batch and across
+//! batches (a `seen` mark per change, written only after its segment is registered). A put is
+//! captured from the exact version (versioned buckets) or from the current object if its ETag still
+//! matches the event (a newer write wins and arrives through its own event). Malformed messages
+//! and events for buckets this vault does not protect are reported as failures, so SQS retries
+//! and then dead-letters them without blocking the rest of the batch.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::Duration;
+
+use crate::capture::{capture_batch, write_segment, CaptureItem};
+use crate::control::{Counters, SegmentSlot};
+use crate::domain::CaptureRecord;
+use crate::engine::Engine;
+use crate::events::{key_candidates, parse_change, ChangeEvent, ChangeKind};
+use crate::segment::{SegmentKind, SegmentMeta};
+use crate::Result;
+
+/// One message of a delta batch.
+#[derive(Debug, Clone)]
+pub struct DeltaMessage {
+    pub id: String,
+    pub body: String,
+}
+
+/// What a delta batch did.
+#[derive(Debug, Clone, Default)]
+pub struct DeltaReport {
+    /// Puts captured.
+    pub captured: u64,
+    /// Deletes recorded.
+    pub deleted: u64,
+    /// Events of types tidemark does not capture.
+    pub ignored: u64,
+    /// Changes already captured before (duplicate deliveries).
+    pub duplicates: u64,
+    /// Creates whose object was already gone or replaced when fetched (a later event covers them).
+    pub superseded: u64,
+    /// Messages that could not be handled, with the reason; they are left for retry and dead-lettering.
+    pub failed: Vec<(String, String)>,
+    pub segment: Option<SegmentMeta>,
+    pub counters: Counters,
+}
+
+/// How long dedup marks live: longer than EventBridge's 24-hour retry window.
+const SEEN_TTL_DAYS: i64 = 7;
+
+/// Handles one batch of delta messages.
+pub async fn process_batch(engine: &Engine, messages: &[DeltaMessage]) -> Result<DeltaReport> {
+    let control = engine.control();
+    let mut report = DeltaReport::default();
+    let mut protected: HashMap<String, bool> = HashMap::new();
+    let mut batch_ids = HashSet::new();
+    let mut events: Vec<ChangeEvent> = Vec::new();
+    for m in messages {
+        let ev = match parse_change(&m.body) {
+            Ok(Some(ev)) => ev,
+            Ok(None) => {
+                report.ignored += 1;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(message_id = %m.id, reason = %e, "malformed delta message");
+                report.failed.push((m.id.clone(), e.to_string()));
+                continue;
+            }
+        };
+        let known = match protected.get(&ev.bucket) {
+            Some(k) => *k,
+            None => {
+                let k = control.is_protected(&ev.bucket).await?;
+                protected.insert(ev.bucket.clone(), k);
+                k
+            }
+        };
+        if !known {
+            let reason = format!(
+                "event for bucket {} which this vault ({}) does not protect",
+                ev.bucket, engine.config.vault_bucket
+            );
+            tracing::warn!(message_id = %m.id, %reason, "unknown bucket");
+            report.failed.push((m.id.clone(), reason));
+            continue;
+        }
+        let identity = ev.identity();
+        if !batch_ids.insert(identity.clone()) || control.was_seen(&ev.bucket, &identity).await? {
+            report.duplicates += 1;
+            continue;
+        }
+        events.push(ev);
+    }
+    // Group by bucket: each bucket's changes go into its own segment.
+    let mut by_bucket: HashMap<String, Vec<ChangeEvent>> = HashMap::new();
+    for ev in events {
+        by_bucket.entry(ev.bucket.clone()).or_default().push(ev);
+    }
+    for (bucket, evs) in by_bucket {
+        capture_bucket_changes(engine, &bucket, &evs, &mut report).await?;
+        let expires = (engine.clock.now() + Duration::days(SEEN_TTL_DAYS)).timestamp();
+        for ev in &evs {
+            control.mark_seen(&bucket, &ev.identity(), expires).await?;
+        }
+    }
+    Ok(report)
+}
+
+async fn capture_bucket_changes(
+    engine: &Engine,
+    bucket: &str,
+    evs: &[ChangeEvent],
+    report: &mut DeltaReport,
+) -> Result<()> {
+    let now = engine.clock.now();
+    let mut items = Vec::new();
+    let mut records: Vec<CaptureRecord> = Vec::new();
+    for ev in evs {
+        let candidates = key_candidates(&ev.key);
+        match &ev.kind {
+            ChangeKind::Created => {
+                let key =
+                    resolve_existing(engine, bucket, &candidates, ev.version_id.as_deref()).await?;
+                let Some(key) = key else {
+                    report.superseded += 1;
+                    continue;
+                };
+                items.push(CaptureItem {
+                    key,
+                    version_id: ev.version_id.clone(),
+                    if_match: if ev.version_id.is_none() {
+                        ev.etag.clone()
+                    } else {
+                        None
+                    },
+                    size_hint: ev.size.unwrap_or(0),
+                    sequencer: ev.sequencer.clone(),
+                });
+            }
+            ChangeKind::Deleted { deletion_type } => {
+                let permanent_version = deletion_type.as_deref() == Some("Permanently Deleted")
+                    && ev.version_id.is_some();
+                for key in &candidates {
+                    match engine.source.head(bucket, key, None).await? {
+                        // Deleting one old version leaves the current object in place; a
+                        // literal key that still exists means the event meant the other candidate.
+                        Some(info) if permanent_version || candidates.len() > 1 => {
+                            if permanent_version && key == &candidates[0] {
+                                items.push(CaptureItem {
+                                    key: key.clone(),
+                                    version_id: None,
+                                    if_match: Some(info.etag),
+                                    size_hint: info.size,
+                                    sequencer: ev.sequencer.clone(),
+                                });
+                            }
+                        }
+                        _ => {
+                            records.push(CaptureRecord::delete(
+                                bucket,
+                                key,
+                                ev.time,
+                                ev.sequencer.clone(),
+                                now,
+                            ));
+                            report.deleted += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let batch = capture_batch(engine, bucket, items).await?;
+    report.captured += batch.counters.objects;
+    report.superseded += batch.counters.vanished;
+    report.counters.add(&batch.counters);
+    records.extend(batch.records);
+    if records.is_empty() {
+        return Ok(());
+    }
+    let meta = write_segment(engine, bucket, SegmentKind::Delta, records).await?;
+    let slot = SegmentSlot {
+        meta: meta.clone(),
+        end_cursor: None,
+        counters: batch.counters,
+    };
+    engine
+        .control()
+        .register_segment(bucket, &format!("delta#{}", meta.key), &slot)
+        .await?;
+    report.segment = Some(meta);
+    Ok(())
+}
+
+/// Finds which candidate key of a create event exists (the literal one first).
+async fn resolve_existing(
+    engine: &Engine,
+    bucket: &str,
+    candidates: &[String],
+    version: Option<&str>,
+) -> Result<Option<String>> {
+    if candidates.len() == 1 {
+        return Ok(Some(candidates[0].clone()));
+    }
+    for key in candidates {
+        if engine.source.head(bucket, key, version).await?.is_some() {
+            return Ok(Some(key.clone()));
+        }
+    }
+    Ok(None)
+}

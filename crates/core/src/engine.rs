@@ -1,0 +1,39 @@
+//! The engine context handed to every handler: ports, configuration and queue names.
+
+use std::sync::Arc;
+
+use crate::config::EngineConfig;
+use crate::ports::{Clock, ControlStore, ObjectStore, Queue};
+
+/// Queue URLs the handlers send to and receive from.
+#[derive(Debug, Clone, Default)]
+pub struct QueueUrls {
+    /// Seed and capture tasks.
+    pub work: String,
+    /// S3 change events (EventBridge → SQS).
+    pub delta: String,
+}
+
+/// Everything a handler needs, built once per process (or per Lambda container).
+#[derive(Clone)]
+pub struct Engine {
+    /// S3 as seen through the source account's read-only role.
+    pub source: Arc<dyn ObjectStore>,
+    /// S3 as seen from the vault account.
+    pub vault: Arc<dyn ObjectStore>,
+    pub control: Arc<dyn crate::ports::ControlStore>,
+    pub queue: Arc<dyn Queue>,
+    pub clock: Arc<dyn Clock>,
+    pub config: EngineConfig,
+    pub queues: QueueUrls,
+}
+
+impl Engine {
+    /// Typed control-state access for this engine's vault.
+    pub fn control(&self) -> crate::control::Control<'_> {
+        crate::control::Control::new(
+            self.control.as_ref() as &dyn ControlStore,
+            &self.config.vault_bucket,
+        )
+    }
+}

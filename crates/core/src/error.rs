@@ -1,0 +1,85 @@
+//! The engine's error type: one enum, every variant classed as transient or permanent.
+
+use chrono::{DateTime, Utc};
+
+/// Result alias used throughout the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the engine.
+///
+/// Adapters map their own failures into [`Error::Port`], saying whether a retry may help, so
+/// that handlers can decide between retrying a message and dead-lettering it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A bucket named by the operator or the configuration does not exist.
+    #[error("bucket {bucket} does not exist (or is not reachable with these credentials)")]
+    NoSuchBucket { bucket: String },
+    /// A port (S3, SQS, DynamoDB) failed.
+    #[error("{operation} failed: {message}")]
+    Port {
+        operation: String,
+        message: String,
+        transient: bool,
+    },
+    /// Input from an operator or a message was not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// Stored data (a pack, a segment, a recovery point) failed to parse or verify.
+    #[error("corrupt {what}: {detail}")]
+    Corrupt { what: String, detail: String },
+    /// The requested time is later than the newest sealed recovery point.
+    #[error("as-of time {requested} is after the latest recovery point; the latest recoverable time is {latest}")]
+    AfterLatestPoint {
+        requested: DateTime<Utc>,
+        latest: DateTime<Utc>,
+    },
+    /// The requested time is earlier than protection began.
+    #[error("as-of time {requested} is before the first recovery point of s3://{bucket} ({first}); recoverable times run from {first} to {latest}")]
+    BeforeFirstPoint {
+        bucket: String,
+        requested: DateTime<Utc>,
+        first: DateTime<Utc>,
+        latest: DateTime<Utc>,
+    },
+    /// No recovery point has been sealed for the bucket yet.
+    #[error("no recovery point has been sealed for s3://{bucket} in vault {vault}; run `tidemark protect --wait` or `tidemark sync` first")]
+    NoRecoveryPoint { bucket: String, vault: String },
+    /// Another worker holds or took the task's lease; this worker must stop touching it.
+    #[error("lease on task {task_id} was lost to another worker")]
+    LeaseLost { task_id: String },
+    /// Bytes read back did not match the checksum recorded at capture time.
+    #[error("checksum mismatch for {key}: expected {expected}, got {actual}")]
+    ChecksumMismatch {
+        key: String,
+        expected: String,
+        actual: String,
+    },
+}
+
+impl Error {
+    /// True when retrying the same operation later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Port { transient, .. } => *transient,
+            Error::LeaseLost { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Builds a port error; adapters use this to report failures.
+    pub fn port(operation: impl Into<String>, message: impl Into<String>, transient: bool) -> Self {
+        Error::Port {
+            operation: operation.into(),
+            message: message.into(),
+            transient,
+        }
+    }
+
+    /// Builds a corruption error for stored data.
+    pub fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Corrupt {
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+}

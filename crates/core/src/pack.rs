@@ -1,0 +1,383 @@
+//! The pack format: many small objects in one vault object, streamed out with multipart upload.
+//!
+//! Layout: `blob* footer trailer`. Each blob is an object's bytes, raw or zstd-compressed. The
+//! footer is JSON: the capture records of the blobs, each with its pack location, so a footer
+//! alone rebuilds the index entries. The trailer is 24 bytes: footer length (u64 LE), format
+//! version (u32 LE), flags (u32 LE, zero: room for encryption), magic `TMPACK\0\x01`.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::{CaptureRecord, Checksum, Codec, Location};
+use crate::ports::{ObjectStore, PutOptions};
+use crate::{Error, Result};
+
+/// The pack trailer's magic bytes.
+pub const MAGIC: &[u8; 8] = b"TMPACK\0\x01";
+/// The size of the fixed trailer.
+pub const TRAILER_LEN: usize = 24;
+/// The format version this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The footer of a pack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Footer {
+    pub format: String,
+    pub version: u32,
+    pub records: Vec<CaptureRecord>,
+}
+
+/// Encodes one blob: compresses when asked and when that helps, and returns (codec, bytes).
+pub fn encode_blob(data: &[u8], compress: bool) -> (Codec, Bytes) {
+    if compress && data.len() >= 64 {
+        if let Ok(z) = zstd::bulk::compress(data, 3) {
+            if z.len() + 16 < data.len() {
+                return (Codec::Zstd, Bytes::from(z));
+            }
+        }
+    }
+    (Codec::Raw, Bytes::copy_from_slice(data))
+}
+
+/// Decodes a blob read from a pack and verifies it against the record's checksum.
+pub fn decode_blob(record: &CaptureRecord, stored: &[u8]) -> Result<Bytes> {
+    let Some(Location::Pack {
+        codec, raw_length, ..
+    }) = &record.location
+    else {
+        return Err(Error::corrupt(
+            "capture record",
+            format!("{} has no pack location", record.key),
+        ));
+    };
+    let data = match codec {
+        Codec::Raw => Bytes::copy_from_slice(stored),
+        Codec::Zstd => Bytes::from(
+            zstd::bulk::decompress(stored, *raw_length as usize)
+                .map_err(|e| Error::corrupt("pack blob", format!("{}: zstd: {e}", record.key)))?,
+        ),
+    };
+    if data.len() as u64 != *raw_length {
+        return Err(Error::corrupt(
+            "pack blob",
+            format!(
+                "{}: {} bytes, expected {}",
+                record.key,
+                data.len(),
+                raw_length
+            ),
+        ));
+    }
+    if let Some(ck) = &record.checksum {
+        let actual = Checksum::sha256(&data);
+        if ck.algorithm == "SHA256" && actual.value != ck.value {
+            return Err(Error::ChecksumMismatch {
+                key: record.key.clone(),
+                expected: ck.value.clone(),
+                actual: actual.value,
+            });
+        }
+    }
+    Ok(data)
+}
+
+/// Builds the footer and trailer for the records of a pack.
+pub fn encode_footer(records: &[CaptureRecord]) -> Bytes {
+    let footer = Footer {
+        format: "tidemark-pack".into(),
+        version: FORMAT_VERSION,
+        records: records.to_vec(),
+    };
+    let json = serde_json::to_vec(&footer).expect("footer serialises");
+    let mut out = BytesMut::with_capacity(json.len() + TRAILER_LEN);
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(MAGIC);
+    out.freeze()
+}
+
+/// Reads the footer length from a trailer.
+pub fn parse_trailer(trailer: &[u8]) -> Result<u64> {
+    if trailer.len() != TRAILER_LEN || &trailer[16..24] != MAGIC {
+        return Err(Error::corrupt(
+            "pack",
+            "trailer magic missing: not a tidemark pack or truncated",
+        ));
+    }
+    let version = u32::from_le_bytes(trailer[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(Error::corrupt(
+            "pack",
+            format!(
+                "format version {version} is not supported (this build reads {FORMAT_VERSION})"
+            ),
+        ));
+    }
+    let flags = u32::from_le_bytes(trailer[12..16].try_into().expect("4 bytes"));
+    if flags != 0 {
+        return Err(Error::corrupt("pack", format!("unknown flags {flags:#x}")));
+    }
+    Ok(u64::from_le_bytes(
+        trailer[0..8].try_into().expect("8 bytes"),
+    ))
+}
+
+/// Parses a footer.
+pub fn parse_footer(bytes: &[u8]) -> Result<Footer> {
+    let footer: Footer =
+        serde_json::from_slice(bytes).map_err(|e| Error::corrupt("pack footer", e.to_string()))?;
+    if footer.format != "tidemark-pack" {
+        return Err(Error::corrupt(
+            "pack footer",
+            format!("format '{}' is not tidemark-pack", footer.format),
+        ));
+    }
+    Ok(footer)
+}
+
+/// Parses a whole pack held in memory: returns its records. Used by tests and verification.
+pub fn parse_pack(pack: &[u8]) -> Result<Footer> {
+    if pack.len() < TRAILER_LEN {
+        return Err(Error::corrupt("pack", "shorter than its trailer"));
+    }
+    let flen = parse_trailer(&pack[pack.len() - TRAILER_LEN..])? as usize;
+    let end = pack.len() - TRAILER_LEN;
+    if flen > end {
+        return Err(Error::corrupt("pack", "footer length exceeds pack size"));
+    }
+    parse_footer(&pack[end - flen..end])
+}
+
+/// Streams blobs into one pack object in the vault.
+///
+/// Memory stays bounded by one part: once the buffer reaches the part size it is uploaded as a
+/// part of a multipart upload. A pack that never fills a part is written with one PUT.
+pub struct PackSink {
+    store: Arc<dyn ObjectStore>,
+    bucket: String,
+    key: String,
+    part_bytes: usize,
+    compress: bool,
+    buf: BytesMut,
+    offset: u64,
+    upload_id: Option<String>,
+    parts: Vec<(i32, String)>,
+    records: Vec<CaptureRecord>,
+    hasher: Sha256,
+    /// Requests sent to the vault, for reporting.
+    pub requests: u64,
+}
+
+impl PackSink {
+    /// A new, empty pack at `key`.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        bucket: &str,
+        key: &str,
+        part_bytes: u64,
+        compress: bool,
+    ) -> Self {
+        PackSink {
+            store,
+            bucket: bucket.into(),
+            key: key.into(),
+            part_bytes: part_bytes as usize,
+            compress,
+            buf: BytesMut::new(),
+            offset: 0,
+            upload_id: None,
+            parts: Vec::new(),
+            records: Vec::new(),
+            hasher: Sha256::new(),
+            requests: 0,
+        }
+    }
+
+    /// The pack's key in the vault.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.offset
+    }
+
+    /// True if no blob was added.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Appends an object's bytes; fills in the record's checksum and location.
+    pub async fn add(&mut self, mut record: CaptureRecord, data: &[u8]) -> Result<()> {
+        let checksum = Checksum::sha256(data);
+        let (codec, stored) = encode_blob(data, self.compress);
+        record.checksum = Some(checksum);
+        record.size = data.len() as u64;
+        record.location = Some(Location::Pack {
+            pack: self.key.clone(),
+            offset: self.offset,
+            length: stored.len() as u64,
+            raw_length: data.len() as u64,
+            codec,
+        });
+        self.offset += stored.len() as u64;
+        self.hasher.update(&stored);
+        self.buf.extend_from_slice(&stored);
+        self.records.push(record);
+        if self.buf.len() >= self.part_bytes {
+            self.flush_part().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_part(&mut self) -> Result<()> {
+        if self.upload_id.is_none() {
+            let id = self
+                .store
+                .create_multipart(&self.bucket, &self.key, &pack_put_options())
+                .await?;
+            self.requests += 1;
+            self.upload_id = Some(id);
+        }
+        let upload_id = self.upload_id.clone().expect("set above");
+        let part = self.buf.split().freeze();
+        let n = self.parts.len() as i32 + 1;
+        let etag = self
+            .store
+            .upload_part(&self.bucket, &self.key, &upload_id, n, part)
+            .await?;
+        self.requests += 1;
+        self.parts.push((n, etag));
+        Ok(())
+    }
+
+    /// Writes the footer and trailer and closes the pack; returns the records with their locations.
+    pub async fn finish(mut self) -> Result<(Vec<CaptureRecord>, u64)> {
+        if self.records.is_empty() {
+            if let Some(id) = &self.upload_id {
+                self.store
+                    .abort_multipart(&self.bucket, &self.key, id)
+                    .await?;
+            }
+            return Ok((Vec::new(), self.requests));
+        }
+        let footer = encode_footer(&self.records);
+        self.buf.extend_from_slice(&footer);
+        match self.upload_id.clone() {
+            None => {
+                let body = self.buf.split().freeze();
+                let mut opts = pack_put_options();
+                opts.sha256_hex = Some(hex::encode(Sha256::digest(&body)));
+                self.store.put(&self.bucket, &self.key, body, &opts).await?;
+                self.requests += 1;
+            }
+            Some(id) => {
+                self.flush_part().await?;
+                self.store
+                    .complete_multipart(&self.bucket, &self.key, &id, &self.parts)
+                    .await?;
+                self.requests += 1;
+            }
+        }
+        Ok((self.records, self.requests))
+    }
+}
+
+fn pack_put_options() -> PutOptions {
+    PutOptions {
+        content_type: Some("application/vnd.tidemark.pack".into()),
+        if_none_match: true,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use proptest::prelude::*;
+
+    fn rec(key: &str) -> CaptureRecord {
+        let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        let mut r = CaptureRecord::delete("b", key, t, None, t);
+        r.kind = crate::domain::CaptureKind::Put;
+        r
+    }
+
+    /// Encodes blobs the way PackSink does, in memory, for round-trip checks.
+    fn build(blobs: &[(String, Vec<u8>)], compress: bool) -> (Vec<u8>, Vec<CaptureRecord>) {
+        let mut out = Vec::new();
+        let mut recs = Vec::new();
+        for (k, data) in blobs {
+            let (codec, stored) = encode_blob(data, compress);
+            let mut r = rec(k);
+            r.checksum = Some(Checksum::sha256(data));
+            r.location = Some(Location::Pack {
+                pack: "p".into(),
+                offset: out.len() as u64,
+                length: stored.len() as u64,
+                raw_length: data.len() as u64,
+                codec,
+            });
+            out.extend_from_slice(&stored);
+            recs.push(r);
+        }
+        out.extend_from_slice(&encode_footer(&recs));
+        (out, recs)
+    }
+
+    proptest! {
+        #[test]
+        fn pack_round_trips(blobs in prop::collection::vec(("[a-z/ %+é]{1,12}", prop::collection::vec(any::<u8>(), 0..3000)), 0..20), compress in any::<bool>()) {
+            let (pack, recs) = build(&blobs, compress);
+            let footer = parse_pack(&pack).unwrap();
+            prop_assert_eq!(&footer.records, &recs);
+            for (r, (_, data)) in footer.records.iter().zip(&blobs) {
+                let Some(Location::Pack { offset, length, .. }) = &r.location else { unreachable!() };
+                let stored = &pack[*offset as usize..(*offset + *length) as usize];
+                let decoded = decode_blob(r, stored).unwrap();
+                prop_assert_eq!(decoded.as_ref(), data.as_slice());
+            }
+        }
+
+        #[test]
+        fn compressible_blobs_shrink(n in 200usize..5000) {
+            let data = vec![b'a'; n];
+            let (codec, stored) = encode_blob(&data, true);
+            prop_assert_eq!(codec, Codec::Zstd);
+            prop_assert!(stored.len() < n);
+        }
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let (mut pack, _) = build(
+            &[(
+                "k".into(),
+                b"hello world, hello world, hello world".to_vec(),
+            )],
+            false,
+        );
+        pack[0] ^= 0xff;
+        let footer = parse_pack(&pack).unwrap();
+        let r = &footer.records[0];
+        let Some(Location::Pack { length, .. }) = &r.location else {
+            unreachable!()
+        };
+        let err = decode_blob(r, &pack[..*length as usize]).unwrap_err();
+        assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+        let n = pack.len();
+        pack[n - 1] = b'x';
+        assert!(parse_pack(&pack)
+            .unwrap_err()
+            .to_string()
+            .contains("trailer magic"));
+        assert!(parse_pack(b"short").is_err());
+    }
+}

@@ -1,0 +1,231 @@
+//! Ports: the small traits through which the engine reaches S3, the queues, the control store and the clock.
+//!
+//! Each port has an in-memory fake in `tidemark-testkit` and an AWS adapter in `tidemark-aws`,
+//! and both pass the same conformance suite (`tidemark_testkit::conformance`).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::domain::ObjectInfo;
+use crate::Result;
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    /// Objects in key order; `version_id`, `content_type` and `metadata` are not filled by a listing.
+    pub objects: Vec<ObjectInfo>,
+    /// Common prefixes when a delimiter was given.
+    pub common_prefixes: Vec<String>,
+    /// Token for the next page, if there is one.
+    pub next_token: Option<String>,
+}
+
+/// A listing request.
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest<'a> {
+    pub prefix: &'a str,
+    pub delimiter: Option<&'a str>,
+    /// List keys strictly after this one.
+    pub start_after: Option<&'a str>,
+    pub continuation: Option<String>,
+    pub max_keys: Option<i32>,
+}
+
+/// A reference to one object version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+}
+
+/// Options for writing an object.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    pub content_type: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// SHA-256 of the body (hex); the server verifies it and refuses a mismatch.
+    pub sha256_hex: Option<String>,
+    /// Refuse to write if the key already exists (`If-None-Match: *`).
+    pub if_none_match: bool,
+}
+
+/// What a write returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub etag: String,
+    pub version_id: Option<String>,
+}
+
+/// The outcome of a read or copy that names a precondition.
+#[derive(Debug, Clone)]
+pub enum Fetch<T> {
+    Found(T),
+    /// The object (or version) does not exist.
+    NotFound,
+    /// The object exists but no longer matches the expected ETag.
+    Changed,
+}
+
+/// S3 as the engine uses it, for the source bucket, the vault and restore targets alike.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// True if the bucket exists and is reachable.
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool>;
+    /// Creates a bucket if it does not exist yet.
+    async fn create_bucket(&self, bucket: &str) -> Result<()>;
+    /// One page of ListObjectsV2.
+    async fn list(&self, bucket: &str, req: ListRequest<'_>) -> Result<ListPage>;
+    /// HEAD of the current object or a version; `None` if it does not exist.
+    async fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<ObjectInfo>>;
+    /// GET of a whole object, optionally a version, optionally only if its ETag matches.
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        if_match: Option<&str>,
+    ) -> Result<Fetch<(ObjectInfo, Bytes)>>;
+    /// Ranged GET of `len` bytes from `offset`.
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes>;
+    /// PutObject.
+    async fn put(&self, bucket: &str, key: &str, body: Bytes, opts: &PutOptions)
+        -> Result<Written>;
+    /// Server-side CopyObject, keeping the source's metadata and content type.
+    async fn copy(
+        &self,
+        src: &ObjectRef,
+        if_match: Option<&str>,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Fetch<Written>>;
+    /// Starts a multipart upload and returns its id.
+    async fn create_multipart(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String>;
+    /// Uploads one part and returns its ETag.
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        body: Bytes,
+    ) -> Result<String>;
+    /// Copies a byte range (inclusive) of another object as one part.
+    async fn upload_part_copy(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        src: &ObjectRef,
+        if_match: Option<&str>,
+        first: u64,
+        last: u64,
+    ) -> Result<Fetch<String>>;
+    /// Completes a multipart upload from (part number, ETag) pairs.
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(i32, String)],
+    ) -> Result<Written>;
+    /// Aborts a multipart upload, freeing its parts.
+    async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()>;
+    /// Deletes the current object (in a versioned bucket, creates a delete marker).
+    async fn delete(&self, bucket: &str, key: &str) -> Result<()>;
+}
+
+/// A message received from a queue.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: String,
+    pub receipt: String,
+    pub body: String,
+    /// How many times the queue has handed this message out, this time included.
+    pub receive_count: u32,
+}
+
+/// A work queue with at-least-once delivery (SQS).
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Sends one message, visible after `delay_seconds`.
+    async fn send(&self, queue: &str, body: &str, delay_seconds: i32) -> Result<()>;
+    /// Receives up to `max` messages, waiting up to `wait_seconds`, hiding them for `visibility_seconds`.
+    async fn receive(
+        &self,
+        queue: &str,
+        max: i32,
+        wait_seconds: i32,
+        visibility_seconds: i32,
+    ) -> Result<Vec<Message>>;
+    /// Deletes a handled message.
+    async fn delete(&self, queue: &str, receipt: &str) -> Result<()>;
+    /// Changes how long a received message stays hidden (0 makes it visible again at once).
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt: &str,
+        visibility_seconds: i32,
+    ) -> Result<()>;
+    /// Approximate number of messages visible plus in flight.
+    async fn depth(&self, queue: &str) -> Result<u64>;
+}
+
+/// One item of the control store: a JSON body under a partition and sort key, with a version for compare-and-set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub pk: String,
+    pub sk: String,
+    pub version: u64,
+    pub body: String,
+}
+
+/// Control state with conditional writes (DynamoDB). No read-modify-write happens without a condition.
+#[async_trait]
+pub trait ControlStore: Send + Sync {
+    /// Reads one item.
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>>;
+    /// Writes an item only if none exists under its key; returns false if one did.
+    async fn put_new(
+        &self,
+        pk: &str,
+        sk: &str,
+        body: &str,
+        expires_at: Option<i64>,
+    ) -> Result<bool>;
+    /// Replaces an item only if its version is still `expected_version`; returns false otherwise.
+    async fn replace(&self, pk: &str, sk: &str, expected_version: u64, body: &str) -> Result<bool>;
+    /// All items of a partition whose sort key starts with `sk_prefix`, in sort-key order.
+    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>>;
+}
+
+/// The time source; a port so that tests can pin it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

@@ -1,0 +1,397 @@
+//! Restore: resolve a prefix's state at time T from the vault and materialise it into a target, verified.
+//!
+//! Small objects are read with ranged GETs from their packs, checked against their SHA-256 and
+//! written with that checksum so S3 verifies them again; large objects are copied server-side
+//! with the part layout of their vault copy, so the target's ETag must equal the vault's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::capture::{part_ranges, read_segment};
+use crate::domain::{CaptureRecord, Location};
+use crate::engine::Engine;
+use crate::pack::decode_blob;
+use crate::point::{point_for, RecoveryPoint};
+use crate::ports::{Fetch, ListRequest, ObjectRef, ObjectStore, PutOptions};
+use crate::resolve::resolve;
+use crate::{Error, Result};
+
+/// How a restore writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestoreMode {
+    /// Into an empty or new target.
+    Copy,
+    /// In place: rewrite changed keys, optionally delete keys born after T.
+    Rollback,
+}
+
+impl std::str::FromStr for RestoreMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "copy" => Ok(RestoreMode::Copy),
+            "rollback" => Ok(RestoreMode::Rollback),
+            other => Err(Error::Invalid(format!(
+                "restore mode '{other}' is not one of: copy, rollback"
+            ))),
+        }
+    }
+}
+
+/// A restore request, as the CLI, the REST API and console test events give it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    pub source_bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    pub as_of: DateTime<Utc>,
+    pub target_bucket: String,
+    #[serde(default)]
+    pub target_prefix: String,
+    #[serde(default = "default_mode")]
+    pub mode: RestoreMode,
+    /// In rollback mode, delete keys that did not exist at T.
+    #[serde(default)]
+    pub delete_newer: bool,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+fn default_mode() -> RestoreMode {
+    RestoreMode::Copy
+}
+
+/// What a restore did (or, for a dry run, would do).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RestoreReport {
+    pub objects: u64,
+    pub bytes: u64,
+    pub verified: u64,
+    pub failed: u64,
+    pub deleted: u64,
+    pub unchanged: u64,
+    pub recovery_point: Option<DateTime<Utc>>,
+    pub dry_run: bool,
+    /// Keys that failed, with the reason (at most 100 are kept).
+    pub failures: Vec<(String, String)>,
+}
+
+/// Resolves the state of `prefix` at `as_of` from the recovery point that covers it.
+pub async fn load_state(
+    engine: &Engine,
+    bucket: &str,
+    prefix: &str,
+    as_of: DateTime<Utc>,
+) -> Result<(RecoveryPoint, BTreeMap<String, CaptureRecord>)> {
+    let vault_bucket = engine.config.vault_bucket.clone();
+    if !engine.vault.bucket_exists(&vault_bucket).await? {
+        return Err(Error::NoSuchBucket {
+            bucket: vault_bucket,
+        });
+    }
+    let point = point_for(engine.vault.as_ref(), &vault_bucket, bucket, as_of).await?;
+    let keys: Vec<String> = point
+        .segments
+        .iter()
+        .filter(|s| s.may_contain_prefix(prefix))
+        .map(|s| s.key.clone())
+        .collect();
+    let records: Vec<Vec<CaptureRecord>> = stream::iter(keys)
+        .map(|k| {
+            let (vault, vb) = (engine.vault.clone(), vault_bucket.clone());
+            async move { read_segment(&vault, &vb, &k).await }
+        })
+        .buffered(engine.config.concurrency.max(1))
+        .try_collect()
+        .await?;
+    let state = resolve(records.iter().flatten(), prefix, as_of);
+    Ok((point, state))
+}
+
+/// Restores a prefix as of a time into `target` (the S3 client that can write the target bucket).
+pub async fn restore(
+    engine: &Engine,
+    target: Arc<dyn ObjectStore>,
+    req: &RestoreRequest,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<RestoreReport> {
+    if req.mode == RestoreMode::Copy
+        && req.target_bucket == req.source_bucket
+        && overlaps(&req.prefix, &req.target_prefix)
+    {
+        return Err(Error::Invalid("copy mode needs a target outside the restored prefix; use --mode rollback to restore in place".into()));
+    }
+    let (point, state) = load_state(engine, &req.source_bucket, &req.prefix, req.as_of).await?;
+    let mut report = RestoreReport {
+        recovery_point: Some(point.time),
+        dry_run: req.dry_run,
+        ..Default::default()
+    };
+    let map_key = |k: &str| format!("{}{}", req.target_prefix, &k[req.prefix.len()..]);
+    let target_exists = target.bucket_exists(&req.target_bucket).await?;
+    let current = if target_exists {
+        list_current(target.as_ref(), &req.target_bucket, &req.target_prefix).await?
+    } else {
+        HashMap::new()
+    };
+    let mut todo: Vec<(String, CaptureRecord)> = Vec::new();
+    let mut deletes = Vec::new();
+    match req.mode {
+        RestoreMode::Copy => {
+            if !current.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "target s3://{}/{} is not empty ({} objects); copy mode restores into an empty or new target",
+                    req.target_bucket,
+                    req.target_prefix,
+                    current.len()
+                )));
+            }
+            todo = state.into_iter().map(|(k, r)| (map_key(&k), r)).collect();
+        }
+        RestoreMode::Rollback => {
+            if !target_exists {
+                return Err(Error::NoSuchBucket {
+                    bucket: req.target_bucket.clone(),
+                });
+            }
+            let mut wanted = std::collections::HashSet::new();
+            for (k, r) in state {
+                let tk = map_key(&k);
+                wanted.insert(tk.clone());
+                if current
+                    .get(&tk)
+                    .is_some_and(|etag| Some(etag) == r.etag.as_ref())
+                {
+                    report.unchanged += 1;
+                } else {
+                    todo.push((tk, r));
+                }
+            }
+            if req.delete_newer {
+                deletes = current
+                    .keys()
+                    .filter(|k| !wanted.contains(*k))
+                    .cloned()
+                    .collect();
+            }
+        }
+    }
+    if req.dry_run {
+        report.objects = todo.len() as u64;
+        report.bytes = todo.iter().map(|(_, r)| r.size).sum();
+        report.deleted = deletes.len() as u64;
+        return Ok(report);
+    }
+    if !target_exists {
+        target.create_bucket(&req.target_bucket).await?;
+    }
+    let total = todo.len() as u64;
+    let mut done = 0u64;
+    let in_place = req.mode == RestoreMode::Rollback && req.target_bucket == req.source_bucket;
+    let mut results = stream::iter(todo)
+        .map(|(tk, rec)| {
+            let target = target.clone();
+            let tb = req.target_bucket.clone();
+            async move {
+                let r = restore_one(engine, target.as_ref(), &tb, &tk, &rec, in_place).await;
+                (tk, rec.size, r)
+            }
+        })
+        .buffer_unordered(engine.config.concurrency.max(1));
+    while let Some((key, size, r)) = results.next().await {
+        done += 1;
+        match r {
+            Ok(()) => {
+                report.objects += 1;
+                report.bytes += size;
+                report.verified += 1;
+            }
+            Err(e) => {
+                tracing::error!(%key, error = %e, "restore of object failed");
+                report.failed += 1;
+                if report.failures.len() < 100 {
+                    report.failures.push((key, e.to_string()));
+                }
+            }
+        }
+        if done % 250 == 0 || done == total {
+            progress(done, total);
+        }
+    }
+    drop(results);
+    for k in deletes {
+        target.delete(&req.target_bucket, &k).await?;
+        report.deleted += 1;
+    }
+    Ok(report)
+}
+
+fn overlaps(a: &str, b: &str) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+async fn list_current(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    prefix: &str,
+) -> Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    let mut token = None;
+    loop {
+        let page = store
+            .list(
+                bucket,
+                ListRequest {
+                    prefix,
+                    continuation: token,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        out.extend(page.objects.into_iter().map(|o| (o.key, o.etag)));
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Restores one object and verifies it.
+async fn restore_one(
+    engine: &Engine,
+    target: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+    rec: &CaptureRecord,
+    in_place: bool,
+) -> Result<()> {
+    let vb = &engine.config.vault_bucket;
+    // In place on a versioned source, the old version may still be there: copy it server-side.
+    if in_place {
+        if let (Some(v), Some(etag)) = (&rec.version_id, &rec.etag) {
+            let src = ObjectRef {
+                bucket: rec.bucket.clone(),
+                key: rec.key.clone(),
+                version_id: Some(v.clone()),
+            };
+            if rec.size < engine.config.multipart_copy_threshold {
+                if let Fetch::Found(w) = target.copy(&src, Some(etag), bucket, key).await? {
+                    if &w.etag == etag {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+    match &rec.location {
+        Some(Location::Pack {
+            pack,
+            offset,
+            length,
+            ..
+        }) => {
+            let stored = engine
+                .vault
+                .get_range(vb, pack, None, *offset, *length)
+                .await?;
+            let data: Bytes = decode_blob(rec, &stored)?;
+            let opts = PutOptions {
+                content_type: rec.content_type.clone(),
+                metadata: rec.metadata.clone(),
+                sha256_hex: rec
+                    .checksum
+                    .as_ref()
+                    .filter(|c| c.algorithm == "SHA256")
+                    .map(|c| c.value.clone()),
+                if_none_match: false,
+            };
+            let w = target.put(bucket, key, data.clone(), &opts).await?;
+            let md5 = hex::encode(<md5::Md5 as md5::Digest>::digest(&data));
+            // A plain-MD5 ETag that disagrees means the bytes changed in transit.
+            if w.etag.len() == 32
+                && !w.etag.contains('-')
+                && w.etag != md5
+                && rec.etag.as_deref() == Some(md5.as_str())
+            {
+                return Err(Error::ChecksumMismatch {
+                    key: key.into(),
+                    expected: md5,
+                    actual: w.etag,
+                });
+            }
+            Ok(())
+        }
+        Some(Location::Object {
+            key: vkey,
+            version_id,
+            etag,
+            part_size,
+        }) => {
+            let src = ObjectRef {
+                bucket: vb.clone(),
+                key: vkey.clone(),
+                version_id: version_id.clone(),
+            };
+            let written = match part_size {
+                None => match target.copy(&src, None, bucket, key).await? {
+                    Fetch::Found(w) => w,
+                    _ => return Err(Error::corrupt("vault object", format!("{vkey} is missing"))),
+                },
+                Some(ps) => {
+                    let opts = PutOptions {
+                        content_type: rec.content_type.clone(),
+                        metadata: rec.metadata.clone(),
+                        ..Default::default()
+                    };
+                    let upload = target.create_multipart(bucket, key, &opts).await?;
+                    let mut parts = Vec::new();
+                    for (i, (first, last)) in part_ranges(rec.size, *ps).into_iter().enumerate() {
+                        match target
+                            .upload_part_copy(
+                                bucket,
+                                key,
+                                &upload,
+                                i as i32 + 1,
+                                &src,
+                                None,
+                                first,
+                                last,
+                            )
+                            .await?
+                        {
+                            Fetch::Found(e) => parts.push((i as i32 + 1, e)),
+                            _ => {
+                                target.abort_multipart(bucket, key, &upload).await?;
+                                return Err(Error::corrupt(
+                                    "vault object",
+                                    format!("{vkey} is missing"),
+                                ));
+                            }
+                        }
+                    }
+                    target
+                        .complete_multipart(bucket, key, &upload, &parts)
+                        .await?
+                }
+            };
+            if &written.etag != etag {
+                return Err(Error::ChecksumMismatch {
+                    key: key.into(),
+                    expected: etag.clone(),
+                    actual: written.etag,
+                });
+            }
+            Ok(())
+        }
+        None => Err(Error::corrupt(
+            "capture record",
+            format!("{} has no location", rec.key),
+        )),
+    }
+}
