@@ -1,0 +1,189 @@
+# Restore API: POST /restores (IAM / SigV4 auth, body validated against the restore request
+# schema) proxied to the restore function.
+
+resource "aws_api_gateway_rest_api" "restore" {
+  name        = "${var.name_prefix}-restore-api"
+  description = "tidemark point-in-time restore API (IAM / SigV4 auth)"
+
+  endpoint_configuration {
+    types = ["REGIONAL"]
+  }
+
+  tags = var.tags
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_api_gateway_resource" "restores" {
+  rest_api_id = aws_api_gateway_rest_api.restore.id
+  parent_id   = aws_api_gateway_rest_api.restore.root_resource_id
+  path_part   = "restores"
+}
+
+resource "aws_api_gateway_model" "restore_request" {
+  rest_api_id  = aws_api_gateway_rest_api.restore.id
+  name         = "RestoreRequest"
+  content_type = "application/json"
+  schema       = file(local.restore_request_schema)
+}
+
+resource "aws_api_gateway_request_validator" "body" {
+  rest_api_id                 = aws_api_gateway_rest_api.restore.id
+  name                        = "body"
+  validate_request_body       = true
+  validate_request_parameters = false
+}
+
+resource "aws_api_gateway_method" "post_restores" {
+  rest_api_id          = aws_api_gateway_rest_api.restore.id
+  resource_id          = aws_api_gateway_resource.restores.id
+  http_method          = "POST"
+  authorization        = "AWS_IAM"
+  request_validator_id = aws_api_gateway_request_validator.body.id
+  request_models = {
+    "application/json" = aws_api_gateway_model.restore_request.name
+  }
+}
+
+resource "aws_api_gateway_integration" "post_restores" {
+  rest_api_id             = aws_api_gateway_rest_api.restore.id
+  resource_id             = aws_api_gateway_resource.restores.id
+  http_method             = aws_api_gateway_method.post_restores.http_method
+  type                    = "AWS_PROXY"
+  integration_http_method = "POST"
+  uri                     = aws_lambda_function.this["restore"].invoke_arn
+}
+
+resource "aws_api_gateway_deployment" "restore" {
+  rest_api_id = aws_api_gateway_rest_api.restore.id
+  description = "tidemark restore API"
+
+  triggers = {
+    redeployment = sha1(jsonencode([
+      aws_api_gateway_resource.restores.id,
+      aws_api_gateway_method.post_restores.id,
+      aws_api_gateway_integration.post_restores.id,
+      aws_api_gateway_model.restore_request.schema,
+    ]))
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_cloudwatch_log_group" "restore_api" {
+  name              = "/aws/apigateway/${var.name_prefix}-restore-api"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.vault.arn
+  tags              = var.tags
+}
+
+resource "aws_api_gateway_stage" "v1" {
+  #checkov:skip=CKV_AWS_120:POST /restores starts a restore; responses must never be served from a cache.
+  #checkov:skip=CKV2_AWS_29:Every request is SigV4-signed and IAM-authorised; a WAF web ACL can be attached by the customer.
+  #checkov:skip=CKV2_AWS_51:The backend is a Lambda proxy integration, not an HTTP endpoint that could verify a client certificate.
+  rest_api_id          = aws_api_gateway_rest_api.restore.id
+  deployment_id        = aws_api_gateway_deployment.restore.id
+  stage_name           = "v1"
+  xray_tracing_enabled = true
+
+  access_log_settings {
+    destination_arn = aws_cloudwatch_log_group.restore_api.arn
+    format = jsonencode({
+      requestId        = "$context.requestId"
+      ip               = "$context.identity.sourceIp"
+      caller           = "$context.identity.caller"
+      user             = "$context.identity.userArn"
+      requestTime      = "$context.requestTime"
+      httpMethod       = "$context.httpMethod"
+      resourcePath     = "$context.resourcePath"
+      status           = "$context.status"
+      protocol         = "$context.protocol"
+      responseLength   = "$context.responseLength"
+      integrationError = "$context.integration.error"
+    })
+  }
+
+  tags       = var.tags
+  depends_on = [aws_api_gateway_account.this]
+}
+
+resource "aws_api_gateway_method_settings" "all" {
+  #checkov:skip=CKV_AWS_225:POST /restores starts a restore; responses must never be served from a cache.
+  rest_api_id = aws_api_gateway_rest_api.restore.id
+  stage_name  = aws_api_gateway_stage.v1.stage_name
+  method_path = "*/*"
+
+  settings {
+    logging_level          = "INFO"
+    metrics_enabled        = true
+    data_trace_enabled     = false
+    throttling_burst_limit = 20
+    throttling_rate_limit  = 10
+  }
+}
+
+resource "aws_lambda_permission" "restore_api" {
+  statement_id  = "restore-api"
+  function_name = aws_lambda_function.this["restore"].function_name
+  action        = "lambda:InvokeFunction"
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_api_gateway_rest_api.restore.execution_arn}/*/POST/restores"
+}
+
+# ---------------------------------------------------------------- API Gateway logging role (account-wide)
+data "aws_iam_policy_document" "apigateway_assume" {
+  statement {
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["apigateway.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "apigateway_logs" {
+  count              = var.manage_api_gateway_account ? 1 : 0
+  name_prefix        = "${var.name_prefix}-apigw-logs-"
+  description        = "Lets API Gateway write the restore API's execution and access logs (account-wide API Gateway setting)."
+  assume_role_policy = data.aws_iam_policy_document.apigateway_assume.json
+  tags               = merge(var.tags, { "tidemark:role" = "apigateway-logs" })
+}
+
+data "aws_iam_policy_document" "apigateway_logs" {
+  statement {
+    sid    = "ApiGatewayLogs"
+    effect = "Allow"
+    actions = [
+      "logs:CreateLogGroup",
+      "logs:CreateLogStream",
+      "logs:DescribeLogGroups",
+      "logs:DescribeLogStreams",
+      "logs:PutLogEvents",
+      "logs:GetLogEvents",
+      "logs:FilterLogEvents",
+    ]
+    resources = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "apigateway_logs" {
+  count  = var.manage_api_gateway_account ? 1 : 0
+  name   = "apigateway-logs"
+  role   = aws_iam_role.apigateway_logs[0].id
+  policy = data.aws_iam_policy_document.apigateway_logs.json
+}
+
+resource "aws_api_gateway_account" "this" {
+  count               = var.manage_api_gateway_account ? 1 : 0
+  cloudwatch_role_arn = aws_iam_role.apigateway_logs[0].arn
+}

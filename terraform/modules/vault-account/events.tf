@@ -1,0 +1,126 @@
+# ---------------------------------------------------------------- vault event bus
+resource "aws_cloudwatch_event_bus" "vault" {
+  name = "${var.name_prefix}-vault"
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_event_bus_policy" "vault" {
+  event_bus_name = aws_cloudwatch_event_bus.vault.name
+  policy         = data.aws_iam_policy_document.vault_bus.json
+}
+
+data "aws_iam_policy_document" "vault_bus" {
+  statement {
+    sid    = "tidemark-source-accounts"
+    effect = "Allow"
+    principals {
+      type        = "AWS"
+      identifiers = var.source_account_ids
+    }
+    actions   = ["events:PutEvents"]
+    resources = [aws_cloudwatch_event_bus.vault.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "events:source"
+      values   = ["aws.s3"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "events:detail-type"
+      values   = ["Object Created", "Object Deleted"]
+    }
+  }
+}
+
+resource "aws_cloudwatch_event_rule" "delta" {
+  name           = "${var.name_prefix}-s3-changes-to-delta"
+  description    = "S3 Object Created / Object Deleted forwarded by the source accounts, into the delta queue."
+  event_bus_name = aws_cloudwatch_event_bus.vault.name
+  state          = "ENABLED"
+  event_pattern = jsonencode({
+    source        = ["aws.s3"]
+    "detail-type" = ["Object Created", "Object Deleted"]
+    account       = var.source_account_ids
+  })
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "delta" {
+  target_id      = "delta-queue"
+  rule           = aws_cloudwatch_event_rule.delta.name
+  event_bus_name = aws_cloudwatch_event_bus.vault.name
+  arn            = aws_sqs_queue.main["delta"].arn
+
+  dead_letter_config {
+    arn = aws_sqs_queue.async_dlq.arn
+  }
+
+  retry_policy {
+    maximum_event_age_in_seconds = 86400
+    maximum_retry_attempts       = 185
+  }
+}
+
+# ---------------------------------------------------------------- schedules
+resource "aws_cloudwatch_event_rule" "checkpoint" {
+  name                = "${var.name_prefix}-checkpoint"
+  description         = "Seal a recovery point every checkpoint_interval_minutes."
+  state               = "ENABLED"
+  schedule_expression = local.checkpoint_rate
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "checkpoint" {
+  target_id = "checkpoint"
+  rule      = aws_cloudwatch_event_rule.checkpoint.name
+  arn       = aws_lambda_function.this["checkpoint"].arn
+
+  dead_letter_config {
+    arn = aws_sqs_queue.async_dlq.arn
+  }
+
+  retry_policy {
+    maximum_event_age_in_seconds = 600
+    maximum_retry_attempts       = 2
+  }
+}
+
+resource "aws_cloudwatch_event_rule" "reconcile" {
+  name                = "${var.name_prefix}-reconcile"
+  description         = "Daily reconciliation of the newest inventory report with the catalog."
+  state               = "ENABLED"
+  schedule_expression = var.reconciliation_schedule
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "reconcile" {
+  target_id = "seeder-reconcile"
+  rule      = aws_cloudwatch_event_rule.reconcile.name
+  arn       = aws_lambda_function.this["seeder"].arn
+  input     = jsonencode({ mode = "reconcile" })
+
+  dead_letter_config {
+    arn = aws_sqs_queue.async_dlq.arn
+  }
+
+  retry_policy {
+    maximum_event_age_in_seconds = 3600
+    maximum_retry_attempts       = 2
+  }
+}
+
+resource "aws_lambda_permission" "checkpoint_schedule" {
+  statement_id  = "checkpoint-schedule"
+  function_name = aws_lambda_function.this["checkpoint"].function_name
+  action        = "lambda:InvokeFunction"
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.checkpoint.arn
+}
+
+resource "aws_lambda_permission" "reconcile_schedule" {
+  statement_id  = "reconcile-schedule"
+  function_name = aws_lambda_function.this["seeder"].function_name
+  action        = "lambda:InvokeFunction"
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.reconcile.arn
+}

@@ -1,0 +1,259 @@
+# One role per function. "common" grants what every function needs; the per-function policy
+# grants the rest. No statement allows "*" actions; the only "*" resource is X-Ray's
+# (PutTraceSegments has no resource-level permissions), pinned to this region.
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "function" {
+  for_each           = local.functions
+  name               = "${var.name_prefix}-${each.key}"
+  description        = "tidemark ${each.key} function"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+  tags               = merge(var.tags, { "tidemark:role" = each.key })
+}
+
+data "aws_iam_policy_document" "common" {
+  for_each = local.functions
+
+  statement {
+    sid       = "WriteOwnLogs"
+    effect    = "Allow"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.function[each.key].arn}:*"]
+  }
+
+  statement {
+    sid       = "Tracing"
+    effect    = "Allow"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestedRegion"
+      values   = [local.region]
+    }
+  }
+
+  statement {
+    sid    = "ControlTable"
+    effect = "Allow"
+    actions = [
+      "dynamodb:GetItem",
+      "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem",
+      "dynamodb:Query",
+      "dynamodb:BatchGetItem",
+      "dynamodb:BatchWriteItem",
+      "dynamodb:ConditionCheckItem",
+      "dynamodb:DescribeTable",
+    ]
+    resources = [aws_dynamodb_table.control.arn, "${aws_dynamodb_table.control.arn}/index/*"]
+  }
+
+  statement {
+    sid       = "VaultKey"
+    effect    = "Allow"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    resources = [aws_kms_key.vault.arn]
+  }
+
+  statement {
+    sid       = "ReadVault"
+    effect    = "Allow"
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
+    resources = ["${aws_s3_bucket.vault.arn}/v1/*"]
+  }
+
+  statement {
+    sid       = "ListVault"
+    effect    = "Allow"
+    actions   = ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation"]
+    resources = [aws_s3_bucket.vault.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "common" {
+  for_each = local.functions
+  name     = "common"
+  role     = aws_iam_role.function[each.key].id
+  policy   = data.aws_iam_policy_document.common[each.key].json
+}
+
+data "aws_iam_policy_document" "seeder" {
+  statement {
+    sid       = "AssumeSourceReadRoles"
+    effect    = "Allow"
+    actions   = ["sts:AssumeRole"]
+    resources = [local.source_read_role_arns]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceAccount"
+      values   = var.source_account_ids
+    }
+  }
+
+  statement {
+    sid       = "EnqueueTasks"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
+    resources = [aws_sqs_queue.main["work"].arn]
+  }
+
+  statement {
+    sid       = "AsyncDeadLetters"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.async_dlq.arn]
+  }
+}
+
+data "aws_iam_policy_document" "worker" {
+  statement {
+    sid       = "AssumeSourceReadRoles"
+    effect    = "Allow"
+    actions   = ["sts:AssumeRole"]
+    resources = [local.source_read_role_arns]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceAccount"
+      values   = var.source_account_ids
+    }
+  }
+
+  statement {
+    sid       = "ConsumeAndSplitTasks"
+    effect    = "Allow"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:SendMessage"]
+    resources = [aws_sqs_queue.main["work"].arn]
+  }
+
+  statement {
+    sid       = "WriteVault"
+    effect    = "Allow"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+    resources = ["${aws_s3_bucket.vault.arn}/v1/*"]
+  }
+}
+
+data "aws_iam_policy_document" "delta" {
+  statement {
+    sid       = "AssumeSourceReadRoles"
+    effect    = "Allow"
+    actions   = ["sts:AssumeRole"]
+    resources = [local.source_read_role_arns]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceAccount"
+      values   = var.source_account_ids
+    }
+  }
+
+  statement {
+    sid       = "ConsumeDeltas"
+    effect    = "Allow"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
+    resources = [aws_sqs_queue.main["delta"].arn]
+  }
+
+  statement {
+    sid       = "WriteVault"
+    effect    = "Allow"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+    resources = ["${aws_s3_bucket.vault.arn}/v1/*"]
+  }
+}
+
+data "aws_iam_policy_document" "checkpoint" {
+  statement {
+    sid       = "WatermarkFromQueueAge"
+    effect    = "Allow"
+    actions   = ["sqs:GetQueueAttributes"]
+    resources = [aws_sqs_queue.main["work"].arn, aws_sqs_queue.main["delta"].arn]
+  }
+
+  statement {
+    sid       = "SealRecoveryPoints"
+    effect    = "Allow"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+    resources = ["${aws_s3_bucket.vault.arn}/v1/*"]
+  }
+
+  statement {
+    sid       = "AsyncDeadLetters"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.async_dlq.arn]
+  }
+}
+
+data "aws_iam_policy_document" "restore" {
+  statement {
+    sid       = "PlanAndRunRestoreTasks"
+    effect    = "Allow"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:SendMessage"]
+    resources = [aws_sqs_queue.main["restore"].arn]
+  }
+
+  statement {
+    sid       = "WriteRestoreTargets"
+    effect    = "Allow"
+    actions   = ["s3:PutObject", "s3:PutObjectTagging", "s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+    resources = ["arn:${local.partition}:s3:::${var.restore_target_bucket_prefix}*/*"]
+  }
+
+  statement {
+    sid       = "ListRestoreTargets"
+    effect    = "Allow"
+    actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
+    resources = ["arn:${local.partition}:s3:::${var.restore_target_bucket_prefix}*"]
+  }
+}
+
+locals {
+  specific_policies = {
+    seeder     = data.aws_iam_policy_document.seeder.json
+    worker     = data.aws_iam_policy_document.worker.json
+    delta      = data.aws_iam_policy_document.delta.json
+    checkpoint = data.aws_iam_policy_document.checkpoint.json
+    restore    = data.aws_iam_policy_document.restore.json
+  }
+}
+
+resource "aws_iam_role_policy" "specific" {
+  for_each = local.functions
+  name     = each.key
+  role     = aws_iam_role.function[each.key].id
+  policy   = local.specific_policies[each.key]
+}
+
+# In-place rollback (write access to the source buckets) is off unless enable_in_place_rollback.
+data "aws_iam_policy_document" "rollback" {
+  statement {
+    sid       = "AssumeSourceRollbackRoles"
+    effect    = "Allow"
+    actions   = ["sts:AssumeRole"]
+    resources = [local.source_rollback_role_arns]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceAccount"
+      values   = var.source_account_ids
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "rollback" {
+  count  = var.enable_in_place_rollback ? 1 : 0
+  name   = "in-place-rollback"
+  role   = aws_iam_role.function["restore"].id
+  policy = data.aws_iam_policy_document.rollback.json
+}

@@ -1,0 +1,97 @@
+data "aws_caller_identity" "current" {}
+data "aws_region" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  region     = data.aws_region.current.id
+  partition  = data.aws_partition.current.partition
+
+  vault_bucket_name = var.vault_bucket_name != "" ? var.vault_bucket_name : "${var.name_prefix}-vault-${local.account_id}-${local.region}"
+
+  # The five Lambda binaries of package tidemark-lambda (crates/lambda), one zip each.
+  # Same settings as cloudformation/vault-account.yaml; tests/iac/test_parity.py compares them.
+  functions = {
+    seeder = {
+      binary      = "tidemark-seeder"
+      memory      = 1024
+      timeout     = 900
+      reserved    = -1
+      description = "Reads the newest S3 Inventory report, cuts partitions, enqueues work tasks; daily reconciliation."
+    }
+    worker = {
+      binary      = "tidemark-worker"
+      memory      = var.worker_memory_mb
+      timeout     = 900
+      reserved    = -1
+      description = "Copies one partition task into the vault (packs for small objects, server-side copies for large ones)."
+    }
+    delta = {
+      binary      = "tidemark-delta"
+      memory      = 1024
+      timeout     = 300
+      reserved    = -1
+      description = "Captures S3 Object Created / Object Deleted events (de-duplicated) into packs and delta index segments."
+    }
+    checkpoint = {
+      binary      = "tidemark-checkpoint"
+      memory      = 512
+      timeout     = 300
+      reserved    = var.checkpoint_reserved_concurrency
+      description = "Every checkpoint_interval_minutes, computes the watermark and seals a recovery point; emits Tidemark/RpoSeconds."
+    }
+    restore = {
+      binary      = "tidemark-restore"
+      memory      = 2048
+      timeout     = 900
+      reserved    = -1
+      description = "POST /restores plans a point-in-time restore; restore-queue tasks copy objects to the target and verify them."
+    }
+  }
+
+  # Visibility timeout = 6 x the consuming function's timeout (AWS's advice for SQS event sources).
+  queues = {
+    work    = { visibility_timeout = 5400 }
+    delta   = { visibility_timeout = 1800 }
+    restore = { visibility_timeout = 5400 }
+  }
+
+  event_sources = {
+    worker = {
+      queue           = "work"
+      batch_size      = 1
+      batching_window = 0
+      max_concurrency = var.worker_max_concurrency
+    }
+    delta = {
+      queue           = "delta"
+      batch_size      = 100
+      batching_window = 10
+      max_concurrency = var.delta_max_concurrency
+    }
+    restore = {
+      queue           = "restore"
+      batch_size      = 1
+      batching_window = 0
+      max_concurrency = var.restore_max_concurrency
+    }
+  }
+
+  # Functions invoked asynchronously (by schedules); their failed invocations land in the async DLQ.
+  async_functions = {
+    seeder     = "tidemark-seeder"
+    checkpoint = "tidemark-checkpoint"
+  }
+
+  source_read_role_arns     = "arn:${local.partition}:iam::*:role/${var.source_read_role_name}"
+  source_rollback_role_arns = "arn:${local.partition}:iam::*:role/${var.source_rollback_role_name}"
+
+  use_s3_artifacts = var.lambda_s3_bucket != ""
+
+  # One dashboard JSON for both deploy paths (CloudFormation embeds a checked copy).
+  dashboard_template = "${path.module}/../../../infra/dashboard.json"
+  # One restore request schema for both deploy paths.
+  restore_request_schema = "${path.module}/../../../infra/events/restore-request.schema.json"
+
+  checkpoint_rate = var.checkpoint_interval_minutes == 1 ? "rate(1 minute)" : "rate(${var.checkpoint_interval_minutes} minutes)"
+}

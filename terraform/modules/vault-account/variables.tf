@@ -1,0 +1,206 @@
+# Every variable has the same name, meaning and default as the matching parameter of
+# cloudformation/vault-account.yaml (NamePrefix <-> name_prefix, ...).
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (functions, roles, queues, table, bus)."
+  type        = string
+  default     = "tidemark"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,20}$", var.name_prefix))
+    error_message = "name_prefix must match ^[a-z][a-z0-9-]{1,20}$."
+  }
+}
+
+variable "source_account_ids" {
+  description = "AWS account ids of the source (protected) accounts. At least one."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.source_account_ids) > 0 && alltrue([for id in var.source_account_ids : can(regex("^[0-9]{12}$", id))])
+    error_message = "source_account_ids must hold at least one 12-digit account id."
+  }
+}
+
+variable "external_id" {
+  description = "External id the functions present when they assume the source accounts' roles; give the same value to the source-account module. Generate one, e.g. `openssl rand -hex 20`."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = length(var.external_id) >= 16
+    error_message = "external_id must be at least 16 characters."
+  }
+}
+
+variable "source_read_role_name" {
+  description = "Name of the read-only role the source-account module creates in every source account."
+  type        = string
+  default     = "tidemark-backup-read"
+}
+
+variable "vault_bucket_name" {
+  description = "Name of the vault bucket. Empty means <name_prefix>-vault-<account>-<region>."
+  type        = string
+  default     = ""
+}
+
+variable "vault_retention_days" {
+  description = "Object Lock COMPLIANCE default retention in days. Nobody, not even the root user, can delete a version before it expires."
+  type        = number
+  default     = 35
+}
+
+variable "noncurrent_version_expiration_days" {
+  description = "Lifecycle expiry of noncurrent vault versions (keep it above vault_retention_days)."
+  type        = number
+  default     = 36
+}
+
+variable "access_log_retention_days" {
+  description = "Days the vault bucket's server access logs are kept."
+  type        = number
+  default     = 365
+}
+
+variable "lambda_package_dir" {
+  description = "Directory with the `make package` output (<dir>/<binary>/bootstrap.zip). Used when lambda_s3_bucket is empty."
+  type        = string
+  default     = ""
+}
+
+variable "lambda_s3_bucket" {
+  description = "S3 bucket holding the function zips (<lambda_s3_prefix><binary>/bootstrap.zip), as the CloudFormation template expects. Empty means upload from lambda_package_dir."
+  type        = string
+  default     = ""
+}
+
+variable "lambda_s3_prefix" {
+  description = "Key prefix of the zips in lambda_s3_bucket."
+  type        = string
+  default     = "tidemark/"
+}
+
+variable "lambda_architecture" {
+  description = "arm64 or x86_64; must match the zips (`make package ARCH=arm64` for arm64)."
+  type        = string
+  default     = "arm64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be arm64 or x86_64."
+  }
+}
+
+variable "worker_memory_mb" {
+  description = "Memory of the worker function."
+  type        = number
+  default     = 2048
+}
+
+variable "worker_max_concurrency" {
+  description = "Maximum concurrent worker invocations fed by the work queue (SQS event source MaximumConcurrency, 2-1000)."
+  type        = number
+  default     = 100
+}
+
+variable "delta_max_concurrency" {
+  description = "Maximum concurrent delta invocations (2-1000)."
+  type        = number
+  default     = 20
+}
+
+variable "restore_max_concurrency" {
+  description = "Maximum concurrent restore-task invocations (2-1000)."
+  type        = number
+  default     = 50
+}
+
+variable "checkpoint_reserved_concurrency" {
+  description = "Reserved concurrency of the checkpoint function; -1 leaves it unreserved (new accounts with a 10-execution quota cannot reserve any)."
+  type        = number
+  default     = -1
+}
+
+variable "max_receive_count" {
+  description = "Deliveries before a message moves to its dead-letter queue."
+  type        = number
+  default     = 5
+}
+
+variable "checkpoint_interval_minutes" {
+  description = "How often the checkpoint function seals a recovery point (1-60 minutes; the RPO floor)."
+  type        = number
+  default     = 15
+
+  validation {
+    condition     = var.checkpoint_interval_minutes >= 1 && var.checkpoint_interval_minutes <= 60
+    error_message = "checkpoint_interval_minutes must be between 1 and 60."
+  }
+}
+
+variable "reconciliation_schedule" {
+  description = "When the seeder compares the newest inventory report with the catalog (after the daily inventory lands)."
+  type        = string
+  default     = "cron(30 6 * * ? *)"
+}
+
+variable "restore_target_bucket_prefix" {
+  description = "Copy-mode restores may write only into buckets whose name starts with this prefix."
+  type        = string
+  default     = "tidemark-restore-"
+}
+
+variable "enable_in_place_rollback" {
+  description = "Let the restore function assume the source accounts' rollback role (write access to the source buckets). Off by default."
+  type        = bool
+  default     = false
+}
+
+variable "source_rollback_role_name" {
+  description = "Name of the optional in-place rollback role in the source accounts."
+  type        = string
+  default     = "tidemark-restore-write"
+}
+
+variable "alarm_email" {
+  description = "Optional e-mail address subscribed to the alarm topic."
+  type        = string
+  default     = ""
+}
+
+variable "rpo_alarm_threshold_seconds" {
+  description = "RPO (seconds since the latest sealed recovery point) above which the RPO alarm fires."
+  type        = number
+  default     = 1800
+}
+
+variable "slowdown_alarm_threshold" {
+  description = "503 SlowDown responses per 5 minutes that raise an alarm."
+  type        = number
+  default     = 1000
+}
+
+variable "function_error_alarm_threshold" {
+  description = "Function errors per 5 minutes that raise an alarm."
+  type        = number
+  default     = 1
+}
+
+variable "log_retention_days" {
+  description = "Retention of the functions' and the API's log groups."
+  type        = number
+  default     = 365
+}
+
+variable "manage_api_gateway_account" {
+  description = "Set this region's API Gateway CloudWatch Logs role (an account-wide setting; false if the account already has one)."
+  type        = bool
+  default     = true
+}
+
+variable "tags" {
+  description = "Tags added to every resource that takes tags."
+  type        = map(string)
+  default     = {}
+}
