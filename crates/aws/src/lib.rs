@@ -1,1 +1,17 @@
-//! tidemark-aws.
+//! AWS adapters for the engine's ports (S3, SQS, DynamoDB) and the admin operations that set up
+//! a vault and protect a bucket (Object Lock bucket, queues with dead-letter queues, control
+//! table, EventBridge notifications and routing).
+//!
+//! Architecture invariant: this is the only crate (with the binaries) that depends on the AWS SDK.
+
+pub mod admin;
+pub mod clients;
+pub mod dynamodb;
+mod errors;
+pub mod s3;
+pub mod sqs;
+
+pub use clients::{AwsClients, ClientOptions};
+pub use dynamodb::DynamoControlStore;
+pub use s3::S3Store;
+pub use sqs::SqsQueue;

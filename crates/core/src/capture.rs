@@ -43,12 +43,7 @@ fn clean_version(v: Option<String>) -> Option<String> {
     v.filter(|v| v != "null" && !v.is_empty())
 }
 
-fn put_record(
-    bucket: &str,
-    info: &ObjectInfo,
-    sequencer: Option<String>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> CaptureRecord {
+fn put_record(bucket: &str, info: &ObjectInfo, sequencer: Option<String>, now: chrono::DateTime<chrono::Utc>) -> CaptureRecord {
     CaptureRecord {
         bucket: bucket.into(),
         key: info.key.clone(),
@@ -69,23 +64,11 @@ fn put_record(
 async fn capture_one(engine: &Engine, bucket: &str, item: CaptureItem) -> Result<(Captured, u64)> {
     let now = engine.clock.now();
     if item.size_hint < engine.config.small_object_threshold {
-        return match engine
-            .source
-            .get(
-                bucket,
-                &item.key,
-                item.version_id.as_deref(),
-                item.if_match.as_deref(),
-            )
-            .await?
-        {
+        return match engine.source.get(bucket, &item.key, item.version_id.as_deref(), item.if_match.as_deref()).await? {
             Fetch::Found((info, data)) => {
                 let mut info = info;
                 info.key = item.key.clone();
-                Ok((
-                    Captured::Small(put_record(bucket, &info, item.sequencer, now), data),
-                    1,
-                ))
+                Ok((Captured::Small(put_record(bucket, &info, item.sequencer, now), data), 1))
             }
             Fetch::NotFound | Fetch::Changed => Ok((Captured::Gone, 1)),
         };
@@ -94,22 +77,14 @@ async fn capture_one(engine: &Engine, bucket: &str, item: CaptureItem) -> Result
     let mut requests = 0;
     for _ in 0..3 {
         requests += 1;
-        let Some(mut info) = engine
-            .source
-            .head(bucket, &item.key, item.version_id.as_deref())
-            .await?
-        else {
+        let Some(mut info) = engine.source.head(bucket, &item.key, item.version_id.as_deref()).await? else {
             return Ok((Captured::Gone, requests));
         };
         info.key = item.key.clone();
         if item.if_match.as_deref().is_some_and(|e| e != info.etag) {
             return Ok((Captured::Gone, requests));
         }
-        let src = ObjectRef {
-            bucket: bucket.into(),
-            key: item.key.clone(),
-            version_id: clean_version(info.version_id.clone()),
-        };
+        let src = ObjectRef { bucket: bucket.into(), key: item.key.clone(), version_id: clean_version(info.version_id.clone()) };
         let (fetched, n) = copy_to_vault(engine, &src, &info).await?;
         requests += n;
         match fetched {
@@ -123,76 +98,35 @@ async fn capture_one(engine: &Engine, bucket: &str, item: CaptureItem) -> Result
             Fetch::NotFound | Fetch::Changed => continue,
         }
     }
-    Err(Error::port(
-        "copy large object",
-        format!("s3://{bucket}/{} kept changing during copy", item.key),
-        true,
-    ))
+    Err(Error::port("copy large object", format!("s3://{bucket}/{} kept changing during copy", item.key), true))
 }
 
 /// Copies one source version into the vault server-side; returns its location and the requests sent.
-pub async fn copy_to_vault(
-    engine: &Engine,
-    src: &ObjectRef,
-    info: &ObjectInfo,
-) -> Result<(Fetch<Location>, u64)> {
+pub async fn copy_to_vault(engine: &Engine, src: &ObjectRef, info: &ObjectInfo) -> Result<(Fetch<Location>, u64)> {
     let cfg = &engine.config;
-    let object_id = stable_id(&[
-        &src.bucket,
-        &src.key,
-        src.version_id.as_deref().unwrap_or(""),
-        &info.etag,
-    ]);
+    let object_id = stable_id(&[&src.bucket, &src.key, src.version_id.as_deref().unwrap_or(""), &info.etag]);
     let key = vault::object_key(&src.bucket, &object_id);
     let if_match = Some(info.etag.as_str());
     if info.size < cfg.multipart_copy_threshold {
-        return Ok(
-            match engine
-                .vault
-                .copy(src, if_match, &cfg.vault_bucket, &key)
-                .await?
-            {
-                Fetch::Found(w) => (
-                    Fetch::Found(Location::Object {
-                        key,
-                        version_id: w.version_id,
-                        etag: w.etag,
-                        part_size: None,
-                    }),
-                    1,
-                ),
-                Fetch::NotFound => (Fetch::NotFound, 1),
-                Fetch::Changed => (Fetch::Changed, 1),
-            },
-        );
+        return Ok(match engine.vault.copy(src, if_match, &cfg.vault_bucket, &key).await? {
+            // A single-part copy keeps the ETag, so a different one means the source changed under
+            // us even if the server ignored the precondition; that copy is not recorded.
+            Fetch::Found(w) if !info.etag.contains('-') && w.etag != info.etag => (Fetch::Changed, 1),
+            Fetch::Found(w) => (Fetch::Found(Location::Object { key, version_id: w.version_id, etag: w.etag, part_size: None }), 1),
+            Fetch::NotFound => (Fetch::NotFound, 1),
+            Fetch::Changed => (Fetch::Changed, 1),
+        });
     }
-    let opts = PutOptions {
-        content_type: info.content_type.clone(),
-        metadata: info.metadata.clone(),
-        ..Default::default()
-    };
-    let upload = engine
-        .vault
-        .create_multipart(&cfg.vault_bucket, &key, &opts)
-        .await?;
+    let opts = PutOptions { content_type: info.content_type.clone(), metadata: info.metadata.clone(), ..Default::default() };
+    let upload = engine.vault.create_multipart(&cfg.vault_bucket, &key, &opts).await?;
     let ranges = part_ranges(info.size, cfg.copy_part_bytes);
     let n = ranges.len() as u64;
     let results: Vec<Result<(i32, Fetch<String>)>> = stream::iter(ranges.into_iter().enumerate())
         .map(|(i, (first, last))| {
-            let (vault, bucket, key, upload) = (
-                engine.vault.clone(),
-                cfg.vault_bucket.clone(),
-                key.clone(),
-                upload.clone(),
-            );
+            let (vault, bucket, key, upload) = (engine.vault.clone(), cfg.vault_bucket.clone(), key.clone(), upload.clone());
             async move {
                 let part = i as i32 + 1;
-                Ok((
-                    part,
-                    vault
-                        .upload_part_copy(&bucket, &key, &upload, part, src, if_match, first, last)
-                        .await?,
-                ))
+                Ok((part, vault.upload_part_copy(&bucket, &key, &upload, part, src, if_match, first, last).await?))
             }
         })
         .buffer_unordered(cfg.concurrency.max(1))
@@ -206,32 +140,18 @@ pub async fn copy_to_vault(
             Ok((_, Fetch::NotFound)) => outcome = Some(Fetch::NotFound),
             Ok((_, Fetch::Changed)) => outcome = outcome.or(Some(Fetch::Changed)),
             Err(e) => {
-                let _ = engine
-                    .vault
-                    .abort_multipart(&cfg.vault_bucket, &key, &upload)
-                    .await;
+                let _ = engine.vault.abort_multipart(&cfg.vault_bucket, &key, &upload).await;
                 return Err(e);
             }
         }
     }
     if let Some(o) = outcome {
-        engine
-            .vault
-            .abort_multipart(&cfg.vault_bucket, &key, &upload)
-            .await?;
+        engine.vault.abort_multipart(&cfg.vault_bucket, &key, &upload).await?;
         return Ok((o, n + 2));
     }
     parts.sort();
-    let w = engine
-        .vault
-        .complete_multipart(&cfg.vault_bucket, &key, &upload, &parts)
-        .await?;
-    let loc = Location::Object {
-        key,
-        version_id: w.version_id,
-        etag: w.etag,
-        part_size: Some(cfg.copy_part_bytes),
-    };
+    let w = engine.vault.complete_multipart(&cfg.vault_bucket, &key, &upload, &parts).await?;
+    let loc = Location::Object { key, version_id: w.version_id, etag: w.etag, part_size: Some(cfg.copy_part_bytes) };
     Ok((Fetch::Found(loc), n + 2))
 }
 
@@ -254,28 +174,16 @@ pub struct BatchResult {
 }
 
 /// Captures a batch of objects: packs the small ones, copies the large ones, returns the records.
-pub async fn capture_batch(
-    engine: &Engine,
-    bucket: &str,
-    items: Vec<CaptureItem>,
-) -> Result<BatchResult> {
+pub async fn capture_batch(engine: &Engine, bucket: &str, items: Vec<CaptureItem>) -> Result<BatchResult> {
     let cfg = &engine.config;
     let mut counters = Counters::default();
     let mut records = Vec::new();
     let new_pack = |engine: &Engine| {
         let key = vault::pack_key(bucket, engine.clock.now(), &new_id(engine.clock.now()));
-        PackSink::new(
-            engine.vault.clone(),
-            &cfg.vault_bucket,
-            &key,
-            cfg.pack_part_bytes,
-            cfg.compress,
-        )
+        PackSink::new(engine.vault.clone(), &cfg.vault_bucket, &key, cfg.pack_part_bytes, cfg.compress)
     };
     let mut pack = new_pack(engine);
-    let mut results = stream::iter(items)
-        .map(|item| capture_one(engine, bucket, item))
-        .buffer_unordered(cfg.concurrency.max(1));
+    let mut results = stream::iter(items).map(|item| capture_one(engine, bucket, item)).buffer_unordered(cfg.concurrency.max(1));
     while let Some(r) = results.next().await {
         let (captured, requests) = r?;
         counters.source_requests += requests;
@@ -313,38 +221,19 @@ pub async fn capture_batch(
 }
 
 /// Writes records as a new segment in the vault and returns its metadata.
-pub async fn write_segment(
-    engine: &Engine,
-    bucket: &str,
-    kind: SegmentKind,
-    records: Vec<CaptureRecord>,
-) -> Result<SegmentMeta> {
+pub async fn write_segment(engine: &Engine, bucket: &str, kind: SegmentKind, records: Vec<CaptureRecord>) -> Result<SegmentMeta> {
     let key = vault::segment_key(bucket, &new_id(engine.clock.now()));
     let (bytes, meta) = segment::encode(&key, bucket, kind, records)?;
-    let opts = PutOptions {
-        content_type: Some("application/x-ndjson".into()),
-        if_none_match: true,
-        ..Default::default()
-    };
-    engine
-        .vault
-        .put(&engine.config.vault_bucket, &key, Bytes::from(bytes), &opts)
-        .await?;
+    let opts = PutOptions { content_type: Some("application/x-ndjson".into()), if_none_match: true, ..Default::default() };
+    engine.vault.put(&engine.config.vault_bucket, &key, Bytes::from(bytes), &opts).await?;
     Ok(meta)
 }
 
 /// Reads and verifies a segment from the vault.
-pub async fn read_segment(
-    vault: &Arc<dyn crate::ports::ObjectStore>,
-    vault_bucket: &str,
-    key: &str,
-) -> Result<Vec<CaptureRecord>> {
+pub async fn read_segment(vault: &Arc<dyn crate::ports::ObjectStore>, vault_bucket: &str, key: &str) -> Result<Vec<CaptureRecord>> {
     match vault.get(vault_bucket, key, None, None).await? {
         Fetch::Found((_, bytes)) => Ok(segment::decode(key, &bytes)?.1),
-        _ => Err(Error::corrupt(
-            format!("segment {key}"),
-            "named by a recovery point but missing from the vault",
-        )),
+        _ => Err(Error::corrupt(format!("segment {key}"), "named by a recovery point but missing from the vault")),
     }
 }
 

@@ -52,21 +52,13 @@ impl EngineConfig {
             return bad("vault bucket is empty".into());
         }
         if self.pack_part_bytes < MIB5 {
-            return bad(format!(
-                "pack part size {} is below S3's 5 MiB minimum part size",
-                self.pack_part_bytes
-            ));
+            return bad(format!("pack part size {} is below S3's 5 MiB minimum part size", self.pack_part_bytes));
         }
         if self.copy_part_bytes < MIB5 {
-            return bad(format!(
-                "copy part size {} is below S3's 5 MiB minimum part size",
-                self.copy_part_bytes
-            ));
+            return bad(format!("copy part size {} is below S3's 5 MiB minimum part size", self.copy_part_bytes));
         }
         if self.multipart_copy_threshold < self.small_object_threshold {
-            return bad(
-                "multipart copy threshold must not be below the small-object threshold".into(),
-            );
+            return bad("multipart copy threshold must not be below the small-object threshold".into());
         }
         if self.concurrency == 0 || self.batch_objects == 0 {
             return bad("concurrency and batch size must be at least 1".into());

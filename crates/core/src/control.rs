@@ -114,12 +114,7 @@ pub struct Control<'a> {
 }
 
 fn parse<T: DeserializeOwned>(item: &Item) -> Result<T> {
-    serde_json::from_str(&item.body).map_err(|e| {
-        Error::corrupt(
-            format!("control item {}/{}", item.pk, item.sk),
-            e.to_string(),
-        )
-    })
+    serde_json::from_str(&item.body).map_err(|e| Error::corrupt(format!("control item {}/{}", item.pk, item.sk), e.to_string()))
 }
 
 fn body<T: Serialize>(v: &T) -> String {
@@ -146,59 +141,28 @@ impl<'a> Control<'a> {
 
     /// The unfinished seed run for a source and prefix, if any.
     pub async fn active_run(&self, bucket: &str, prefix: &str) -> Result<Option<(u64, RunRecord)>> {
-        let Some(ptr) = self
-            .store
-            .get(&self.source_pk(bucket), &format!("active-run#{prefix}"))
-            .await?
-        else {
+        let Some(ptr) = self.store.get(&self.source_pk(bucket), &format!("active-run#{prefix}")).await? else {
             return Ok(None);
         };
         let run_id: String = parse(&ptr)?;
-        Ok(self
-            .get_run(&run_id)
-            .await?
-            .filter(|(_, r)| r.state != RunState::Complete))
+        Ok(self.get_run(&run_id).await?.filter(|(_, r)| r.state != RunState::Complete))
     }
 
     /// Starts a new run, or returns the unfinished one for this source and prefix (resume).
-    pub async fn start_or_resume_run(
-        &self,
-        candidate: RunRecord,
-    ) -> Result<(u64, RunRecord, bool)> {
+    pub async fn start_or_resume_run(&self, candidate: RunRecord) -> Result<(u64, RunRecord, bool)> {
         loop {
-            if let Some((v, run)) = self
-                .active_run(&candidate.source_bucket, &candidate.prefix)
-                .await?
-            {
+            if let Some((v, run)) = self.active_run(&candidate.source_bucket, &candidate.prefix).await? {
                 return Ok((v, run, true));
             }
             let pk = self.source_pk(&candidate.source_bucket);
             let sk = format!("active-run#{}", candidate.prefix);
-            self.store
-                .put_new(
-                    &Self::run_pk(&candidate.run_id),
-                    "run",
-                    &body(&candidate),
-                    None,
-                )
-                .await?;
+            self.store.put_new(&Self::run_pk(&candidate.run_id), "run", &body(&candidate), None).await?;
             let won = match self.store.get(&pk, &sk).await? {
-                None => {
-                    self.store
-                        .put_new(&pk, &sk, &body(&candidate.run_id), None)
-                        .await?
-                }
-                Some(item) => {
-                    self.store
-                        .replace(&pk, &sk, item.version, &body(&candidate.run_id))
-                        .await?
-                }
+                None => self.store.put_new(&pk, &sk, &body(&candidate.run_id), None).await?,
+                Some(item) => self.store.replace(&pk, &sk, item.version, &body(&candidate.run_id)).await?,
             };
             if won {
-                let (v, run) = self
-                    .get_run(&candidate.run_id)
-                    .await?
-                    .ok_or_else(|| Error::corrupt("run", "vanished after creation"))?;
+                let (v, run) = self.get_run(&candidate.run_id).await?.ok_or_else(|| Error::corrupt("run", "vanished after creation"))?;
                 return Ok((v, run, false));
             }
         }
@@ -214,64 +178,36 @@ impl<'a> Control<'a> {
 
     /// Replaces a run if nobody changed it since `version`.
     pub async fn update_run(&self, version: u64, run: &RunRecord) -> Result<bool> {
-        self.store
-            .replace(&Self::run_pk(&run.run_id), "run", version, &body(run))
-            .await
+        self.store.replace(&Self::run_pk(&run.run_id), "run", version, &body(run)).await
     }
 
     /// All runs of a source bucket that the active-run pointer ever named are not indexed; this lists a run's tasks.
     pub async fn tasks(&self, run_id: &str) -> Result<Vec<TaskRecord>> {
-        self.store
-            .query(&Self::run_pk(run_id), "task#")
-            .await?
-            .iter()
-            .map(parse)
-            .collect()
+        self.store.query(&Self::run_pk(run_id), "task#").await?.iter().map(parse).collect()
     }
 
     /// Creates a task unless it exists (plans are deterministic, so re-planning creates nothing twice).
     pub async fn create_task(&self, task: &TaskRecord) -> Result<bool> {
-        self.store
-            .put_new(
-                &Self::run_pk(&task.run_id),
-                &format!("task#{}", task.task_id),
-                &body(task),
-                None,
-            )
-            .await
+        self.store.put_new(&Self::run_pk(&task.run_id), &format!("task#{}", task.task_id), &body(task), None).await
     }
 
     /// Reads a task.
     pub async fn get_task(&self, run_id: &str, task_id: &str) -> Result<Option<(u64, TaskRecord)>> {
-        match self
-            .store
-            .get(&Self::run_pk(run_id), &format!("task#{task_id}"))
-            .await?
-        {
+        match self.store.get(&Self::run_pk(run_id), &format!("task#{task_id}")).await? {
             None => Ok(None),
             Some(item) => Ok(Some((item.version, parse(&item)?))),
         }
     }
 
     /// Claims a task's lease. `Ok(None)` means it is done or another live worker holds it.
-    pub async fn claim(
-        &self,
-        run_id: &str,
-        task_id: &str,
-        owner: &str,
-        now: DateTime<Utc>,
-        lease_seconds: i64,
-    ) -> Result<Option<Lease>> {
+    pub async fn claim(&self, run_id: &str, task_id: &str, owner: &str, now: DateTime<Utc>, lease_seconds: i64) -> Result<Option<Lease>> {
         let Some((version, mut task)) = self.get_task(run_id, task_id).await? else {
-            return Err(Error::Invalid(format!(
-                "task {task_id} of run {run_id} does not exist"
-            )));
+            return Err(Error::Invalid(format!("task {task_id} of run {run_id} does not exist")));
         };
         if task.done {
             return Ok(None);
         }
-        let held = task.lease_owner.as_deref().is_some_and(|o| o != owner)
-            && task.lease_expires.is_some_and(|e| e > now);
+        let held = task.lease_owner.as_deref().is_some_and(|o| o != owner) && task.lease_expires.is_some_and(|e| e > now);
         if held {
             return Ok(None);
         }
@@ -279,67 +215,32 @@ impl<'a> Control<'a> {
         task.lease_token += 1;
         task.lease_expires = Some(now + Duration::seconds(lease_seconds));
         task.attempts += 1;
-        if !self
-            .store
-            .replace(
-                &Self::run_pk(run_id),
-                &format!("task#{task_id}"),
-                version,
-                &body(&task),
-            )
-            .await?
-        {
+        if !self.store.replace(&Self::run_pk(run_id), &format!("task#{task_id}"), version, &body(&task)).await? {
             return Ok(None);
         }
-        Ok(Some(Lease {
-            version: version + 1,
-            token: task.lease_token,
-            task,
-        }))
+        Ok(Some(Lease { version: version + 1, token: task.lease_token, task }))
     }
 
     /// Writes the lease's task state back (checkpoint, renewal or completion), fenced by the lease.
-    pub async fn commit(
-        &self,
-        lease: &mut Lease,
-        now: DateTime<Utc>,
-        lease_seconds: i64,
-    ) -> Result<()> {
+    pub async fn commit(&self, lease: &mut Lease, now: DateTime<Utc>, lease_seconds: i64) -> Result<()> {
         lease.task.lease_expires = Some(now + Duration::seconds(lease_seconds));
         let pk = Self::run_pk(&lease.task.run_id);
         let sk = format!("task#{}", lease.task.task_id);
-        if self
-            .store
-            .replace(&pk, &sk, lease.version, &body(&lease.task))
-            .await?
-        {
+        if self.store.replace(&pk, &sk, lease.version, &body(&lease.task)).await? {
             lease.version += 1;
             Ok(())
         } else {
-            Err(Error::LeaseLost {
-                task_id: lease.task.task_id.clone(),
-            })
+            Err(Error::LeaseLost { task_id: lease.task.task_id.clone() })
         }
     }
 
     /// Registers a segment under a slot name exactly once; returns the slot that won.
-    pub async fn register_segment(
-        &self,
-        bucket: &str,
-        slot_name: &str,
-        slot: &SegmentSlot,
-    ) -> Result<SegmentSlot> {
+    pub async fn register_segment(&self, bucket: &str, slot_name: &str, slot: &SegmentSlot) -> Result<SegmentSlot> {
         let pk = self.segments_pk(bucket);
-        if self
-            .store
-            .put_new(&pk, slot_name, &body(slot), None)
-            .await?
-        {
+        if self.store.put_new(&pk, slot_name, &body(slot), None).await? {
             return Ok(slot.clone());
         }
-        self.segment_slot(bucket, slot_name)
-            .await?
-            .ok_or_else(|| Error::corrupt("segment registry", format!("{slot_name} vanished")))
+        self.segment_slot(bucket, slot_name).await?.ok_or_else(|| Error::corrupt("segment registry", format!("{slot_name} vanished")))
     }
 
     /// Reads one registry slot.
@@ -352,51 +253,29 @@ impl<'a> Control<'a> {
 
     /// Every registered segment of a source bucket.
     pub async fn segments(&self, bucket: &str) -> Result<Vec<SegmentSlot>> {
-        self.store
-            .query(&self.segments_pk(bucket), "")
-            .await?
-            .iter()
-            .map(parse)
-            .collect()
+        self.store.query(&self.segments_pk(bucket), "").await?.iter().map(parse).collect()
     }
 
     /// Marks a change as captured; false if it was already marked (a duplicate delivery).
     pub async fn mark_seen(&self, bucket: &str, identity: &str, expires_at: i64) -> Result<bool> {
         let id = crate::domain::stable_id(&[identity]);
-        self.store
-            .put_new(
-                &format!("seen#{}#{bucket}", self.vault),
-                &id,
-                "1",
-                Some(expires_at),
-            )
-            .await
+        self.store.put_new(&format!("seen#{}#{bucket}", self.vault), &id, "1", Some(expires_at)).await
     }
 
     /// True if a change was already captured.
     pub async fn was_seen(&self, bucket: &str, identity: &str) -> Result<bool> {
         let id = crate::domain::stable_id(&[identity]);
-        Ok(self
-            .store
-            .get(&format!("seen#{}#{bucket}", self.vault), &id)
-            .await?
-            .is_some())
+        Ok(self.store.get(&format!("seen#{}#{bucket}", self.vault), &id).await?.is_some())
     }
 
     /// Records that a bucket is protected (the delta handler refuses events of other buckets).
     pub async fn set_protected(&self, bucket: &str, since: DateTime<Utc>) -> Result<()> {
-        self.store
-            .put_new(&self.source_pk(bucket), "protected", &body(&since), None)
-            .await?;
+        self.store.put_new(&self.source_pk(bucket), "protected", &body(&since), None).await?;
         Ok(())
     }
 
     /// True if a bucket is protected into this vault.
     pub async fn is_protected(&self, bucket: &str) -> Result<bool> {
-        Ok(self
-            .store
-            .get(&self.source_pk(bucket), "protected")
-            .await?
-            .is_some())
+        Ok(self.store.get(&self.source_pk(bucket), "protected").await?.is_some())
     }
 }

@@ -77,10 +77,7 @@ pub async fn process_batch(engine: &Engine, messages: &[DeltaMessage]) -> Result
             }
         };
         if !known {
-            let reason = format!(
-                "event for bucket {} which this vault ({}) does not protect",
-                ev.bucket, engine.config.vault_bucket
-            );
+            let reason = format!("event for bucket {} which this vault ({}) does not protect", ev.bucket, engine.config.vault_bucket);
             tracing::warn!(message_id = %m.id, %reason, "unknown bucket");
             report.failed.push((m.id.clone(), reason));
             continue;
@@ -107,12 +104,7 @@ pub async fn process_batch(engine: &Engine, messages: &[DeltaMessage]) -> Result
     Ok(report)
 }
 
-async fn capture_bucket_changes(
-    engine: &Engine,
-    bucket: &str,
-    evs: &[ChangeEvent],
-    report: &mut DeltaReport,
-) -> Result<()> {
+async fn capture_bucket_changes(engine: &Engine, bucket: &str, evs: &[ChangeEvent], report: &mut DeltaReport) -> Result<()> {
     let now = engine.clock.now();
     let mut items = Vec::new();
     let mut records: Vec<CaptureRecord> = Vec::new();
@@ -120,8 +112,7 @@ async fn capture_bucket_changes(
         let candidates = key_candidates(&ev.key);
         match &ev.kind {
             ChangeKind::Created => {
-                let key =
-                    resolve_existing(engine, bucket, &candidates, ev.version_id.as_deref()).await?;
+                let key = resolve_existing(engine, bucket, &candidates, ev.version_id.as_deref()).await?;
                 let Some(key) = key else {
                     report.superseded += 1;
                     continue;
@@ -129,18 +120,13 @@ async fn capture_bucket_changes(
                 items.push(CaptureItem {
                     key,
                     version_id: ev.version_id.clone(),
-                    if_match: if ev.version_id.is_none() {
-                        ev.etag.clone()
-                    } else {
-                        None
-                    },
+                    if_match: if ev.version_id.is_none() { ev.etag.clone() } else { None },
                     size_hint: ev.size.unwrap_or(0),
                     sequencer: ev.sequencer.clone(),
                 });
             }
             ChangeKind::Deleted { deletion_type } => {
-                let permanent_version = deletion_type.as_deref() == Some("Permanently Deleted")
-                    && ev.version_id.is_some();
+                let permanent_version = deletion_type.as_deref() == Some("Permanently Deleted") && ev.version_id.is_some();
                 for key in &candidates {
                     match engine.source.head(bucket, key, None).await? {
                         // Deleting one old version leaves the current object in place; a
@@ -157,13 +143,7 @@ async fn capture_bucket_changes(
                             }
                         }
                         _ => {
-                            records.push(CaptureRecord::delete(
-                                bucket,
-                                key,
-                                ev.time,
-                                ev.sequencer.clone(),
-                                now,
-                            ));
+                            records.push(CaptureRecord::delete(bucket, key, ev.time, ev.sequencer.clone(), now));
                             report.deleted += 1;
                         }
                     }
@@ -180,26 +160,14 @@ async fn capture_bucket_changes(
         return Ok(());
     }
     let meta = write_segment(engine, bucket, SegmentKind::Delta, records).await?;
-    let slot = SegmentSlot {
-        meta: meta.clone(),
-        end_cursor: None,
-        counters: batch.counters,
-    };
-    engine
-        .control()
-        .register_segment(bucket, &format!("delta#{}", meta.key), &slot)
-        .await?;
+    let slot = SegmentSlot { meta: meta.clone(), end_cursor: None, counters: batch.counters };
+    engine.control().register_segment(bucket, &format!("delta#{}", meta.key), &slot).await?;
     report.segment = Some(meta);
     Ok(())
 }
 
 /// Finds which candidate key of a create event exists (the literal one first).
-async fn resolve_existing(
-    engine: &Engine,
-    bucket: &str,
-    candidates: &[String],
-    version: Option<&str>,
-) -> Result<Option<String>> {
+async fn resolve_existing(engine: &Engine, bucket: &str, candidates: &[String], version: Option<&str>) -> Result<Option<String>> {
     if candidates.len() == 1 {
         return Ok(Some(candidates[0].clone()));
     }

@@ -36,10 +36,7 @@ pub struct Checksum {
 impl Checksum {
     /// SHA-256 of the given bytes.
     pub fn sha256(data: &[u8]) -> Self {
-        Checksum {
-            algorithm: "SHA256".into(),
-            value: hex::encode(Sha256::digest(data)),
-        }
+        Checksum { algorithm: "SHA256".into(), value: hex::encode(Sha256::digest(data)) }
     }
 }
 
@@ -48,13 +45,7 @@ impl Checksum {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Location {
     /// A blob inside a pack.
-    Pack {
-        pack: String,
-        offset: u64,
-        length: u64,
-        raw_length: u64,
-        codec: Codec,
-    },
+    Pack { pack: String, offset: u64, length: u64, raw_length: u64, codec: Codec },
     /// A vault object of its own, copied server-side.
     Object {
         key: String,
@@ -96,13 +87,7 @@ pub struct CaptureRecord {
 
 impl CaptureRecord {
     /// A delete record for `key` at `time`.
-    pub fn delete(
-        bucket: &str,
-        key: &str,
-        time: DateTime<Utc>,
-        sequencer: Option<String>,
-        captured_at: DateTime<Utc>,
-    ) -> Self {
+    pub fn delete(bucket: &str, key: &str, time: DateTime<Utc>, sequencer: Option<String>, captured_at: DateTime<Utc>) -> Self {
         CaptureRecord {
             bucket: bucket.into(),
             key: key.into(),
@@ -163,19 +148,15 @@ impl std::str::FromStr for S3Url {
     type Err = crate::Error;
 
     fn from_str(s: &str) -> crate::Result<Self> {
-        let rest = s.strip_prefix("s3://").ok_or_else(|| {
-            crate::Error::Invalid(format!(
-                "'{s}' is not an S3 URL; expected s3://bucket[/prefix]"
-            ))
-        })?;
+        let rest = s
+            .strip_prefix("s3://")
+            .ok_or_else(|| crate::Error::Invalid(format!("'{s}' is not an S3 URL; expected s3://bucket[/prefix]")))?;
         let (bucket, prefix) = match rest.split_once('/') {
             Some((b, p)) => (b, p),
             None => (rest, ""),
         };
         let valid = (3..=63).contains(&bucket.len())
-            && bucket
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
             && !bucket.starts_with(['-', '.'])
             && !bucket.ends_with(['-', '.']);
         if !valid {
@@ -183,10 +164,7 @@ impl std::str::FromStr for S3Url {
                 "'{bucket}' in '{s}' is not a valid S3 bucket name (3-63 lower-case letters, digits, '-' or '.')"
             )));
         }
-        Ok(S3Url {
-            bucket: bucket.into(),
-            prefix: prefix.into(),
-        })
+        Ok(S3Url { bucket: bucket.into(), prefix: prefix.into() })
     }
 }
 
@@ -223,24 +201,10 @@ mod tests {
     #[test]
     fn parses_s3_urls() {
         let u: S3Url = "s3://my-bucket/a/b c".parse().unwrap();
-        assert_eq!(
-            u,
-            S3Url {
-                bucket: "my-bucket".into(),
-                prefix: "a/b c".into()
-            }
-        );
+        assert_eq!(u, S3Url { bucket: "my-bucket".into(), prefix: "a/b c".into() });
         assert_eq!("s3://bkt".parse::<S3Url>().unwrap().prefix, "");
-        assert!("bkt"
-            .parse::<S3Url>()
-            .unwrap_err()
-            .to_string()
-            .contains("not an S3 URL"));
-        assert!("s3://Bad_Bucket"
-            .parse::<S3Url>()
-            .unwrap_err()
-            .to_string()
-            .contains("not a valid S3 bucket name"));
+        assert!("bkt".parse::<S3Url>().unwrap_err().to_string().contains("not an S3 URL"));
+        assert!("s3://Bad_Bucket".parse::<S3Url>().unwrap_err().to_string().contains("not a valid S3 bucket name"));
     }
 
     #[test]

@@ -31,9 +31,6 @@ pub struct Engine {
 impl Engine {
     /// Typed control-state access for this engine's vault.
     pub fn control(&self) -> crate::control::Control<'_> {
-        crate::control::Control::new(
-            self.control.as_ref() as &dyn ControlStore,
-            &self.config.vault_bucket,
-        )
+        crate::control::Control::new(self.control.as_ref() as &dyn ControlStore, &self.config.vault_bucket)
     }
 }

@@ -93,25 +93,18 @@ impl ChangeEvent {
 /// acknowledged and dropped. An error means the message is malformed and goes to the dead-letter
 /// queue after its retries.
 pub fn parse_change(body: &str) -> Result<Option<ChangeEvent>> {
-    let env: Envelope = serde_json::from_str(body)
-        .map_err(|e| Error::Invalid(format!("delta message is not an EventBridge event: {e}")))?;
+    let env: Envelope =
+        serde_json::from_str(body).map_err(|e| Error::Invalid(format!("delta message is not an EventBridge event: {e}")))?;
     if env.source != "aws.s3" {
-        return Err(Error::Invalid(format!(
-            "delta message has source '{}', expected aws.s3",
-            env.source
-        )));
+        return Err(Error::Invalid(format!("delta message has source '{}', expected aws.s3", env.source)));
     }
     let kind = match env.detail_type.as_str() {
         "Object Created" => None,
         "Object Deleted" => Some(()),
         _ => return Ok(None),
     };
-    let detail: Detail = serde_json::from_value(env.detail).map_err(|e| {
-        Error::Invalid(format!(
-            "{} event detail is malformed: {e}",
-            env.detail_type
-        ))
-    })?;
+    let detail: Detail =
+        serde_json::from_value(env.detail).map_err(|e| Error::Invalid(format!("{} event detail is malformed: {e}", env.detail_type)))?;
     if detail.object.key.is_empty() {
         return Err(Error::Invalid("event names an empty object key".into()));
     }
@@ -121,20 +114,12 @@ pub fn parse_change(body: &str) -> Result<Option<ChangeEvent>> {
         key: detail.object.key,
         kind: match kind {
             None => ChangeKind::Created,
-            Some(()) => ChangeKind::Deleted {
-                deletion_type: detail.deletion_type,
-            },
+            Some(()) => ChangeKind::Deleted { deletion_type: detail.deletion_type },
         },
         time: env.time,
         size: detail.object.size,
-        etag: detail
-            .object
-            .etag
-            .map(|e| crate::domain::normalize_etag(&e)),
-        version_id: detail
-            .object
-            .version_id
-            .filter(|v| v != "null" && !v.is_empty()),
+        etag: detail.object.etag.map(|e| crate::domain::normalize_etag(&e)),
+        version_id: detail.object.version_id.filter(|v| v != "null" && !v.is_empty()),
         sequencer: detail.object.sequencer.filter(|s| !s.is_empty()),
     }))
 }
@@ -168,21 +153,13 @@ mod tests {
     fn parses_both_etag_spellings_and_deletes() {
         let a = parse_change(AWS_CREATED).unwrap().unwrap();
         assert_eq!(a.etag.as_deref(), Some("b1946ac92492d2347c6235b4d2611184"));
-        assert_eq!(
-            a.version_id.as_deref(),
-            Some("IYV3p45BT0ac8hjHg1houSdS1a.Mro8e")
-        );
+        assert_eq!(a.version_id.as_deref(), Some("IYV3p45BT0ac8hjHg1houSdS1a.Mro8e"));
         assert_eq!(a.kind, ChangeKind::Created);
         let m = parse_change(MOTO_CREATED).unwrap().unwrap();
         assert_eq!(m.etag.as_deref(), Some("5d41402abc4b2a76b9719d911017c592"));
         assert_eq!(m.version_id, None, "\"null\" means unversioned");
         let d = parse_change(AWS_DELETED).unwrap().unwrap();
-        assert_eq!(
-            d.kind,
-            ChangeKind::Deleted {
-                deletion_type: Some("Delete Marker Created".into())
-            }
-        );
+        assert_eq!(d.kind, ChangeKind::Deleted { deletion_type: Some("Delete Marker Created".into()) });
         assert_ne!(a.identity(), d.identity());
     }
 
@@ -190,29 +167,17 @@ mod tests {
     fn other_types_are_ignored_and_garbage_is_an_error() {
         let tags = AWS_CREATED.replace("Object Created", "Object Tags Added");
         assert_eq!(parse_change(&tags).unwrap(), None);
-        assert!(parse_change("not json")
-            .unwrap_err()
-            .to_string()
-            .contains("not an EventBridge event"));
+        assert!(parse_change("not json").unwrap_err().to_string().contains("not an EventBridge event"));
         let other = AWS_CREATED.replace("aws.s3", "aws.ec2");
-        assert!(parse_change(&other)
-            .unwrap_err()
-            .to_string()
-            .contains("aws.ec2"));
+        assert!(parse_change(&other).unwrap_err().to_string().contains("aws.ec2"));
         let nokey = AWS_CREATED.replace("\"key\":\"example-key\",", "");
-        assert!(parse_change(&nokey)
-            .unwrap_err()
-            .to_string()
-            .contains("malformed"));
+        assert!(parse_change(&nokey).unwrap_err().to_string().contains("malformed"));
     }
 
     #[test]
     fn key_candidates_decode_form_encoding() {
         assert_eq!(key_candidates("a/b.txt"), vec!["a/b.txt"]);
-        assert_eq!(
-            key_candidates("red+flower.jpg"),
-            vec!["red+flower.jpg", "red flower.jpg"]
-        );
+        assert_eq!(key_candidates("red+flower.jpg"), vec!["red+flower.jpg", "red flower.jpg"]);
         assert_eq!(key_candidates("100%25"), vec!["100%25", "100%"]);
     }
 }

@@ -44,14 +44,8 @@ pub fn encode_blob(data: &[u8], compress: bool) -> (Codec, Bytes) {
 
 /// Decodes a blob read from a pack and verifies it against the record's checksum.
 pub fn decode_blob(record: &CaptureRecord, stored: &[u8]) -> Result<Bytes> {
-    let Some(Location::Pack {
-        codec, raw_length, ..
-    }) = &record.location
-    else {
-        return Err(Error::corrupt(
-            "capture record",
-            format!("{} has no pack location", record.key),
-        ));
+    let Some(Location::Pack { codec, raw_length, .. }) = &record.location else {
+        return Err(Error::corrupt("capture record", format!("{} has no pack location", record.key)));
     };
     let data = match codec {
         Codec::Raw => Bytes::copy_from_slice(stored),
@@ -61,24 +55,12 @@ pub fn decode_blob(record: &CaptureRecord, stored: &[u8]) -> Result<Bytes> {
         ),
     };
     if data.len() as u64 != *raw_length {
-        return Err(Error::corrupt(
-            "pack blob",
-            format!(
-                "{}: {} bytes, expected {}",
-                record.key,
-                data.len(),
-                raw_length
-            ),
-        ));
+        return Err(Error::corrupt("pack blob", format!("{}: {} bytes, expected {}", record.key, data.len(), raw_length)));
     }
     if let Some(ck) = &record.checksum {
         let actual = Checksum::sha256(&data);
         if ck.algorithm == "SHA256" && actual.value != ck.value {
-            return Err(Error::ChecksumMismatch {
-                key: record.key.clone(),
-                expected: ck.value.clone(),
-                actual: actual.value,
-            });
+            return Err(Error::ChecksumMismatch { key: record.key.clone(), expected: ck.value.clone(), actual: actual.value });
         }
     }
     Ok(data)
@@ -86,11 +68,7 @@ pub fn decode_blob(record: &CaptureRecord, stored: &[u8]) -> Result<Bytes> {
 
 /// Builds the footer and trailer for the records of a pack.
 pub fn encode_footer(records: &[CaptureRecord]) -> Bytes {
-    let footer = Footer {
-        format: "tidemark-pack".into(),
-        version: FORMAT_VERSION,
-        records: records.to_vec(),
-    };
+    let footer = Footer { format: "tidemark-pack".into(), version: FORMAT_VERSION, records: records.to_vec() };
     let json = serde_json::to_vec(&footer).expect("footer serialises");
     let mut out = BytesMut::with_capacity(json.len() + TRAILER_LEN);
     out.extend_from_slice(&json);
@@ -104,38 +82,24 @@ pub fn encode_footer(records: &[CaptureRecord]) -> Bytes {
 /// Reads the footer length from a trailer.
 pub fn parse_trailer(trailer: &[u8]) -> Result<u64> {
     if trailer.len() != TRAILER_LEN || &trailer[16..24] != MAGIC {
-        return Err(Error::corrupt(
-            "pack",
-            "trailer magic missing: not a tidemark pack or truncated",
-        ));
+        return Err(Error::corrupt("pack", "trailer magic missing: not a tidemark pack or truncated"));
     }
     let version = u32::from_le_bytes(trailer[8..12].try_into().expect("4 bytes"));
     if version != FORMAT_VERSION {
-        return Err(Error::corrupt(
-            "pack",
-            format!(
-                "format version {version} is not supported (this build reads {FORMAT_VERSION})"
-            ),
-        ));
+        return Err(Error::corrupt("pack", format!("format version {version} is not supported (this build reads {FORMAT_VERSION})")));
     }
     let flags = u32::from_le_bytes(trailer[12..16].try_into().expect("4 bytes"));
     if flags != 0 {
         return Err(Error::corrupt("pack", format!("unknown flags {flags:#x}")));
     }
-    Ok(u64::from_le_bytes(
-        trailer[0..8].try_into().expect("8 bytes"),
-    ))
+    Ok(u64::from_le_bytes(trailer[0..8].try_into().expect("8 bytes")))
 }
 
 /// Parses a footer.
 pub fn parse_footer(bytes: &[u8]) -> Result<Footer> {
-    let footer: Footer =
-        serde_json::from_slice(bytes).map_err(|e| Error::corrupt("pack footer", e.to_string()))?;
+    let footer: Footer = serde_json::from_slice(bytes).map_err(|e| Error::corrupt("pack footer", e.to_string()))?;
     if footer.format != "tidemark-pack" {
-        return Err(Error::corrupt(
-            "pack footer",
-            format!("format '{}' is not tidemark-pack", footer.format),
-        ));
+        return Err(Error::corrupt("pack footer", format!("format '{}' is not tidemark-pack", footer.format)));
     }
     Ok(footer)
 }
@@ -175,13 +139,7 @@ pub struct PackSink {
 
 impl PackSink {
     /// A new, empty pack at `key`.
-    pub fn new(
-        store: Arc<dyn ObjectStore>,
-        bucket: &str,
-        key: &str,
-        part_bytes: u64,
-        compress: bool,
-    ) -> Self {
+    pub fn new(store: Arc<dyn ObjectStore>, bucket: &str, key: &str, part_bytes: u64, compress: bool) -> Self {
         PackSink {
             store,
             bucket: bucket.into(),
@@ -238,20 +196,14 @@ impl PackSink {
 
     async fn flush_part(&mut self) -> Result<()> {
         if self.upload_id.is_none() {
-            let id = self
-                .store
-                .create_multipart(&self.bucket, &self.key, &pack_put_options())
-                .await?;
+            let id = self.store.create_multipart(&self.bucket, &self.key, &pack_put_options()).await?;
             self.requests += 1;
             self.upload_id = Some(id);
         }
         let upload_id = self.upload_id.clone().expect("set above");
         let part = self.buf.split().freeze();
         let n = self.parts.len() as i32 + 1;
-        let etag = self
-            .store
-            .upload_part(&self.bucket, &self.key, &upload_id, n, part)
-            .await?;
+        let etag = self.store.upload_part(&self.bucket, &self.key, &upload_id, n, part).await?;
         self.requests += 1;
         self.parts.push((n, etag));
         Ok(())
@@ -261,9 +213,7 @@ impl PackSink {
     pub async fn finish(mut self) -> Result<(Vec<CaptureRecord>, u64)> {
         if self.records.is_empty() {
             if let Some(id) = &self.upload_id {
-                self.store
-                    .abort_multipart(&self.bucket, &self.key, id)
-                    .await?;
+                self.store.abort_multipart(&self.bucket, &self.key, id).await?;
             }
             return Ok((Vec::new(), self.requests));
         }
@@ -279,9 +229,7 @@ impl PackSink {
             }
             Some(id) => {
                 self.flush_part().await?;
-                self.store
-                    .complete_multipart(&self.bucket, &self.key, &id, &self.parts)
-                    .await?;
+                self.store.complete_multipart(&self.bucket, &self.key, &id, &self.parts).await?;
                 self.requests += 1;
             }
         }
@@ -290,11 +238,7 @@ impl PackSink {
 }
 
 fn pack_put_options() -> PutOptions {
-    PutOptions {
-        content_type: Some("application/vnd.tidemark.pack".into()),
-        if_none_match: true,
-        ..Default::default()
-    }
+    PutOptions { content_type: Some("application/vnd.tidemark.pack".into()), if_none_match: true, ..Default::default() }
 }
 
 #[cfg(test)]
@@ -357,27 +301,16 @@ mod tests {
 
     #[test]
     fn corruption_is_detected() {
-        let (mut pack, _) = build(
-            &[(
-                "k".into(),
-                b"hello world, hello world, hello world".to_vec(),
-            )],
-            false,
-        );
+        let (mut pack, _) = build(&[("k".into(), b"hello world, hello world, hello world".to_vec())], false);
         pack[0] ^= 0xff;
         let footer = parse_pack(&pack).unwrap();
         let r = &footer.records[0];
-        let Some(Location::Pack { length, .. }) = &r.location else {
-            unreachable!()
-        };
+        let Some(Location::Pack { length, .. }) = &r.location else { unreachable!() };
         let err = decode_blob(r, &pack[..*length as usize]).unwrap_err();
         assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
         let n = pack.len();
         pack[n - 1] = b'x';
-        assert!(parse_pack(&pack)
-            .unwrap_err()
-            .to_string()
-            .contains("trailer magic"));
+        assert!(parse_pack(&pack).unwrap_err().to_string().contains("trailer magic"));
         assert!(parse_pack(b"short").is_err());
     }
 }

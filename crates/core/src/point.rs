@@ -24,31 +24,13 @@ pub struct RecoveryPoint {
 }
 
 /// Lists the keys of every recovery point of a bucket, oldest first.
-pub async fn list_points(
-    vault: &dyn ObjectStore,
-    vault_bucket: &str,
-    bucket: &str,
-) -> Result<Vec<String>> {
+pub async fn list_points(vault: &dyn ObjectStore, vault_bucket: &str, bucket: &str) -> Result<Vec<String>> {
     let prefix = vault::points_prefix(bucket);
     let mut keys = Vec::new();
     let mut token = None;
     loop {
-        let page = vault
-            .list(
-                vault_bucket,
-                ListRequest {
-                    prefix: &prefix,
-                    continuation: token,
-                    ..Default::default()
-                },
-            )
-            .await?;
-        keys.extend(
-            page.objects
-                .into_iter()
-                .map(|o| o.key)
-                .filter(|k| k.ends_with(".json")),
-        );
+        let page = vault.list(vault_bucket, ListRequest { prefix: &prefix, continuation: token, ..Default::default() }).await?;
+        keys.extend(page.objects.into_iter().map(|o| o.key).filter(|k| k.ends_with(".json")));
         match page.next_token {
             Some(t) => token = Some(t),
             None => break,
@@ -59,27 +41,14 @@ pub async fn list_points(
 }
 
 /// Reads one recovery point.
-pub async fn read_point(
-    vault: &dyn ObjectStore,
-    vault_bucket: &str,
-    key: &str,
-) -> Result<RecoveryPoint> {
+pub async fn read_point(vault: &dyn ObjectStore, vault_bucket: &str, key: &str) -> Result<RecoveryPoint> {
     let bytes = match vault.get(vault_bucket, key, None, None).await? {
         crate::ports::Fetch::Found((_, b)) => b,
-        _ => {
-            return Err(Error::corrupt(
-                "recovery point",
-                format!("{key} is listed but cannot be read"),
-            ))
-        }
+        _ => return Err(Error::corrupt("recovery point", format!("{key} is listed but cannot be read"))),
     };
-    let p: RecoveryPoint = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::corrupt(format!("recovery point {key}"), e.to_string()))?;
+    let p: RecoveryPoint = serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(format!("recovery point {key}"), e.to_string()))?;
     if p.format != "tidemark-recovery-point" {
-        return Err(Error::corrupt(
-            format!("recovery point {key}"),
-            "wrong format tag",
-        ));
+        return Err(Error::corrupt(format!("recovery point {key}"), "wrong format tag"));
     }
     Ok(p)
 }
@@ -95,40 +64,20 @@ pub async fn recoverable_range(
         return Ok(None);
     };
     let f = read_point(vault, vault_bucket, first).await?;
-    let l = if first == last {
-        f.clone()
-    } else {
-        read_point(vault, vault_bucket, last).await?
-    };
+    let l = if first == last { f.clone() } else { read_point(vault, vault_bucket, last).await? };
     Ok(Some((f, l)))
 }
 
 /// Finds the point that serves `as_of`: the latest one, after checking `as_of` lies in the recoverable range.
-pub async fn point_for(
-    vault: &dyn ObjectStore,
-    vault_bucket: &str,
-    bucket: &str,
-    as_of: DateTime<Utc>,
-) -> Result<RecoveryPoint> {
+pub async fn point_for(vault: &dyn ObjectStore, vault_bucket: &str, bucket: &str, as_of: DateTime<Utc>) -> Result<RecoveryPoint> {
     let Some((first, latest)) = recoverable_range(vault, vault_bucket, bucket).await? else {
-        return Err(Error::NoRecoveryPoint {
-            bucket: bucket.into(),
-            vault: vault_bucket.into(),
-        });
+        return Err(Error::NoRecoveryPoint { bucket: bucket.into(), vault: vault_bucket.into() });
     };
     if as_of > latest.time {
-        return Err(Error::AfterLatestPoint {
-            requested: as_of,
-            latest: latest.time,
-        });
+        return Err(Error::AfterLatestPoint { requested: as_of, latest: latest.time });
     }
     if as_of < first.time {
-        return Err(Error::BeforeFirstPoint {
-            bucket: bucket.into(),
-            requested: as_of,
-            first: first.time,
-            latest: latest.time,
-        });
+        return Err(Error::BeforeFirstPoint { bucket: bucket.into(), requested: as_of, first: first.time, latest: latest.time });
     }
     Ok(latest)
 }
@@ -166,21 +115,13 @@ pub async fn seal(
         }
     }
     let watermark = watermark.trunc_subsecs_ms();
-    if let Some(last) = list_points(vault.as_ref(), vault_bucket, bucket)
-        .await?
-        .last()
-    {
+    if let Some(last) = list_points(vault.as_ref(), vault_bucket, bucket).await?.last() {
         let p = read_point(vault.as_ref(), vault_bucket, last).await?;
         if p.time >= watermark {
             return Ok(Sealed::UpToDate(p.time));
         }
     }
-    let mut segments: Vec<SegmentMeta> = control
-        .segments(bucket)
-        .await?
-        .into_iter()
-        .map(|s| s.meta)
-        .collect();
+    let mut segments: Vec<SegmentMeta> = control.segments(bucket).await?.into_iter().map(|s| s.meta).collect();
     segments.sort_by(|a, b| a.key.cmp(&b.key));
     let point = RecoveryPoint {
         format: "tidemark-recovery-point".into(),
@@ -191,18 +132,8 @@ pub async fn seal(
         segments,
     };
     let body = Bytes::from(serde_json::to_vec_pretty(&point).expect("point serialises"));
-    let opts = PutOptions {
-        content_type: Some("application/json".into()),
-        ..Default::default()
-    };
-    vault
-        .put(
-            vault_bucket,
-            &vault::point_key(bucket, watermark),
-            body,
-            &opts,
-        )
-        .await?;
+    let opts = PutOptions { content_type: Some("application/json".into()), ..Default::default() };
+    vault.put(vault_bucket, &vault::point_key(bucket, watermark), body, &opts).await?;
     Ok(Sealed::New(point))
 }
 
@@ -219,9 +150,6 @@ impl TruncMs for DateTime<Utc> {
 }
 
 /// The watermark for a drained queue: changes older than `now - allowance` are assumed delivered.
-pub fn watermark_after_drain(
-    drain_started: DateTime<Utc>,
-    late_allowance: Duration,
-) -> DateTime<Utc> {
+pub fn watermark_after_drain(drain_started: DateTime<Utc>, late_allowance: Duration) -> DateTime<Utc> {
     drain_started - late_allowance
 }

@@ -80,51 +80,19 @@ pub trait ObjectStore: Send + Sync {
     /// One page of ListObjectsV2.
     async fn list(&self, bucket: &str, req: ListRequest<'_>) -> Result<ListPage>;
     /// HEAD of the current object or a version; `None` if it does not exist.
-    async fn head(
-        &self,
-        bucket: &str,
-        key: &str,
-        version_id: Option<&str>,
-    ) -> Result<Option<ObjectInfo>>;
+    async fn head(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<Option<ObjectInfo>>;
     /// GET of a whole object, optionally a version, optionally only if its ETag matches.
-    async fn get(
-        &self,
-        bucket: &str,
-        key: &str,
-        version_id: Option<&str>,
-        if_match: Option<&str>,
-    ) -> Result<Fetch<(ObjectInfo, Bytes)>>;
+    async fn get(&self, bucket: &str, key: &str, version_id: Option<&str>, if_match: Option<&str>) -> Result<Fetch<(ObjectInfo, Bytes)>>;
     /// Ranged GET of `len` bytes from `offset`.
-    async fn get_range(
-        &self,
-        bucket: &str,
-        key: &str,
-        version_id: Option<&str>,
-        offset: u64,
-        len: u64,
-    ) -> Result<Bytes>;
+    async fn get_range(&self, bucket: &str, key: &str, version_id: Option<&str>, offset: u64, len: u64) -> Result<Bytes>;
     /// PutObject.
-    async fn put(&self, bucket: &str, key: &str, body: Bytes, opts: &PutOptions)
-        -> Result<Written>;
+    async fn put(&self, bucket: &str, key: &str, body: Bytes, opts: &PutOptions) -> Result<Written>;
     /// Server-side CopyObject, keeping the source's metadata and content type.
-    async fn copy(
-        &self,
-        src: &ObjectRef,
-        if_match: Option<&str>,
-        bucket: &str,
-        key: &str,
-    ) -> Result<Fetch<Written>>;
+    async fn copy(&self, src: &ObjectRef, if_match: Option<&str>, bucket: &str, key: &str) -> Result<Fetch<Written>>;
     /// Starts a multipart upload and returns its id.
     async fn create_multipart(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String>;
     /// Uploads one part and returns its ETag.
-    async fn upload_part(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        part_number: i32,
-        body: Bytes,
-    ) -> Result<String>;
+    async fn upload_part(&self, bucket: &str, key: &str, upload_id: &str, part_number: i32, body: Bytes) -> Result<String>;
     /// Copies a byte range (inclusive) of another object as one part.
     async fn upload_part_copy(
         &self,
@@ -138,13 +106,7 @@ pub trait ObjectStore: Send + Sync {
         last: u64,
     ) -> Result<Fetch<String>>;
     /// Completes a multipart upload from (part number, ETag) pairs.
-    async fn complete_multipart(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        parts: &[(i32, String)],
-    ) -> Result<Written>;
+    async fn complete_multipart(&self, bucket: &str, key: &str, upload_id: &str, parts: &[(i32, String)]) -> Result<Written>;
     /// Aborts a multipart upload, freeing its parts.
     async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()>;
     /// Deletes the current object (in a versioned bucket, creates a delete marker).
@@ -167,22 +129,11 @@ pub trait Queue: Send + Sync {
     /// Sends one message, visible after `delay_seconds`.
     async fn send(&self, queue: &str, body: &str, delay_seconds: i32) -> Result<()>;
     /// Receives up to `max` messages, waiting up to `wait_seconds`, hiding them for `visibility_seconds`.
-    async fn receive(
-        &self,
-        queue: &str,
-        max: i32,
-        wait_seconds: i32,
-        visibility_seconds: i32,
-    ) -> Result<Vec<Message>>;
+    async fn receive(&self, queue: &str, max: i32, wait_seconds: i32, visibility_seconds: i32) -> Result<Vec<Message>>;
     /// Deletes a handled message.
     async fn delete(&self, queue: &str, receipt: &str) -> Result<()>;
     /// Changes how long a received message stays hidden (0 makes it visible again at once).
-    async fn change_visibility(
-        &self,
-        queue: &str,
-        receipt: &str,
-        visibility_seconds: i32,
-    ) -> Result<()>;
+    async fn change_visibility(&self, queue: &str, receipt: &str, visibility_seconds: i32) -> Result<()>;
     /// Approximate number of messages visible plus in flight.
     async fn depth(&self, queue: &str) -> Result<u64>;
 }
@@ -202,13 +153,7 @@ pub trait ControlStore: Send + Sync {
     /// Reads one item.
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>>;
     /// Writes an item only if none exists under its key; returns false if one did.
-    async fn put_new(
-        &self,
-        pk: &str,
-        sk: &str,
-        body: &str,
-        expires_at: Option<i64>,
-    ) -> Result<bool>;
+    async fn put_new(&self, pk: &str, sk: &str, body: &str, expires_at: Option<i64>) -> Result<bool>;
     /// Replaces an item only if its version is still `expected_version`; returns false otherwise.
     async fn replace(&self, pk: &str, sk: &str, expected_version: u64, body: &str) -> Result<bool>;
     /// All items of a partition whose sort key starts with `sk_prefix`, in sort-key order.

@@ -14,11 +14,7 @@ use crate::domain::{CaptureKind, CaptureRecord};
 
 /// A sortable key that orders the records of one object key in time.
 pub fn order_key(r: &CaptureRecord) -> (i64, String, DateTime<Utc>) {
-    (
-        r.event_time.timestamp(),
-        padded_sequencer(r.sequencer.as_deref()),
-        r.captured_at,
-    )
+    (r.event_time.timestamp(), padded_sequencer(r.sequencer.as_deref()), r.captured_at)
 }
 
 /// A sequencer made comparable as a string: upper-case hex, right-padded with zeros to 64 chars.
@@ -56,10 +52,7 @@ pub fn resolve<'a>(
             }
         }
     }
-    best.into_iter()
-        .filter(|(_, r)| r.kind == CaptureKind::Put)
-        .map(|(k, r)| (k.to_string(), r.clone()))
-        .collect()
+    best.into_iter().filter(|(_, r)| r.kind == CaptureKind::Put).map(|(k, r)| (k.to_string(), r.clone())).collect()
 }
 
 #[cfg(test)]
@@ -72,14 +65,7 @@ mod tests {
     }
 
     /// (kind, key, event second, sequencer, captured second, etag)
-    type Row = (
-        &'static str,
-        &'static str,
-        u32,
-        Option<&'static str>,
-        u32,
-        &'static str,
-    );
+    type Row = (&'static str, &'static str, u32, Option<&'static str>, u32, &'static str);
 
     fn rec(row: &Row) -> CaptureRecord {
         let (kind, key, at, seq, cap, etag) = *row;
@@ -95,156 +81,77 @@ mod tests {
     #[test]
     fn table() {
         let cases: Vec<(&str, Vec<Row>, u32, Vec<(&str, &str)>)> = vec![
-            (
-                "single put visible after its time",
-                vec![("put", "a", 10, None, 11, "e1")],
-                10,
-                vec![("a", "e1")],
-            ),
-            (
-                "put not visible before its time",
-                vec![("put", "a", 10, None, 11, "e1")],
-                9,
-                vec![],
-            ),
-            (
-                "overwrite wins later",
-                vec![
-                    ("put", "a", 10, None, 11, "e1"),
-                    ("put", "a", 20, None, 21, "e2"),
-                ],
-                25,
-                vec![("a", "e2")],
-            ),
-            (
-                "overwrite not yet at T",
-                vec![
-                    ("put", "a", 10, None, 11, "e1"),
-                    ("put", "a", 20, None, 21, "e2"),
-                ],
-                15,
-                vec![("a", "e1")],
-            ),
-            (
-                "delete removes",
-                vec![
-                    ("put", "a", 10, None, 11, "e1"),
-                    ("delete", "a", 20, None, 21, ""),
-                ],
-                20,
-                vec![],
-            ),
+            ("single put visible after its time", vec![("put", "a", 10, None, 11, "e1")], 10, vec![("a", "e1")]),
+            ("put not visible before its time", vec![("put", "a", 10, None, 11, "e1")], 9, vec![]),
+            ("overwrite wins later", vec![("put", "a", 10, None, 11, "e1"), ("put", "a", 20, None, 21, "e2")], 25, vec![("a", "e2")]),
+            ("overwrite not yet at T", vec![("put", "a", 10, None, 11, "e1"), ("put", "a", 20, None, 21, "e2")], 15, vec![("a", "e1")]),
+            ("delete removes", vec![("put", "a", 10, None, 11, "e1"), ("delete", "a", 20, None, 21, "")], 20, vec![]),
             (
                 "delete then re-create",
-                vec![
-                    ("put", "a", 10, None, 11, "e1"),
-                    ("delete", "a", 20, None, 21, ""),
-                    ("put", "a", 30, None, 31, "e3"),
-                ],
+                vec![("put", "a", 10, None, 11, "e1"), ("delete", "a", 20, None, 21, ""), ("put", "a", 30, None, 31, "e3")],
                 30,
                 vec![("a", "e3")],
             ),
             (
                 "between delete and re-create",
-                vec![
-                    ("put", "a", 10, None, 11, "e1"),
-                    ("delete", "a", 20, None, 21, ""),
-                    ("put", "a", 30, None, 31, "e3"),
-                ],
+                vec![("put", "a", 10, None, 11, "e1"), ("delete", "a", 20, None, 21, ""), ("put", "a", 30, None, 31, "e3")],
                 25,
                 vec![],
             ),
             (
                 "delete arriving before the put it follows",
-                vec![
-                    ("delete", "a", 20, None, 21, ""),
-                    ("put", "a", 10, None, 40, "e1"),
-                ],
+                vec![("delete", "a", 20, None, 21, ""), ("put", "a", 10, None, 40, "e1")],
                 30,
                 vec![],
             ),
             (
                 "duplicates change nothing",
-                vec![
-                    ("put", "a", 10, None, 11, "e1"),
-                    ("put", "a", 10, None, 11, "e1"),
-                    ("put", "a", 10, None, 11, "e1"),
-                ],
+                vec![("put", "a", 10, None, 11, "e1"), ("put", "a", 10, None, 11, "e1"), ("put", "a", 10, None, 11, "e1")],
                 10,
                 vec![("a", "e1")],
             ),
             (
                 "same second ordered by sequencer",
-                vec![
-                    ("put", "a", 10, Some("00A2"), 12, "e2"),
-                    ("put", "a", 10, Some("00A1"), 13, "e1"),
-                ],
+                vec![("put", "a", 10, Some("00A2"), 12, "e2"), ("put", "a", 10, Some("00A1"), 13, "e1")],
                 10,
                 vec![("a", "e2")],
             ),
             (
                 "sequencer padding: shorter is smaller",
-                vec![
-                    ("put", "a", 10, Some("617f0829"), 12, "long"),
-                    ("put", "a", 10, Some("617f08"), 13, "short"),
-                ],
+                vec![("put", "a", 10, Some("617f0829"), 12, "long"), ("put", "a", 10, Some("617f08"), 13, "short")],
                 10,
                 vec![("a", "long")],
             ),
             (
                 "same second constant sequencer: capture order",
-                vec![
-                    ("put", "a", 10, Some("1"), 11, "e1"),
-                    ("delete", "a", 10, Some("1"), 12, ""),
-                ],
+                vec![("put", "a", 10, Some("1"), 11, "e1"), ("delete", "a", 10, Some("1"), 12, "")],
                 10,
                 vec![],
             ),
             (
                 "same second put after delete by capture order",
-                vec![
-                    ("delete", "a", 10, Some("1"), 11, ""),
-                    ("put", "a", 10, Some("1"), 12, "e2"),
-                ],
+                vec![("delete", "a", 10, Some("1"), 11, ""), ("put", "a", 10, Some("1"), 12, "e2")],
                 10,
                 vec![("a", "e2")],
             ),
             (
                 "event beats seed record in the same second",
-                vec![
-                    ("put", "a", 10, None, 50, "seed"),
-                    ("put", "a", 10, Some("5"), 11, "evt"),
-                ],
+                vec![("put", "a", 10, None, 50, "seed"), ("put", "a", 10, Some("5"), 11, "evt")],
                 10,
                 vec![("a", "evt")],
             ),
             (
                 "keys are independent",
-                vec![
-                    ("put", "a", 10, None, 11, "ea"),
-                    ("put", "b", 10, None, 11, "eb"),
-                    ("delete", "b", 12, None, 13, ""),
-                ],
+                vec![("put", "a", 10, None, 11, "ea"), ("put", "b", 10, None, 11, "eb"), ("delete", "b", 12, None, 13, "")],
                 12,
                 vec![("a", "ea")],
             ),
-            (
-                "prefix filter",
-                vec![
-                    ("put", "x/a", 10, None, 11, "1"),
-                    ("put", "y/a", 10, None, 11, "2"),
-                ],
-                10,
-                vec![("x/a", "1")],
-            ),
+            ("prefix filter", vec![("put", "x/a", 10, None, 11, "1"), ("put", "y/a", 10, None, 11, "2")], 10, vec![("x/a", "1")]),
         ];
         for (name, rows, at, want) in cases {
             let prefix = if name == "prefix filter" { "x/" } else { "" };
             let recs: Vec<CaptureRecord> = rows.iter().map(rec).collect();
-            let want: Vec<(String, String)> = want
-                .iter()
-                .map(|(k, e)| (k.to_string(), e.to_string()))
-                .collect();
+            let want: Vec<(String, String)> = want.iter().map(|(k, e)| (k.to_string(), e.to_string())).collect();
             // Every permutation order must give the same state: reverse and rotate as cheap permutations.
             let mut orders = vec![recs.clone(), recs.iter().rev().cloned().collect()];
             for i in 1..recs.len() {
@@ -253,10 +160,8 @@ mod tests {
                 orders.push(r);
             }
             for order in orders {
-                let got: Vec<(String, String)> = resolve(&order, prefix, t(at))
-                    .into_iter()
-                    .map(|(k, r)| (k, r.etag.unwrap_or_default()))
-                    .collect();
+                let got: Vec<(String, String)> =
+                    resolve(&order, prefix, t(at)).into_iter().map(|(k, r)| (k, r.etag.unwrap_or_default())).collect();
                 assert_eq!(got, want, "case: {name}");
             }
         }

@@ -37,9 +37,7 @@ impl std::str::FromStr for RestoreMode {
         match s {
             "copy" => Ok(RestoreMode::Copy),
             "rollback" => Ok(RestoreMode::Rollback),
-            other => Err(Error::Invalid(format!(
-                "restore mode '{other}' is not one of: copy, rollback"
-            ))),
+            other => Err(Error::Invalid(format!("restore mode '{other}' is not one of: copy, rollback"))),
         }
     }
 }
@@ -91,17 +89,10 @@ pub async fn load_state(
 ) -> Result<(RecoveryPoint, BTreeMap<String, CaptureRecord>)> {
     let vault_bucket = engine.config.vault_bucket.clone();
     if !engine.vault.bucket_exists(&vault_bucket).await? {
-        return Err(Error::NoSuchBucket {
-            bucket: vault_bucket,
-        });
+        return Err(Error::NoSuchBucket { bucket: vault_bucket });
     }
     let point = point_for(engine.vault.as_ref(), &vault_bucket, bucket, as_of).await?;
-    let keys: Vec<String> = point
-        .segments
-        .iter()
-        .filter(|s| s.may_contain_prefix(prefix))
-        .map(|s| s.key.clone())
-        .collect();
+    let keys: Vec<String> = point.segments.iter().filter(|s| s.may_contain_prefix(prefix)).map(|s| s.key.clone()).collect();
     let records: Vec<Vec<CaptureRecord>> = stream::iter(keys)
         .map(|k| {
             let (vault, vb) = (engine.vault.clone(), vault_bucket.clone());
@@ -121,25 +112,14 @@ pub async fn restore(
     req: &RestoreRequest,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<RestoreReport> {
-    if req.mode == RestoreMode::Copy
-        && req.target_bucket == req.source_bucket
-        && overlaps(&req.prefix, &req.target_prefix)
-    {
+    if req.mode == RestoreMode::Copy && req.target_bucket == req.source_bucket && overlaps(&req.prefix, &req.target_prefix) {
         return Err(Error::Invalid("copy mode needs a target outside the restored prefix; use --mode rollback to restore in place".into()));
     }
     let (point, state) = load_state(engine, &req.source_bucket, &req.prefix, req.as_of).await?;
-    let mut report = RestoreReport {
-        recovery_point: Some(point.time),
-        dry_run: req.dry_run,
-        ..Default::default()
-    };
+    let mut report = RestoreReport { recovery_point: Some(point.time), dry_run: req.dry_run, ..Default::default() };
     let map_key = |k: &str| format!("{}{}", req.target_prefix, &k[req.prefix.len()..]);
     let target_exists = target.bucket_exists(&req.target_bucket).await?;
-    let current = if target_exists {
-        list_current(target.as_ref(), &req.target_bucket, &req.target_prefix).await?
-    } else {
-        HashMap::new()
-    };
+    let current = if target_exists { list_current(target.as_ref(), &req.target_bucket, &req.target_prefix).await? } else { HashMap::new() };
     let mut todo: Vec<(String, CaptureRecord)> = Vec::new();
     let mut deletes = Vec::new();
     match req.mode {
@@ -156,29 +136,20 @@ pub async fn restore(
         }
         RestoreMode::Rollback => {
             if !target_exists {
-                return Err(Error::NoSuchBucket {
-                    bucket: req.target_bucket.clone(),
-                });
+                return Err(Error::NoSuchBucket { bucket: req.target_bucket.clone() });
             }
             let mut wanted = std::collections::HashSet::new();
             for (k, r) in state {
                 let tk = map_key(&k);
                 wanted.insert(tk.clone());
-                if current
-                    .get(&tk)
-                    .is_some_and(|etag| Some(etag) == r.etag.as_ref())
-                {
+                if current.get(&tk).is_some_and(|etag| Some(etag) == r.etag.as_ref()) {
                     report.unchanged += 1;
                 } else {
                     todo.push((tk, r));
                 }
             }
             if req.delete_newer {
-                deletes = current
-                    .keys()
-                    .filter(|k| !wanted.contains(*k))
-                    .cloned()
-                    .collect();
+                deletes = current.keys().filter(|k| !wanted.contains(*k)).cloned().collect();
             }
         }
     }
@@ -236,24 +207,11 @@ fn overlaps(a: &str, b: &str) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
 
-async fn list_current(
-    store: &dyn ObjectStore,
-    bucket: &str,
-    prefix: &str,
-) -> Result<HashMap<String, String>> {
+async fn list_current(store: &dyn ObjectStore, bucket: &str, prefix: &str) -> Result<HashMap<String, String>> {
     let mut out = HashMap::new();
     let mut token = None;
     loop {
-        let page = store
-            .list(
-                bucket,
-                ListRequest {
-                    prefix,
-                    continuation: token,
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let page = store.list(bucket, ListRequest { prefix, continuation: token, ..Default::default() }).await?;
         out.extend(page.objects.into_iter().map(|o| (o.key, o.etag)));
         match page.next_token {
             Some(t) => token = Some(t),
@@ -275,11 +233,7 @@ async fn restore_one(
     // In place on a versioned source, the old version may still be there: copy it server-side.
     if in_place {
         if let (Some(v), Some(etag)) = (&rec.version_id, &rec.etag) {
-            let src = ObjectRef {
-                bucket: rec.bucket.clone(),
-                key: rec.key.clone(),
-                version_id: Some(v.clone()),
-            };
+            let src = ObjectRef { bucket: rec.bucket.clone(), key: rec.key.clone(), version_id: Some(v.clone()) };
             if rec.size < engine.config.multipart_copy_threshold {
                 if let Fetch::Found(w) = target.copy(&src, Some(etag), bucket, key).await? {
                     if &w.etag == etag {
@@ -290,108 +244,51 @@ async fn restore_one(
         }
     }
     match &rec.location {
-        Some(Location::Pack {
-            pack,
-            offset,
-            length,
-            ..
-        }) => {
-            let stored = engine
-                .vault
-                .get_range(vb, pack, None, *offset, *length)
-                .await?;
+        Some(Location::Pack { pack, offset, length, .. }) => {
+            let stored = engine.vault.get_range(vb, pack, None, *offset, *length).await?;
             let data: Bytes = decode_blob(rec, &stored)?;
             let opts = PutOptions {
                 content_type: rec.content_type.clone(),
                 metadata: rec.metadata.clone(),
-                sha256_hex: rec
-                    .checksum
-                    .as_ref()
-                    .filter(|c| c.algorithm == "SHA256")
-                    .map(|c| c.value.clone()),
+                sha256_hex: rec.checksum.as_ref().filter(|c| c.algorithm == "SHA256").map(|c| c.value.clone()),
                 if_none_match: false,
             };
             let w = target.put(bucket, key, data.clone(), &opts).await?;
             let md5 = hex::encode(<md5::Md5 as md5::Digest>::digest(&data));
             // A plain-MD5 ETag that disagrees means the bytes changed in transit.
-            if w.etag.len() == 32
-                && !w.etag.contains('-')
-                && w.etag != md5
-                && rec.etag.as_deref() == Some(md5.as_str())
-            {
-                return Err(Error::ChecksumMismatch {
-                    key: key.into(),
-                    expected: md5,
-                    actual: w.etag,
-                });
+            if w.etag.len() == 32 && !w.etag.contains('-') && w.etag != md5 && rec.etag.as_deref() == Some(md5.as_str()) {
+                return Err(Error::ChecksumMismatch { key: key.into(), expected: md5, actual: w.etag });
             }
             Ok(())
         }
-        Some(Location::Object {
-            key: vkey,
-            version_id,
-            etag,
-            part_size,
-        }) => {
-            let src = ObjectRef {
-                bucket: vb.clone(),
-                key: vkey.clone(),
-                version_id: version_id.clone(),
-            };
+        Some(Location::Object { key: vkey, version_id, etag, part_size }) => {
+            let src = ObjectRef { bucket: vb.clone(), key: vkey.clone(), version_id: version_id.clone() };
             let written = match part_size {
                 None => match target.copy(&src, None, bucket, key).await? {
                     Fetch::Found(w) => w,
                     _ => return Err(Error::corrupt("vault object", format!("{vkey} is missing"))),
                 },
                 Some(ps) => {
-                    let opts = PutOptions {
-                        content_type: rec.content_type.clone(),
-                        metadata: rec.metadata.clone(),
-                        ..Default::default()
-                    };
+                    let opts = PutOptions { content_type: rec.content_type.clone(), metadata: rec.metadata.clone(), ..Default::default() };
                     let upload = target.create_multipart(bucket, key, &opts).await?;
                     let mut parts = Vec::new();
                     for (i, (first, last)) in part_ranges(rec.size, *ps).into_iter().enumerate() {
-                        match target
-                            .upload_part_copy(
-                                bucket,
-                                key,
-                                &upload,
-                                i as i32 + 1,
-                                &src,
-                                None,
-                                first,
-                                last,
-                            )
-                            .await?
-                        {
+                        match target.upload_part_copy(bucket, key, &upload, i as i32 + 1, &src, None, first, last).await? {
                             Fetch::Found(e) => parts.push((i as i32 + 1, e)),
                             _ => {
                                 target.abort_multipart(bucket, key, &upload).await?;
-                                return Err(Error::corrupt(
-                                    "vault object",
-                                    format!("{vkey} is missing"),
-                                ));
+                                return Err(Error::corrupt("vault object", format!("{vkey} is missing")));
                             }
                         }
                     }
-                    target
-                        .complete_multipart(bucket, key, &upload, &parts)
-                        .await?
+                    target.complete_multipart(bucket, key, &upload, &parts).await?
                 }
             };
             if &written.etag != etag {
-                return Err(Error::ChecksumMismatch {
-                    key: key.into(),
-                    expected: etag.clone(),
-                    actual: written.etag,
-                });
+                return Err(Error::ChecksumMismatch { key: key.into(), expected: etag.clone(), actual: written.etag });
             }
             Ok(())
         }
-        None => Err(Error::corrupt(
-            "capture record",
-            format!("{} has no location", rec.key),
-        )),
+        None => Err(Error::corrupt("capture record", format!("{} has no location", rec.key))),
     }
 }

@@ -28,15 +28,9 @@ pub struct Seeded {
 /// Checks that the source and vault buckets exist, with errors that name the missing one.
 pub async fn check_buckets(engine: &Engine, source_bucket: &str) -> Result<()> {
     if !engine.source.bucket_exists(source_bucket).await? {
-        return Err(Error::NoSuchBucket {
-            bucket: source_bucket.into(),
-        });
+        return Err(Error::NoSuchBucket { bucket: source_bucket.into() });
     }
-    if !engine
-        .vault
-        .bucket_exists(&engine.config.vault_bucket)
-        .await?
-    {
+    if !engine.vault.bucket_exists(&engine.config.vault_bucket).await? {
         return Err(Error::Invalid(format!(
             "vault bucket {} does not exist; create it with `tidemark init --local --vault s3://{}` (or deploy the vault-account stack)",
             engine.config.vault_bucket, engine.config.vault_bucket
@@ -46,12 +40,7 @@ pub async fn check_buckets(engine: &Engine, source_bucket: &str) -> Result<()> {
 }
 
 /// Starts or resumes a seed run of `bucket/prefix` and enqueues its unfinished tasks.
-pub async fn seed(
-    engine: &Engine,
-    bucket: &str,
-    prefix: &str,
-    targets: PlanTargets,
-) -> Result<Seeded> {
+pub async fn seed(engine: &Engine, bucket: &str, prefix: &str, targets: PlanTargets) -> Result<Seeded> {
     check_buckets(engine, bucket).await?;
     let control = engine.control();
     let now = engine.clock.now();
@@ -71,11 +60,7 @@ pub async fn seed(
         let partitions = plan_by_listing(engine, bucket, prefix, targets).await?;
         let mut ids = Vec::new();
         for p in &partitions {
-            let task_id = stable_id(&[
-                &run.run_id,
-                &p.start,
-                p.end.as_deref().unwrap_or("\u{10FFFF}"),
-            ]);
+            let task_id = stable_id(&[&run.run_id, &p.start, p.end.as_deref().unwrap_or("\u{10FFFF}")]);
             let task = TaskRecord {
                 task_id: task_id.clone(),
                 run_id: run.run_id.clone(),
@@ -101,10 +86,7 @@ pub async fn seed(
             version += 1;
             run = next;
         } else {
-            let (v, r) = control
-                .get_run(&run.run_id)
-                .await?
-                .ok_or_else(|| Error::corrupt("run", "vanished during planning"))?;
+            let (v, r) = control.get_run(&run.run_id).await?.ok_or_else(|| Error::corrupt("run", "vanished during planning"))?;
             version = v;
             run = r;
         }
@@ -112,31 +94,19 @@ pub async fn seed(
     let _ = version;
     let enqueued = enqueue_unfinished(engine, &run).await?;
     tracing::info!(run_id = %run.run_id, tasks = run.tasks.len(), enqueued, resumed, "seeded");
-    Ok(Seeded {
-        run,
-        resumed,
-        enqueued,
-    })
+    Ok(Seeded { run, resumed, enqueued })
 }
 
 /// Sends a message for every task of the run that is not done (duplicates are harmless: leases fence them).
 pub async fn enqueue_unfinished(engine: &Engine, run: &RunRecord) -> Result<usize> {
     let tasks = engine.control().tasks(&run.run_id).await?;
-    let done: std::collections::HashSet<&str> = tasks
-        .iter()
-        .filter(|t| t.done)
-        .map(|t| t.task_id.as_str())
-        .collect();
+    let done: std::collections::HashSet<&str> = tasks.iter().filter(|t| t.done).map(|t| t.task_id.as_str()).collect();
     let mut n = 0;
     for id in &run.tasks {
         if done.contains(id.as_str()) {
             continue;
         }
-        let body = serde_json::to_string(&TaskMessage {
-            run_id: run.run_id.clone(),
-            task_id: id.clone(),
-        })
-        .expect("serialises");
+        let body = serde_json::to_string(&TaskMessage { run_id: run.run_id.clone(), task_id: id.clone() }).expect("serialises");
         engine.queue.send(&engine.queues.work, &body, 0).await?;
         n += 1;
     }
@@ -150,8 +120,7 @@ fn interleave(partitions: &[Partition], ids: Vec<String>) -> Vec<String> {
         let top = p.start.split('/').next().unwrap_or("").to_string();
         groups.entry(top).or_default().push(id);
     }
-    let mut queues: Vec<std::collections::VecDeque<String>> =
-        groups.into_values().map(Into::into).collect();
+    let mut queues: Vec<std::collections::VecDeque<String>> = groups.into_values().map(Into::into).collect();
     let mut out = Vec::new();
     while queues.iter().any(|q| !q.is_empty()) {
         for q in queues.iter_mut() {
@@ -164,53 +133,21 @@ fn interleave(partitions: &[Partition], ids: Vec<String>) -> Vec<String> {
 }
 
 /// Plans partitions by listing: discovers top-level prefixes with the delimiter, lists them in parallel.
-pub async fn plan_by_listing(
-    engine: &Engine,
-    bucket: &str,
-    prefix: &str,
-    targets: PlanTargets,
-) -> Result<Vec<Partition>> {
-    let top = engine
-        .source
-        .list(
-            bucket,
-            ListRequest {
-                prefix,
-                delimiter: Some("/"),
-                ..Default::default()
-            },
-        )
-        .await?;
+pub async fn plan_by_listing(engine: &Engine, bucket: &str, prefix: &str, targets: PlanTargets) -> Result<Vec<Partition>> {
+    let top = engine.source.list(bucket, ListRequest { prefix, delimiter: Some("/"), ..Default::default() }).await?;
     let mut groups = vec![];
     let mut token = top.next_token.clone();
-    let mut root_objects: Vec<(String, u64)> = top
-        .objects
-        .iter()
-        .map(|o| (o.key.clone(), o.size))
-        .collect();
+    let mut root_objects: Vec<(String, u64)> = top.objects.iter().map(|o| (o.key.clone(), o.size)).collect();
     groups.extend(top.common_prefixes.clone());
     while let Some(t) = token {
-        let page = engine
-            .source
-            .list(
-                bucket,
-                ListRequest {
-                    prefix,
-                    delimiter: Some("/"),
-                    continuation: Some(t),
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let page =
+            engine.source.list(bucket, ListRequest { prefix, delimiter: Some("/"), continuation: Some(t), ..Default::default() }).await?;
         root_objects.extend(page.objects.iter().map(|o| (o.key.clone(), o.size)));
         groups.extend(page.common_prefixes);
         token = page.next_token;
     }
-    let listed: Vec<Vec<(String, u64)>> = stream::iter(groups)
-        .map(|p| list_all(engine, bucket, p))
-        .buffered(engine.config.concurrency.max(1))
-        .try_collect()
-        .await?;
+    let listed: Vec<Vec<(String, u64)>> =
+        stream::iter(groups).map(|p| list_all(engine, bucket, p)).buffered(engine.config.concurrency.max(1)).try_collect().await?;
     let mut all: Vec<(String, u64)> = root_objects;
     all.extend(listed.into_iter().flatten());
     all.sort();
@@ -225,17 +162,7 @@ async fn list_all(engine: &Engine, bucket: &str, prefix: String) -> Result<Vec<(
     let mut out = Vec::new();
     let mut token = None;
     loop {
-        let page = engine
-            .source
-            .list(
-                bucket,
-                ListRequest {
-                    prefix: &prefix,
-                    continuation: token,
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let page = engine.source.list(bucket, ListRequest { prefix: &prefix, continuation: token, ..Default::default() }).await?;
         out.extend(page.objects.into_iter().map(|o| (o.key, o.size)));
         match page.next_token {
             Some(t) => token = Some(t),

@@ -45,8 +45,7 @@ impl SegmentMeta {
             return true;
         }
         // Keys under the prefix sort between `prefix` and `prefix` followed by the highest char.
-        self.max_key.as_str() >= prefix
-            && (self.min_key.as_str() <= prefix || self.min_key.starts_with(prefix))
+        self.max_key.as_str() >= prefix && (self.min_key.as_str() <= prefix || self.min_key.starts_with(prefix))
     }
 }
 
@@ -61,22 +60,11 @@ struct Header {
 }
 
 /// Encodes records (in any order) as a segment; returns its bytes and metadata.
-pub fn encode(
-    key: &str,
-    bucket: &str,
-    kind: SegmentKind,
-    mut records: Vec<CaptureRecord>,
-) -> Result<(Vec<u8>, SegmentMeta)> {
+pub fn encode(key: &str, bucket: &str, kind: SegmentKind, mut records: Vec<CaptureRecord>) -> Result<(Vec<u8>, SegmentMeta)> {
     if records.is_empty() {
-        return Err(Error::Invalid(
-            "a segment needs at least one capture record".into(),
-        ));
+        return Err(Error::Invalid("a segment needs at least one capture record".into()));
     }
-    records.sort_by(|a, b| {
-        a.key
-            .cmp(&b.key)
-            .then_with(|| order_key(a).cmp(&order_key(b)))
-    });
+    records.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| order_key(a).cmp(&order_key(b))));
     let mut body = Vec::new();
     for r in &records {
         serde_json::to_writer(&mut body, r).expect("record serialises");
@@ -88,16 +76,8 @@ pub fn encode(
         count: records.len() as u64,
         min_key: records.first().expect("non-empty").key.clone(),
         max_key: records.last().expect("non-empty").key.clone(),
-        min_time: records
-            .iter()
-            .map(|r| r.event_time)
-            .min()
-            .expect("non-empty"),
-        max_time: records
-            .iter()
-            .map(|r| r.event_time)
-            .max()
-            .expect("non-empty"),
+        min_time: records.iter().map(|r| r.event_time).min().expect("non-empty"),
+        max_time: records.iter().map(|r| r.event_time).max().expect("non-empty"),
     };
     let header = Header {
         format: "tidemark-segment".into(),
@@ -115,40 +95,25 @@ pub fn encode(
 /// Decodes and verifies a segment.
 pub fn decode(key: &str, bytes: &[u8]) -> Result<(SegmentMeta, Vec<CaptureRecord>)> {
     let bad = |d: String| Error::corrupt(format!("segment {key}"), d);
-    let nl = bytes
-        .iter()
-        .position(|b| *b == b'\n')
-        .ok_or_else(|| bad("no header line".into()))?;
-    let header: Header =
-        serde_json::from_slice(&bytes[..nl]).map_err(|e| bad(format!("header: {e}")))?;
+    let nl = bytes.iter().position(|b| *b == b'\n').ok_or_else(|| bad("no header line".into()))?;
+    let header: Header = serde_json::from_slice(&bytes[..nl]).map_err(|e| bad(format!("header: {e}")))?;
     if header.format != "tidemark-segment" || header.version != 1 {
-        return Err(bad(format!(
-            "unsupported format {} v{}",
-            header.format, header.version
-        )));
+        return Err(bad(format!("unsupported format {} v{}", header.format, header.version)));
     }
     let body = &bytes[nl + 1..];
     let actual = hex::encode(Sha256::digest(body));
     if actual != header.sha256 {
-        return Err(bad(format!(
-            "body sha256 {actual} does not match header {}",
-            header.sha256
-        )));
+        return Err(bad(format!("body sha256 {actual} does not match header {}", header.sha256)));
     }
     let mut records = Vec::with_capacity(header.meta.count as usize);
     for (i, line) in body.split(|b| *b == b'\n').enumerate() {
         if line.is_empty() {
             continue;
         }
-        records
-            .push(serde_json::from_slice(line).map_err(|e| bad(format!("line {}: {e}", i + 2)))?);
+        records.push(serde_json::from_slice(line).map_err(|e| bad(format!("line {}: {e}", i + 2)))?);
     }
     if records.len() as u64 != header.meta.count {
-        return Err(bad(format!(
-            "{} records, header says {}",
-            records.len(),
-            header.meta.count
-        )));
+        return Err(bad(format!("{} records, header says {}", records.len(), header.meta.count)));
     }
     Ok((header.meta, records))
 }
@@ -161,25 +126,16 @@ mod tests {
     #[test]
     fn segments_round_trip_sorted_and_detect_tampering() {
         let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        let recs = vec![
-            CaptureRecord::delete("b", "z", t, None, t),
-            CaptureRecord::delete("b", "a", t, None, t),
-        ];
+        let recs = vec![CaptureRecord::delete("b", "z", t, None, t), CaptureRecord::delete("b", "a", t, None, t)];
         let (bytes, meta) = encode("k", "b", SegmentKind::Delta, recs).unwrap();
-        assert_eq!(
-            (meta.min_key.as_str(), meta.max_key.as_str(), meta.count),
-            ("a", "z", 2)
-        );
+        assert_eq!((meta.min_key.as_str(), meta.max_key.as_str(), meta.count), ("a", "z", 2));
         let (m2, back) = decode("k", &bytes).unwrap();
         assert_eq!(m2, meta);
         assert_eq!(back[0].key, "a");
         let mut bad = bytes.clone();
         let n = bad.len();
         bad[n - 3] ^= 1;
-        assert!(decode("k", &bad)
-            .unwrap_err()
-            .to_string()
-            .contains("sha256"));
+        assert!(decode("k", &bad).unwrap_err().to_string().contains("sha256"));
     }
 
     #[test]

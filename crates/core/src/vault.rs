@@ -29,8 +29,5 @@ pub fn points_prefix(bucket: &str) -> String {
 
 /// Key of the recovery point sealed at `t`; lexical order is time order.
 pub fn point_key(bucket: &str, t: DateTime<Utc>) -> String {
-    format!(
-        "v1/{bucket}/points/{}.json",
-        t.format("%Y-%m-%dT%H:%M:%S%.3fZ")
-    )
+    format!("v1/{bucket}/points/{}.json", t.format("%Y-%m-%dT%H:%M:%S%.3fZ"))
 }

@@ -34,12 +34,7 @@ pub enum TaskOutcome {
 
 /// Parses a work-queue message body.
 pub fn parse_task_message(body: &str) -> Result<TaskMessage> {
-    serde_json::from_str(body).map_err(|e| {
-        Error::Invalid(format!(
-            "work message is not a task: {e}: {}",
-            truncate(body)
-        ))
-    })
+    serde_json::from_str(body).map_err(|e| Error::Invalid(format!("work message is not a task: {e}: {}", truncate(body))))
 }
 
 pub(crate) fn truncate(s: &str) -> String {
@@ -50,42 +45,21 @@ pub(crate) fn truncate(s: &str) -> String {
 pub async fn process_task(engine: &Engine, msg: &TaskMessage, owner: &str) -> Result<TaskOutcome> {
     let control = engine.control();
     let cfg = &engine.config;
-    let Some(mut lease) = control
-        .claim(
-            &msg.run_id,
-            &msg.task_id,
-            owner,
-            engine.clock.now(),
-            cfg.lease_seconds,
-        )
-        .await?
-    else {
-        let done = control
-            .get_task(&msg.run_id, &msg.task_id)
-            .await?
-            .is_some_and(|(_, t)| t.done);
-        return Ok(if done {
-            TaskOutcome::AlreadyDone
-        } else {
-            TaskOutcome::Busy
-        });
+    let Some(mut lease) = control.claim(&msg.run_id, &msg.task_id, owner, engine.clock.now(), cfg.lease_seconds).await? else {
+        let done = control.get_task(&msg.run_id, &msg.task_id).await?.is_some_and(|(_, t)| t.done);
+        return Ok(if done { TaskOutcome::AlreadyDone } else { TaskOutcome::Busy });
     };
     let bucket = lease.task.source_bucket.clone();
     tracing::info!(run_id = %msg.run_id, task_id = %msg.task_id, attempt = lease.task.attempts, cursor = ?lease.task.cursor, "task claimed");
     loop {
-        let slot_name = format!(
-            "seed#{}#{}#{:06}",
-            msg.run_id, msg.task_id, lease.task.batch
-        );
+        let slot_name = format!("seed#{}#{}#{:06}", msg.run_id, msg.task_id, lease.task.batch);
         let slot = match control.segment_slot(&bucket, &slot_name).await? {
             Some(slot) => Some(slot),
             None => {
                 let listed = list_batch(engine, &lease.task).await?;
                 let Some(last) = listed.last().map(|i| i.key.clone()) else {
                     lease.task.done = true;
-                    control
-                        .commit(&mut lease, engine.clock.now(), cfg.lease_seconds)
-                        .await?;
+                    control.commit(&mut lease, engine.clock.now(), cfg.lease_seconds).await?;
                     finish_run_if_complete(engine, &msg.run_id).await?;
                     tracing::info!(run_id = %msg.run_id, task_id = %msg.task_id, objects = lease.task.counters.objects, "task done");
                     return Ok(TaskOutcome::Finished(lease.task.counters));
@@ -96,18 +70,12 @@ pub async fn process_task(engine: &Engine, msg: &TaskMessage, owner: &str) -> Re
                     // Everything listed vanished: advance the cursor, nothing to register.
                     lease.task.cursor = Some(last);
                     lease.task.counters.add(&batch.counters);
-                    control
-                        .commit(&mut lease, engine.clock.now(), cfg.lease_seconds)
-                        .await?;
+                    control.commit(&mut lease, engine.clock.now(), cfg.lease_seconds).await?;
                     continue;
                 }
                 let meta = write_segment(engine, &bucket, SegmentKind::Seed, batch.records).await?;
                 batch.counters.vault_requests += 2;
-                let slot = SegmentSlot {
-                    meta,
-                    end_cursor: Some(last),
-                    counters: batch.counters,
-                };
+                let slot = SegmentSlot { meta, end_cursor: Some(last), counters: batch.counters };
                 Some(control.register_segment(&bucket, &slot_name, &slot).await?)
             }
         };
@@ -115,17 +83,12 @@ pub async fn process_task(engine: &Engine, msg: &TaskMessage, owner: &str) -> Re
         lease.task.cursor = slot.end_cursor.clone();
         lease.task.batch += 1;
         lease.task.counters.add(&slot.counters);
-        control
-            .commit(&mut lease, engine.clock.now(), cfg.lease_seconds)
-            .await?;
+        control.commit(&mut lease, engine.clock.now(), cfg.lease_seconds).await?;
     }
 }
 
 /// Lists the next batch of the task's partition after its cursor.
-async fn list_batch(
-    engine: &Engine,
-    task: &crate::control::TaskRecord,
-) -> Result<Vec<CaptureItem>> {
+async fn list_batch(engine: &Engine, task: &crate::control::TaskRecord) -> Result<Vec<CaptureItem>> {
     let cfg = &engine.config;
     let part = &task.partition;
     // ListObjectsV2 has no inclusive start: start after the key with its last character
@@ -165,13 +128,7 @@ async fn list_batch(
                 return Ok(items);
             }
             bytes += o.size;
-            items.push(CaptureItem {
-                key: o.key,
-                version_id: None,
-                if_match: None,
-                size_hint: o.size,
-                sequencer: None,
-            });
+            items.push(CaptureItem { key: o.key, version_id: None, if_match: None, size_hint: o.size, sequencer: None });
             if items.len() >= cfg.batch_objects || bytes >= cfg.pack_target_bytes {
                 return Ok(items);
             }
@@ -197,10 +154,7 @@ pub async fn finish_run_if_complete(engine: &Engine, run_id: &str) -> Result<boo
             return Ok(false);
         }
         let tasks = control.tasks(run_id).await?;
-        let all_done = run
-            .tasks
-            .iter()
-            .all(|id| tasks.iter().any(|t| &t.task_id == id && t.done));
+        let all_done = run.tasks.iter().all(|id| tasks.iter().any(|t| &t.task_id == id && t.done));
         if !all_done {
             return Ok(false);
         }

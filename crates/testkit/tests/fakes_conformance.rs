@@ -1,0 +1,25 @@
+//! The conformance suites against the in-memory fakes: the fakes must behave like the real services.
+
+use tidemark_core::ports::ObjectStore;
+use tidemark_testkit::conformance;
+use tidemark_testkit::fakes::{MemControlStore, MemObjectStore, MemQueue};
+
+#[tokio::test]
+async fn mem_object_store_conforms() {
+    let s = MemObjectStore::new();
+    s.create("plain", false);
+    s.create("versioned", true);
+    conformance::object_store(&s, "plain", "missing-bucket", Default::default()).await;
+    conformance::versioned_object_store(&s, "versioned").await;
+    assert!(s.bucket_exists("plain").await.unwrap());
+}
+
+#[tokio::test]
+async fn mem_queue_conforms() {
+    conformance::queue(&MemQueue::new(), "q").await;
+}
+
+#[tokio::test]
+async fn mem_control_store_conforms() {
+    conformance::control_store(&MemControlStore::new(), "pk").await;
+}
