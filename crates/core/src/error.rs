@@ -54,6 +54,16 @@ pub enum Error {
         expected: String,
         actual: String,
     },
+    /// An S3 Inventory report (its manifest or a data file) is missing, corrupt or malformed.
+    ///
+    /// `file` is the key of the manifest or data file; `line` is the 1-based CSV line where the
+    /// problem was found, when there is one (Parquet rows are named in `detail`).
+    #[error("inventory {file}{}: {detail}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    Inventory {
+        file: String,
+        line: Option<u64>,
+        detail: String,
+    },
 }
 
 impl Error {
@@ -62,6 +72,9 @@ impl Error {
         match self {
             Error::Port { transient, .. } => *transient,
             Error::LeaseLost { .. } => true,
+            // A report is rewritten only by the next inventory run, so retrying the same files
+            // cannot help; source read failures arrive as `Port` errors with their own class.
+            Error::Inventory { .. } => false,
             _ => false,
         }
     }

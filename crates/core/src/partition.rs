@@ -31,10 +31,7 @@ pub struct PlanTargets {
 
 impl Default for PlanTargets {
     fn default() -> Self {
-        PlanTargets {
-            objects: 100_000,
-            bytes: 50 * 1024 * 1024 * 1024,
-        }
+        PlanTargets { objects: 100_000, bytes: 50 * 1024 * 1024 * 1024 }
     }
 }
 
@@ -55,37 +52,28 @@ impl Planner {
     /// A planner with the given targets.
     pub fn new(targets: PlanTargets) -> Self {
         Planner {
-            targets: PlanTargets {
-                objects: targets.objects.max(1),
-                bytes: targets.bytes.max(1),
-            },
+            targets: PlanTargets { objects: targets.objects.max(1), bytes: targets.bytes.max(1) },
             done: Vec::new(),
-            cur: Partition {
-                start: String::new(),
-                end: None,
-                objects: 0,
-                bytes: 0,
-            },
+            cur: Partition { start: String::new(), end: None, objects: 0, bytes: 0 },
             prev_key: None,
         }
     }
 
     /// Adds the next key. Keys must come in ascending order; an out-of-order key is an error.
     pub fn push(&mut self, key: &str, size: u64) -> crate::Result<()> {
+        self.push_many(key, 1, size)
+    }
+
+    /// Adds the next key standing for `objects` objects of `bytes` bytes in all (the versions
+    /// of one key, when every version is protected). A key is never split across partitions.
+    pub fn push_many(&mut self, key: &str, objects: u64, bytes: u64) -> crate::Result<()> {
         if let Some(prev) = &self.prev_key {
             if key <= prev.as_str() {
-                return Err(crate::Error::Invalid(format!(
-                    "planner got key '{key}' after '{prev}': keys must be sorted and unique"
-                )));
+                return Err(crate::Error::Invalid(format!("planner got key '{key}' after '{prev}': keys must be sorted and unique")));
             }
-            let full =
-                self.cur.objects >= self.targets.objects || self.cur.bytes >= self.targets.bytes;
+            let full = self.cur.objects >= self.targets.objects || self.cur.bytes >= self.targets.bytes;
             if full {
-                let over = self.cur.objects
-                    >= self
-                        .targets
-                        .objects
-                        .saturating_add(self.targets.objects / 4)
+                let over = self.cur.objects >= self.targets.objects.saturating_add(self.targets.objects / 4)
                     || self.cur.bytes >= self.targets.bytes.saturating_add(self.targets.bytes / 4);
                 // Within one directory, wait (up to the slack) for the directory to end.
                 let same_dir = !parent(key).is_empty() && parent(prev) == parent(key);
@@ -94,19 +82,18 @@ impl Planner {
                 }
             }
         }
-        self.cur.objects += 1;
-        self.cur.bytes = self.cur.bytes.saturating_add(size);
-        self.prev_key = Some(key.to_string());
+        self.cur.objects = self.cur.objects.saturating_add(objects);
+        self.cur.bytes = self.cur.bytes.saturating_add(bytes);
+        // The previous key's buffer is reused: planning billions of keys should not allocate
+        // once per key.
+        let prev = self.prev_key.get_or_insert_with(String::new);
+        prev.clear();
+        prev.push_str(key);
         Ok(())
     }
 
     fn cut(&mut self, key: &str) {
-        let mut next = Partition {
-            start: key.to_string(),
-            end: None,
-            objects: 0,
-            bytes: 0,
-        };
+        let mut next = Partition { start: key.to_string(), end: None, objects: 0, bytes: 0 };
         std::mem::swap(&mut self.cur, &mut next);
         next.end = Some(key.to_string());
         self.done.push(next);
@@ -165,12 +152,20 @@ mod tests {
     }
 
     #[test]
+    fn push_many_counts_versions_and_never_splits_a_key() {
+        let mut p = Planner::new(PlanTargets { objects: 10, bytes: u64::MAX });
+        p.push_many("a", 9, 90).unwrap();
+        p.push_many("b", 30, 300).unwrap();
+        p.push_many("c", 1, 1).unwrap();
+        assert!(p.push_many("c", 1, 1).is_err());
+        let parts = p.finish();
+        let shape: Vec<(&str, u64, u64)> = parts.iter().map(|p| (p.start.as_str(), p.objects, p.bytes)).collect();
+        assert_eq!(shape, vec![("", 39, 390), ("c", 1, 1)]);
+    }
+
+    #[test]
     fn balances_by_bytes_and_rejects_unsorted() {
-        let parts = plan(
-            &[("a", 60), ("b", 60), ("c", 60), ("d", 60), ("e", 1)],
-            1000,
-            100,
-        );
+        let parts = plan(&[("a", 60), ("b", 60), ("c", 60), ("d", 60), ("e", 1)], 1000, 100);
         assert_eq!(parts.len(), 3);
         let mut p = Planner::new(PlanTargets::default());
         p.push("b", 1).unwrap();
