@@ -8,3 +8,4 @@ pub mod conformance;
 pub mod data;
 pub mod fakes;
 pub mod harness;
+pub mod inventory_gen;
