@@ -11,8 +11,7 @@ resource "aws_kms_alias" "vault" {
   target_key_id = aws_kms_key.vault.key_id
 }
 
-# Key policies must name Resource "*" (the key itself); every statement other than the
-# account's own administration carries a condition.
+# Key policies must name Resource "*" (the key itself); every statement carries a condition.
 data "aws_iam_policy_document" "vault_key" {
   #checkov:skip=CKV_AWS_109:A key policy's Resource "*" is the key itself (AWS requires it); key administration is granted to this account's root only.
   #checkov:skip=CKV_AWS_111:A key policy's Resource "*" is the key itself (AWS requires it); every non-administration statement carries a condition.
@@ -42,6 +41,11 @@ data "aws_iam_policy_document" "vault_key" {
       "kms:RotateKeyOnDemand",
     ]
     resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:CallerAccount"
+      values   = [local.account_id]
+    }
   }
 
   statement {
