@@ -183,6 +183,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn put(&self, bucket: &str, key: &str, body: Bytes, opts: &PutOptions) -> Result<Written> {
+        let body_for_sum = body.clone();
         let mut req = self
             .client
             .put_object()
@@ -191,9 +192,12 @@ impl ObjectStore for S3Store {
             .body(ByteStream::from(body))
             .set_content_type(opts.content_type.clone())
             .set_metadata((!opts.metadata.is_empty()).then(|| opts.metadata.clone().into_iter().collect()));
-        if let Some(sha) = &opts.sha256_hex {
-            req = req.checksum_sha256(sha256_b64(sha)?);
-        }
+        // Object Lock buckets refuse writes without an integrity header; S3 verifies this one.
+        let sha = match &opts.sha256_hex {
+            Some(sha) => sha256_b64(sha)?,
+            None => aws_smithy_types::base64::encode(<sha2::Sha256 as sha2::Digest>::digest(&body_for_sum)),
+        };
+        req = req.checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256).checksum_sha256(sha);
         if opts.if_none_match {
             req = req.if_none_match("*");
         }
@@ -208,7 +212,13 @@ impl ObjectStore for S3Store {
             .bucket(bucket)
             .key(key)
             .copy_source(copy_source(src))
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
             .set_copy_source_if_match(if_match.map(|e| format!("\"{e}\"")))
+            .customize()
+            // moto refuses copies into Object Lock buckets without the header PutObject needs.
+            .mutate_request(|r| {
+                r.headers_mut().insert("x-amz-sdk-checksum-algorithm", "SHA256");
+            })
             .send()
             .await;
         match res {
@@ -244,6 +254,7 @@ impl ObjectStore for S3Store {
             .key(key)
             .upload_id(upload_id)
             .part_number(part_number)
+            .content_md5(aws_smithy_types::base64::encode(<md5::Md5 as md5::Digest>::digest(&body)))
             .body(ByteStream::from(body))
             .send()
             .await

@@ -1,0 +1,165 @@
+//! Command-line arguments: the contract of DESIGN §14, plus typed engine settings read from flags or environment.
+
+use clap::{Args, Parser, Subcommand};
+
+/// tidemark: protect S3 buckets into an immutable vault and restore any prefix as of any time.
+#[derive(Parser, Debug)]
+#[command(name = "tidemark", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Endpoint for every AWS service (the local stack, for instance).
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// Endpoint for S3 only (for instance SeaweedFS beside moto).
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL_S3")]
+    pub s3_endpoint_url: Option<String>,
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// Prefix of the queue and table names, so several vaults can share one account or endpoint.
+    #[arg(long, global = true, env = "TIDEMARK_NAME", default_value = "tidemark")]
+    pub name: String,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Engine tunables (DESIGN §4, §7), from flags or TIDEMARK_* variables.
+#[derive(Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// Objects below this size (bytes) are packed; larger ones are copied server-side.
+    #[arg(long, global = true, env = "TIDEMARK_SMALL_OBJECT_THRESHOLD", default_value_t = 1024 * 1024)]
+    pub small_object_threshold: u64,
+    /// Pack size (bytes) at which a pack is closed.
+    #[arg(long, global = true, env = "TIDEMARK_PACK_TARGET_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub pack_target_bytes: u64,
+    /// Objects at or above this size (bytes) are copied with UploadPartCopy in parallel parts.
+    #[arg(long, global = true, env = "TIDEMARK_MULTIPART_COPY_THRESHOLD", default_value_t = 5 * 1024 * 1024 * 1024)]
+    pub multipart_copy_threshold: u64,
+    /// Part size (bytes) of multipart server-side copies.
+    #[arg(long, global = true, env = "TIDEMARK_COPY_PART_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub copy_part_bytes: u64,
+    /// Requests each worker keeps in flight.
+    #[arg(long, global = true, env = "TIDEMARK_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+    /// Objects per partition when planning a seed run.
+    #[arg(long, global = true, env = "TIDEMARK_TARGET_OBJECTS", default_value_t = 100_000)]
+    pub target_objects: u64,
+    /// Objects per batch (one pack, one index segment).
+    #[arg(long, global = true, env = "TIDEMARK_BATCH_OBJECTS", default_value_t = 10_000)]
+    pub batch_objects: usize,
+    /// Seconds a task lease lasts without a checkpoint.
+    #[arg(long, global = true, env = "TIDEMARK_LEASE_SECONDS", default_value_t = 60)]
+    pub lease_seconds: i64,
+    /// Seconds allowed for late events when sealing a recovery point.
+    #[arg(long, global = true, env = "TIDEMARK_LATE_EVENT_SECONDS", default_value_t = 2)]
+    pub late_event_seconds: i64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the vault's queues, dead-letter queues, control table and (with --vault) vault bucket.
+    Init {
+        /// Target the local stack (the endpoint from --endpoint-url).
+        #[arg(long)]
+        local: bool,
+        #[arg(long)]
+        vault: Option<String>,
+        /// Default COMPLIANCE retention of vault objects, in days.
+        #[arg(long, default_value_t = 1)]
+        retention_days: i32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Back up a bucket (or prefix) into the vault and start capturing its changes.
+    Protect {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        vault: String,
+        /// Seed from this S3 Inventory manifest instead of listing.
+        #[arg(long)]
+        inventory: Option<String>,
+        /// Local workers to run with --wait.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Run the workers here until the run completes, then seal a recovery point.
+        #[arg(long)]
+        wait: bool,
+        /// Do not turn on EventBridge notifications (for S3 servers without them).
+        #[arg(long)]
+        no_events: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drain captured changes from the delta queue and seal a recovery point.
+    Sync {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        vault: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the state of a bucket or prefix as of a time.
+    Ls {
+        /// s3://bucket[/prefix]
+        url: String,
+        #[arg(long)]
+        vault: String,
+        /// RFC 3339 time.
+        #[arg(long)]
+        as_of: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a bucket or prefix as of a time into a target.
+    Restore {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        vault: String,
+        #[arg(long)]
+        as_of: String,
+        #[arg(long)]
+        to: String,
+        /// copy (into an empty or new target) or rollback (in place).
+        #[arg(long, default_value = "copy")]
+        mode: String,
+        /// With rollback: delete keys that did not exist at the time.
+        #[arg(long)]
+        delete_newer: bool,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue depths, dead letters, and for a source its latest recovery point and RPO.
+    Status {
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        vault: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare scheduling policies on a simulated scenario.
+    Simulate {
+        #[arg(long)]
+        scenario: std::path::PathBuf,
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
+    },
+}

@@ -1,0 +1,311 @@
+//! The commands: each parses its arguments, drives the engine and prints text or the `--json` contract.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use chrono::{Duration, Utc};
+use serde_json::json;
+use tidemark_aws::admin;
+use tidemark_core::control::Counters;
+use tidemark_core::engine::Engine;
+use tidemark_core::partition::PlanTargets;
+use tidemark_core::point::{self, Sealed};
+use tidemark_core::restore::{self, RestoreMode, RestoreRequest};
+use tidemark_core::seed;
+
+use crate::args::{Cli, Command};
+use crate::context::{s3_url, time, Context};
+use crate::runner;
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Simulate { scenario, seed, json, report } => simulate(&scenario, seed, json, report.as_deref()),
+        cmd => {
+            let ctx = Context::load(&cli.global).await;
+            match cmd {
+                Command::Init { local, vault, retention_days, json } => init(&ctx, local, vault.as_deref(), retention_days, json).await,
+                Command::Protect { source, vault, inventory, workers, wait, no_events, json } => {
+                    protect(&ctx, &source, &vault, inventory.as_deref(), workers, wait, no_events, json).await
+                }
+                Command::Sync { source, vault, json } => sync(&ctx, &source, &vault, json).await,
+                Command::Ls { url, vault, as_of, json } => ls(&ctx, &url, &vault, &as_of, json).await,
+                Command::Restore { source, vault, as_of, to, mode, delete_newer, dry_run, json } => {
+                    restore_cmd(&ctx, &source, &vault, &as_of, &to, &mode, delete_newer, dry_run, json).await
+                }
+                Command::Status { source, vault, json } => status(&ctx, source.as_deref(), vault.as_deref(), json).await,
+                Command::Simulate { .. } => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+async fn init(ctx: &Context, local: bool, vault: Option<&str>, retention_days: i32, json: bool) -> Result<()> {
+    if !local {
+        bail!("init creates resources on the local stack only (pass --local with --endpoint-url); deploy AWS accounts with the Terraform modules or CloudFormation templates");
+    }
+    if ctx.global.endpoint_url.is_none() {
+        bail!("init --local needs --endpoint-url (or AWS_ENDPOINT_URL) pointing at the local stack");
+    }
+    let c = &ctx.clients;
+    let visibility = (ctx.global.engine.lease_seconds * 2).max(30) as i32;
+    let (work, _) = admin::ensure_queue(c, &ctx.names.work_queue, visibility).await?;
+    let (delta, _) = admin::ensure_queue(c, &ctx.names.delta_queue, 60).await?;
+    admin::ensure_table(c, &ctx.names.table).await?;
+    let vault_bucket = match vault {
+        Some(v) => {
+            let v = s3_url("vault", v)?;
+            admin::ensure_vault_bucket(c, &v.bucket, retention_days).await?;
+            Some(v.bucket)
+        }
+        None => None,
+    };
+    if json {
+        println!("{}", json!({"work_queue": work, "delta_queue": delta, "table": ctx.names.table, "vault": vault_bucket, "retention_days": retention_days}));
+    } else {
+        println!("ready: work queue {work}, delta queue {delta}, table {}, vault {}", ctx.names.table, vault_bucket.as_deref().unwrap_or("(none)"));
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn protect(ctx: &Context, source: &str, vault: &str, inventory: Option<&str>, workers: usize, wait: bool, no_events: bool, json: bool) -> Result<()> {
+    let started = Instant::now();
+    let src = s3_url("source", source)?;
+    let engine = ctx.engine(&s3_url("vault", vault)?).await?;
+    if let Some(url) = inventory {
+        bail!("--inventory {url}: seeding from S3 Inventory is not wired into protect yet; use `tidemark inventory plan` to inspect a report, and protect by listing");
+    }
+    seed::check_buckets(&engine, &src.bucket).await?;
+    // Events first: every change after this point reaches the delta queue, so nothing falls
+    // between the seed listing and continuous capture.
+    if !no_events {
+        admin::enable_bucket_events(&ctx.clients, &src.bucket).await.context("turning on EventBridge notifications for the source")?;
+        admin::route_events(&ctx.clients, &ctx.global.name, &src.bucket, &engine.queues.delta).await?;
+    }
+    let targets = PlanTargets { objects: ctx.global.engine.target_objects, ..Default::default() };
+    let seeded = seed::seed(&engine, &src.bucket, &src.prefix, targets).await?;
+    let run_id = seeded.run.run_id.clone();
+    if !wait {
+        let out = json!({"run_id": run_id, "tasks": seeded.run.tasks.len(), "enqueued": seeded.enqueued, "resumed": seeded.resumed, "complete": false});
+        print_obj(json, &out, || format!("run {run_id}: {} tasks enqueued (resumed: {})", seeded.enqueued, seeded.resumed));
+        return Ok(());
+    }
+    runner::work_until_complete(&engine, &run_id, workers, json).await?;
+    let tasks = engine.control().tasks(&run_id).await?;
+    let mut c = Counters::default();
+    tasks.iter().filter(|t| seeded.run.tasks.contains(&t.task_id)).for_each(|t| c.add(&t.counters));
+    // Changes made while seeding are in the delta queue: capture them, then seal the first point.
+    let (deltas, sealed) = sync_engine(&engine, &src.bucket, &src.prefix, ctx.global.engine.late_event_seconds).await?;
+    let point = sealed_time(&sealed);
+    let out = json!({
+        "run_id": run_id,
+        "objects": c.objects,
+        "bytes": c.bytes,
+        "packs": c.packs,
+        "large_objects": c.large_objects,
+        "failed": c.failed,
+        "vanished": c.vanished,
+        "tasks": seeded.run.tasks.len(),
+        "resumed": seeded.resumed,
+        "vault_requests": c.vault_requests,
+        "source_requests": c.source_requests,
+        "changes_captured": deltas.captured + deltas.deleted,
+        "recovery_point": point,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    print_obj(json, &out, || {
+        format!(
+            "run {run_id} complete: {} objects, {} bytes, {} packs, {} large objects, {} vanished, {} failed; recovery point {}",
+            c.objects,
+            c.bytes,
+            c.packs,
+            c.large_objects,
+            c.vanished,
+            c.failed,
+            point.map(|p| p.to_rfc3339()).unwrap_or_else(|| "not sealed".into())
+        )
+    });
+    if c.failed > 0 {
+        bail!("{} objects failed to copy", c.failed);
+    }
+    Ok(())
+}
+
+fn sealed_time(s: &Sealed) -> Option<chrono::DateTime<Utc>> {
+    match s {
+        Sealed::New(p) => Some(p.time),
+        Sealed::UpToDate(t) => Some(*t),
+        Sealed::SeedInProgress(_) => None,
+    }
+}
+
+/// Drains deltas and seals a point at the watermark.
+async fn sync_engine(engine: &Engine, bucket: &str, prefix: &str, late_seconds: i64) -> Result<(tidemark_core::delta::DeltaReport, Sealed)> {
+    let drain_started = Utc::now();
+    let report = runner::drain_deltas(engine).await?;
+    let watermark = point::watermark_after_drain(drain_started, Duration::seconds(late_seconds));
+    let mut prefixes = vec![String::new()];
+    if !prefix.is_empty() {
+        prefixes.push(prefix.to_string());
+    }
+    let sealed = point::seal(&engine.vault, engine.control.as_ref(), &engine.config.vault_bucket, bucket, &prefixes, watermark, Utc::now()).await?;
+    Ok((report, sealed))
+}
+
+async fn sync(ctx: &Context, source: &str, vault: &str, json: bool) -> Result<()> {
+    let src = s3_url("source", source)?;
+    let engine = ctx.engine(&s3_url("vault", vault)?).await?;
+    seed::check_buckets(&engine, &src.bucket).await?;
+    if !engine.control().is_protected(&src.bucket).await? {
+        bail!("s3://{} is not protected by vault {}; run `tidemark protect` first", src.bucket, engine.config.vault_bucket);
+    }
+    let (r, sealed) = sync_engine(&engine, &src.bucket, &src.prefix, ctx.global.engine.late_event_seconds).await?;
+    let mut failed_ids: Vec<&String> = r.failed.iter().map(|(id, _)| id).collect();
+    failed_ids.sort();
+    failed_ids.dedup();
+    let seed_in_progress = match &sealed {
+        Sealed::SeedInProgress(run) => Some(run.clone()),
+        _ => None,
+    };
+    let point = sealed_time(&sealed);
+    let out = json!({
+        "captured": r.captured,
+        "deleted": r.deleted,
+        "duplicates": r.duplicates,
+        "ignored": r.ignored,
+        "superseded": r.superseded,
+        "failed": failed_ids.len(),
+        "recovery_point": point,
+        "new_recovery_point": matches!(sealed, Sealed::New(_)),
+        "seed_in_progress": seed_in_progress,
+    });
+    print_obj(json, &out, || {
+        format!(
+            "captured {} puts and {} deletes ({} duplicates, {} ignored, {} failed); recovery point {}",
+            r.captured,
+            r.deleted,
+            r.duplicates,
+            r.ignored,
+            failed_ids.len(),
+            point.map(|p| p.to_rfc3339()).unwrap_or_else(|| "not sealed: a seed run is in progress".into())
+        )
+    });
+    Ok(())
+}
+
+async fn ls(ctx: &Context, url: &str, vault: &str, as_of: &str, json: bool) -> Result<()> {
+    let src = s3_url("url", url)?;
+    let t = time("as-of", as_of)?;
+    let engine = ctx.engine(&s3_url("vault", vault)?).await?;
+    let (_, state) = restore::load_state(&engine, &src.bucket, &src.prefix, t).await?;
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (key, r) in state {
+        if json {
+            let line = json!({"key": key, "size": r.size, "etag": r.etag, "last_modified": r.event_time, "version_id": r.version_id, "content_type": r.content_type});
+            writeln!(out, "{line}")?;
+        } else {
+            writeln!(out, "{}\t{}\t{}\t{}", r.event_time.to_rfc3339(), r.size, r.etag.as_deref().unwrap_or("-"), key)?;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn restore_cmd(ctx: &Context, source: &str, vault: &str, as_of: &str, to: &str, mode: &str, delete_newer: bool, dry_run: bool, json: bool) -> Result<()> {
+    let started = Instant::now();
+    let src = s3_url("source", source)?;
+    let dst = s3_url("to", to)?;
+    let t = time("as-of", as_of)?;
+    let mode: RestoreMode = mode.parse().context("--mode")?;
+    let engine = ctx.engine(&s3_url("vault", vault)?).await?;
+    let req = RestoreRequest {
+        source_bucket: src.bucket.clone(),
+        prefix: src.prefix.clone(),
+        as_of: t,
+        target_bucket: dst.bucket.clone(),
+        target_prefix: dst.prefix.clone(),
+        mode,
+        delete_newer,
+        dry_run,
+    };
+    let quiet = json;
+    let progress = move |done: u64, total: u64| {
+        if !quiet {
+            eprintln!("restore: {done}/{total} objects");
+        }
+    };
+    let target: Arc<dyn tidemark_core::ports::ObjectStore> = engine.vault.clone();
+    let r = restore::restore(&engine, target, &req, &progress).await?;
+    let out = json!({
+        "objects": r.objects,
+        "bytes": r.bytes,
+        "verified": r.verified,
+        "failed": r.failed,
+        "deleted": r.deleted,
+        "unchanged": r.unchanged,
+        "dry_run": r.dry_run,
+        "recovery_point": r.recovery_point,
+        "seconds": started.elapsed().as_secs_f64(),
+        "failures": r.failures.iter().map(|(k, e)| json!({"key": k, "error": e})).collect::<Vec<_>>(),
+    });
+    print_obj(json, &out, || {
+        let verb = if dry_run { "would restore" } else { "restored" };
+        format!("{verb} {} objects ({} bytes) into {dst}, {} verified, {} failed, {} deleted, {} unchanged", r.objects, r.bytes, r.verified, r.failed, r.deleted, r.unchanged)
+    });
+    if r.failed > 0 {
+        bail!("{} objects failed to restore", r.failed);
+    }
+    Ok(())
+}
+
+async fn status(ctx: &Context, source: Option<&str>, vault: Option<&str>, json: bool) -> Result<()> {
+    let c = &ctx.clients;
+    let sqs = tidemark_aws::SqsQueue::new(c.sqs.clone());
+    use tidemark_core::ports::Queue;
+    let mut queues = serde_json::Map::new();
+    for name in [&ctx.names.work_queue, &ctx.names.delta_queue] {
+        for q in [name.clone(), format!("{name}-dlq")] {
+            let url = admin::queue_url(c, &q).await?;
+            queues.insert(q, json!(sqs.depth(&url).await?));
+        }
+    }
+    let mut out = json!({"queues": queues});
+    if let (Some(source), Some(vault)) = (source, vault) {
+        let src = s3_url("source", source)?;
+        let engine = ctx.engine(&s3_url("vault", vault)?).await?;
+        let range = point::recoverable_range(engine.vault.as_ref(), &engine.config.vault_bucket, &src.bucket).await?;
+        let active = engine.control().active_run(&src.bucket, &src.prefix).await?;
+        let (first, latest) = match &range {
+            Some((f, l)) => (Some(f.time), Some(l.time)),
+            None => (None, None),
+        };
+        out["source"] = json!(src.to_string());
+        out["first_recovery_point"] = json!(first);
+        out["latest_recovery_point"] = json!(latest);
+        out["rpo_seconds"] = json!(latest.map(|l| (Utc::now() - l).num_seconds()));
+        out["active_run"] = json!(active.map(|(_, r)| r.run_id));
+    }
+    print_obj(json, &out, || serde_json::to_string_pretty(&out).unwrap_or_default());
+    Ok(())
+}
+
+fn simulate(scenario: &std::path::Path, seed: Option<u64>, json: bool, report: Option<&std::path::Path>) -> Result<()> {
+    let r = tidemark_sim::run_scenario_file(scenario, seed).with_context(|| format!("--scenario {}", scenario.display()))?;
+    if let Some(path) = report {
+        std::fs::write(path, tidemark_sim::render_html(&r)).with_context(|| format!("writing --report {}", path.display()))?;
+    }
+    let v = serde_json::to_value(&r)?;
+    print_obj(json, &v, || serde_json::to_string_pretty(&v).unwrap_or_default());
+    Ok(())
+}
+
+fn print_obj(json: bool, v: &serde_json::Value, text: impl FnOnce() -> String) {
+    if json {
+        println!("{v}");
+    } else {
+        println!("{}", text());
+    }
+}

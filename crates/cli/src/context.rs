@@ -1,0 +1,77 @@
+//! Builds the engine (clients, ports, typed configuration) once per command.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use tidemark_aws::admin::{self, ResourceNames};
+use tidemark_aws::{AwsClients, ClientOptions, DynamoControlStore, S3Store, SqsQueue};
+use tidemark_core::config::EngineConfig;
+use tidemark_core::domain::S3Url;
+use tidemark_core::engine::{Engine, QueueUrls};
+use tidemark_core::ports::SystemClock;
+
+use crate::args::Global;
+
+/// Clients and resource names for one invocation.
+pub struct Context {
+    pub clients: AwsClients,
+    pub names: ResourceNames,
+    pub global: Global,
+}
+
+impl Context {
+    /// Loads the SDK configuration.
+    pub async fn load(global: &Global) -> Self {
+        let opts = ClientOptions {
+            endpoint_url: global.endpoint_url.clone(),
+            s3_endpoint_url: global.s3_endpoint_url.clone(),
+            region: global.region.clone(),
+            profile: global.profile.clone(),
+        };
+        Context { clients: AwsClients::load(&opts).await, names: ResourceNames::new(&global.name), global: global.clone() }
+    }
+
+    /// The engine configuration for a vault, validated.
+    pub fn config(&self, vault: &str) -> Result<EngineConfig> {
+        let e = &self.global.engine;
+        let mut c = EngineConfig::new(vault);
+        c.small_object_threshold = e.small_object_threshold;
+        c.pack_target_bytes = e.pack_target_bytes;
+        c.multipart_copy_threshold = e.multipart_copy_threshold;
+        c.copy_part_bytes = e.copy_part_bytes;
+        c.concurrency = e.concurrency;
+        c.batch_objects = e.batch_objects;
+        c.lease_seconds = e.lease_seconds;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The engine for a vault, with the queues of this deployment.
+    pub async fn engine(&self, vault: &S3Url) -> Result<Engine> {
+        let config = self.config(&vault.bucket)?;
+        let work = admin::queue_url(&self.clients, &self.names.work_queue).await?;
+        let delta = admin::queue_url(&self.clients, &self.names.delta_queue).await?;
+        let s3: Arc<S3Store> = Arc::new(S3Store::new(self.clients.s3.clone()));
+        Ok(Engine {
+            source: s3.clone(),
+            vault: s3,
+            control: Arc::new(DynamoControlStore::new(self.clients.dynamodb.clone(), &self.names.table)),
+            queue: Arc::new(SqsQueue::new(self.clients.sqs.clone())),
+            clock: Arc::new(SystemClock),
+            config,
+            queues: QueueUrls { work, delta },
+        })
+    }
+}
+
+/// Parses `s3://bucket[/prefix]`, naming the flag in the error.
+pub fn s3_url(flag: &str, value: &str) -> Result<S3Url> {
+    value.parse::<S3Url>().with_context(|| format!("--{flag}"))
+}
+
+/// Parses an RFC 3339 time, naming the flag in the error.
+pub fn time(flag: &str, value: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .with_context(|| format!("--{flag} '{value}' is not an RFC 3339 time (for example 2026-11-21T09:40:00Z)"))
+}

@@ -1,0 +1,120 @@
+//! The local runner: polls the work and delta queues and calls the same handlers Lambda calls.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use tidemark_core::control::{Counters, RunState};
+use tidemark_core::delta::{process_batch, DeltaMessage, DeltaReport};
+use tidemark_core::engine::Engine;
+use tidemark_core::worker::{parse_task_message, process_task, TaskOutcome};
+
+/// Runs `workers` worker loops until the run is complete; reports progress on stderr.
+pub async fn work_until_complete(engine: &Engine, run_id: &str, workers: usize, quiet: bool) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let owner = format!("local-{}-{:08x}", std::process::id(), rand_u32());
+    let mut handles = Vec::new();
+    for i in 0..workers.max(1) {
+        let (engine, stop, owner) = (engine.clone(), stop.clone(), format!("{owner}-{i}"));
+        handles.push(tokio::spawn(async move { worker_loop(&engine, &owner, &stop).await }));
+    }
+    let mut last_print = std::time::Instant::now();
+    let result = loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if let Some(h) = handles.iter().position(|h| h.is_finished()) {
+            let h = handles.remove(h);
+            match h.await {
+                Ok(Err(e)) => break Err(e),
+                Err(e) => break Err(anyhow::anyhow!("worker panicked: {e}")),
+                Ok(Ok(())) => {}
+            }
+        }
+        let control = engine.control();
+        let Some((_, run)) = control.get_run(run_id).await? else { break Err(anyhow::anyhow!("run {run_id} vanished")) };
+        if run.state == RunState::Complete {
+            break Ok(());
+        }
+        if !quiet && last_print.elapsed() > Duration::from_secs(2) {
+            last_print = std::time::Instant::now();
+            let tasks = control.tasks(run_id).await?;
+            let mut c = Counters::default();
+            tasks.iter().for_each(|t| c.add(&t.counters));
+            let done = tasks.iter().filter(|t| t.done).count();
+            eprintln!("protect {run_id}: {done}/{} tasks, {} objects, {} bytes", run.tasks.len(), c.objects, c.bytes);
+        }
+        // Tasks whose messages were lost (a killed process) come back when their lease expires.
+        if handles.is_empty() {
+            break Err(anyhow::anyhow!("all workers stopped before the run completed"));
+        }
+    };
+    stop.store(true, Ordering::SeqCst);
+    for h in handles {
+        let _ = h.await;
+    }
+    result
+}
+
+fn rand_u32() -> u32 {
+    (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)) ^ std::process::id()
+}
+
+async fn worker_loop(engine: &Engine, owner: &str, stop: &AtomicBool) -> Result<()> {
+    let visibility = (engine.config.lease_seconds * 2).clamp(10, 43_200) as i32;
+    while !stop.load(Ordering::SeqCst) {
+        let msgs = engine.queue.receive(&engine.queues.work, 1, 1, visibility).await?;
+        for m in msgs {
+            let task = match parse_task_message(&m.body) {
+                Ok(t) => t,
+                Err(e) => {
+                    // Left for redelivery and, after its retries, the dead-letter queue.
+                    tracing::error!(message_id = %m.id, error = %e, "malformed work message");
+                    continue;
+                }
+            };
+            match process_task(engine, &task, owner).await {
+                Ok(TaskOutcome::Finished(_)) | Ok(TaskOutcome::AlreadyDone) => engine.queue.delete(&engine.queues.work, &m.receipt).await?,
+                Ok(TaskOutcome::Busy) => engine.queue.change_visibility(&engine.queues.work, &m.receipt, 2).await?,
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(task_id = %task.task_id, error = %e, "task interrupted; it will resume from its checkpoint");
+                    engine.queue.change_visibility(&engine.queues.work, &m.receipt, 1).await?;
+                }
+                Err(e) => return Err(anyhow::anyhow!("task {} failed: {e}", task.task_id)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Drains the delta queue: handles batches until the queue stays empty; failed messages come back
+/// at once so they reach the dead-letter queue after their retries instead of blocking.
+pub async fn drain_deltas(engine: &Engine) -> Result<DeltaReport> {
+    let mut total = DeltaReport::default();
+    let mut empty_polls = 0;
+    while empty_polls < 2 {
+        let msgs = engine.queue.receive(&engine.queues.delta, 10, 1, 30).await?;
+        if msgs.is_empty() {
+            empty_polls += 1;
+            continue;
+        }
+        empty_polls = 0;
+        let batch: Vec<DeltaMessage> = msgs.iter().map(|m| DeltaMessage { id: m.id.clone(), body: m.body.clone() }).collect();
+        let report = process_batch(engine, &batch).await?;
+        for m in &msgs {
+            if let Some((_, reason)) = report.failed.iter().find(|(id, _)| id == &m.id) {
+                tracing::warn!(message_id = %m.id, receive_count = m.receive_count, %reason, "delta message failed; it will be retried, then dead-lettered");
+                engine.queue.change_visibility(&engine.queues.delta, &m.receipt, 0).await?;
+            } else {
+                engine.queue.delete(&engine.queues.delta, &m.receipt).await?;
+            }
+        }
+        total.captured += report.captured;
+        total.deleted += report.deleted;
+        total.ignored += report.ignored;
+        total.duplicates += report.duplicates;
+        total.superseded += report.superseded;
+        total.failed.extend(report.failed);
+        total.counters.add(&report.counters);
+    }
+    Ok(total)
+}
