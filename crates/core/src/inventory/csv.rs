@@ -1,7 +1,7 @@
 //! The CSV side of the reader: a streaming record splitter for S3 Inventory's quoted CSV,
 //! strict URL decoding of keys, and the mapping of a record to a [`RowView`].
 
-use std::io::BufRead;
+use std::io::{self, BufRead};
 
 use super::manifest::Columns;
 use super::{parse_bool, parse_timestamp, RowView};
@@ -94,7 +94,14 @@ impl<R: BufRead> CsvRecords<R> {
                 self.line += 1;
                 Ok(n)
             }
-            Err(e) => Err(super::io_error(e, &self.file, Some(self.line + 1))),
+            Err(e) => Err(match e.kind() {
+                // The input is gzip-decompressed, so these name what went wrong in the stream.
+                io::ErrorKind::UnexpectedEof => self.error(self.line + 1, format!("the gzip stream ends early (truncated file?): {e}")),
+                io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => {
+                    self.error(self.line + 1, format!("the gzip stream is corrupt (or not gzip): {e}"))
+                }
+                _ => super::io_error(e, &self.file, Some(self.line + 1)),
+            }),
         }
     }
 

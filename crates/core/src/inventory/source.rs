@@ -87,7 +87,7 @@ impl InventorySource for LocalDirSource {
 
 /// A manifest located by URL: the source that reads the destination bucket, and the
 /// manifest's key in it.
-pub struct Located {
+pub(crate) struct Located {
     pub source: LocalDirSource,
     pub manifest_key: String,
 }
