@@ -100,6 +100,8 @@ TF_KINDS = {
     "aws_api_gateway_request_validator": "api-request-validator",
     "aws_api_gateway_method": "api-method",
     "aws_api_gateway_integration": "api-integration",
+    "aws_api_gateway_method_response": "api-method-response",
+    "aws_api_gateway_integration_response": "api-integration-response",
     "aws_api_gateway_deployment": "api-deployment",
     "aws_api_gateway_stage": "api-stage",
     "aws_api_gateway_method_settings": "api-method-settings",
@@ -343,15 +345,17 @@ def cfn_model(path: Path, params: dict | None = None) -> Model:
                         x["Id"],
                         "DeadLetterConfig" in x,
                         json.dumps(x.get("RetryPolicy"), sort_keys=True),
-                        x.get("Input") and json.loads(x["Input"]),
+                        json.loads(t.value(x["Input"])) if "Input" in x else None,
                         "RoleArn" in x,
                     )
                     for x in targets
                 ),
             }
         elif typ == "AWS::ApiGateway::Method":
+            m.kinds["api-method-response"] += len(p.get("MethodResponses", []))
             if "Integration" in p:
                 m.kinds["api-integration"] += 1
+                m.kinds["api-integration-response"] += len(p["Integration"].get("IntegrationResponses", []))
         elif typ == "AWS::ApiGateway::Stage":
             m.kinds["api-method-settings"] += len(p.get("MethodSettings", []))
         elif typ == "AWS::Lambda::Function":
@@ -388,11 +392,13 @@ def cfn_model(path: Path, params: dict | None = None) -> Model:
                 "max_receive_count": redrive and int(t.value(redrive["maxReceiveCount"])),
             }
         elif typ == "AWS::CloudWatch::Alarm":
+            queries = [(q["Id"], q.get("Expression"), int(q["Period"])) for q in p.get("Metrics", [])]
             m.alarms[t.value(p["AlarmName"])] = {
-                "namespace": p["Namespace"],
-                "metric": p["MetricName"],
-                "statistic": p["Statistic"],
-                "period": int(p["Period"]),
+                "namespace": p.get("Namespace"),
+                "metric": p.get("MetricName"),
+                "statistic": p.get("Statistic"),
+                "period": int(p["Period"]) if "Period" in p else None,
+                "queries": queries,
                 "evaluation_periods": int(p["EvaluationPeriods"]),
                 "threshold": float(t.value(p["Threshold"])),
                 "comparison": p["ComparisonOperator"],
@@ -573,6 +579,7 @@ _FUNCS = {
     "length": len,
     "contains": lambda coll, v: v in coll,
     "keys": lambda d: sorted(d),
+    "toset": lambda v: sorted(set(v)),
     "merge": _merge,
     "jsonencode": lambda v: v,  # keep the structure for analysis
     "jsondecode": lambda v: Opaque(),
@@ -1016,11 +1023,13 @@ def tf_model(path: Path, overrides: dict | None = None) -> Model:
                     "max_receive_count": redrive and redrive["maxReceiveCount"],
                 }
             elif typ == "aws_cloudwatch_metric_alarm":
+                queries = [(q["id"], q.get("expression"), q["period"]) for q in mod.blocks_of(body, "metric_query", each)]
                 m.alarms[a("alarm_name")] = {
                     "namespace": a("namespace"),
                     "metric": a("metric_name"),
                     "statistic": a("statistic"),
                     "period": a("period"),
+                    "queries": queries,
                     "evaluation_periods": a("evaluation_periods"),
                     "threshold": float(a("threshold")),
                     "comparison": a("comparison_operator"),
@@ -1093,11 +1102,13 @@ def tf_model(path: Path, overrides: dict | None = None) -> Model:
 
 VAULT_CFN_DEFAULT = {
     "SourceAccountIds": "111111111111,333333333333",
+    "ProtectedBucketNames": "acme-prod-data,acme-prod-logs",
     "ExternalId": "0123456789abcdef0123",
     "ArtifactBucket": "artifacts",
 }
 VAULT_TF_DEFAULT = {
     "source_account_ids": ["111111111111", "333333333333"],
+    "protected_bucket_names": ["acme-prod-data", "acme-prod-logs"],
     "external_id": "0123456789abcdef0123",
     "lambda_s3_bucket": "artifacts",
 }

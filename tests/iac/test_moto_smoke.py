@@ -46,6 +46,7 @@ QUEUES = ["work", "delta", "restore"]
 STACK = "tidemark-vault"
 PARAMS = {
     "SourceAccountIds": "111111111111,333333333333",
+    "ProtectedBucketNames": "acme-prod-data,acme-prod-logs",
     "ExternalId": "0123456789abcdef0123",
     "ArtifactBucket": "tidemark-artifacts",
     "ArtifactPrefix": "tidemark/0.1.0/",
@@ -162,6 +163,10 @@ def test_stack_creates_event_bus_rules_and_schedules(stack):
     assert target["DeadLetterConfig"]["Arn"].endswith(":tidemark-async-dlq")
     schedules = {r["Name"]: r["ScheduleExpression"] for r in events.list_rules()["Rules"]}
     assert schedules == {"tidemark-checkpoint": "rate(15 minutes)", "tidemark-reconcile": "cron(30 6 * * ? *)"}
+    (checkpoint,) = events.list_targets_by_rule(Rule="tidemark-checkpoint")["Targets"]
+    assert json.loads(checkpoint["Input"]) == {"buckets": ["acme-prod-data", "acme-prod-logs"]}  # CheckpointRequest
+    (reconcile,) = events.list_targets_by_rule(Rule="tidemark-reconcile")["Targets"]
+    assert json.loads(reconcile["Input"]) == {"mode": "reconcile", "buckets": ["acme-prod-data", "acme-prod-logs"]}
 
 
 def test_stack_creates_restore_api_topic_and_dashboard(stack):

@@ -5,9 +5,10 @@
   both must supply exactly the placeholders the JSON uses.
 * infra/events/restore-request.schema.json is the restore API's request model (Terraform reads
   it, CloudFormation embeds it); the bucket-setup function is embedded the same way.
-* infra/events/*.json are valid console test events: the restore request satisfies the schema,
-  and the delta batch is an SQS batch whose bodies are EventBridge S3 events that the vault
-  bus rule and the source forwarding rule both match.
+* infra/events/*.json are valid console test events: the restore request satisfies the schema
+  (it is also the POST /restores body), the delta batch is an SQS batch whose bodies are
+  EventBridge S3 events that the vault bus rule and the source forwarding rule both match, and
+  the schedule inputs are what the rules send.
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ def test_embedded_copies_are_current(template):
         f"{template.name} embeds a stale copy; run: python tests/iac/sync_embedded.py")
 
 
+def test_schedule_events_are_what_the_rules_send():
+    cfn = CfnTemplate(VAULT_TEMPLATE, {"SourceAccountIds": "111111111111", "ProtectedBucketNames": "acme-prod-data", "ExternalId": "x" * 16, "ArtifactBucket": "a"})
+    inputs = {name: json.loads(cfn.value(cfn.resources[name]["Properties"]["Targets"][0]["Input"])) for name in ("CheckpointRule", "ReconcileRule")}
+    assert inputs["CheckpointRule"] == json.loads((EVENTS / "checkpoint-schedule.json").read_text())
+    assert inputs["ReconcileRule"] == json.loads((EVENTS / "reconcile.json").read_text())
+
+
 def test_every_template_embeds_what_it_should():
     embeds = {t.name: set(sync_embedded.embeds(t)) for t in sync_embedded.TEMPLATES}
     assert embeds["vault-account.yaml"] == {
@@ -59,7 +67,7 @@ def test_dashboard_placeholders_are_supplied_by_both_sides():
     text = DASHBOARD.read_text()
     json.loads(text)  # valid JSON as it stands: placeholders only inside strings
     used = set(PLACEHOLDER.findall(text))
-    cfn = CfnTemplate(VAULT_TEMPLATE, {"SourceAccountIds": "111111111111", "ExternalId": "x" * 16, "ArtifactBucket": "a"})
+    cfn = CfnTemplate(VAULT_TEMPLATE, {"SourceAccountIds": "111111111111", "ProtectedBucketNames": "acme-prod-data", "ExternalId": "x" * 16, "ArtifactBucket": "a"})
     sub = cfn.resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     assert set(sub[1]) == used
     assert _tf_dashboard_vars() == used
@@ -68,8 +76,15 @@ def test_dashboard_placeholders_are_supplied_by_both_sides():
 def test_dashboard_renders_to_valid_json_with_the_alarm_metrics():
     text = PLACEHOLDER.sub(lambda m: f"value-of-{m.group(1)}", DASHBOARD.read_text())
     body = json.loads(text)
-    metrics = [tuple(x[:2]) for w in body["widgets"] if w["type"] == "metric" for x in w["properties"]["metrics"]]
-    assert ("Tidemark", "RpoSeconds") in metrics and ("Tidemark", "SlowDown503") in metrics
+    rows = [x for w in body["widgets"] if w["type"] == "metric" for x in w["properties"]["metrics"]]
+    expressions = {x[0]["expression"] for x in rows if isinstance(x[0], dict)}
+    # the same Metrics Insights queries as the RPO and 503 alarms, whatever dimensions are emitted
+    assert "SELECT MAX(RpoSeconds) FROM Tidemark" in expressions
+    assert "SELECT SUM(SlowDown503) FROM Tidemark" in expressions
+    cfn = CfnTemplate(VAULT_TEMPLATE, {"SourceAccountIds": "111111111111", "ProtectedBucketNames": "acme-prod-data", "ExternalId": "x" * 16, "ArtifactBucket": "a"})
+    alarm_queries = {q["Expression"] for name in ("RpoAlarm", "SlowDownAlarm") for q in cfn.resources[name]["Properties"]["Metrics"]}
+    assert alarm_queries <= expressions
+    assert {tuple(x[:2]) for x in rows if isinstance(x[0], str)} >= {("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/Lambda", "Errors")}
     assert sum(1 for w in body["widgets"] if w["type"] == "metric") >= 8
 
 
@@ -78,14 +93,11 @@ def test_restore_request_matches_schema_and_the_embedded_model():
     request = json.loads((EVENTS / "restore-request.json").read_text())
     jsonschema.validate(request, schema)
     assert set(request) == {"source_bucket", "prefix", "as_of", "target_bucket", "target_prefix", "mode"}
-    proxy = json.loads((EVENTS / "restore-request-api-gateway.json").read_text())
-    assert proxy["httpMethod"] == "POST" and proxy["resource"] == "/restores"
-    assert json.loads(proxy["body"]) == request
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**request, "mode": "overwrite"}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**request, "as_of": "yesterday at 9"}, schema)
-    cfn = CfnTemplate(VAULT_TEMPLATE, {"SourceAccountIds": "111111111111", "ExternalId": "x" * 16, "ArtifactBucket": "a"})
+    cfn = CfnTemplate(VAULT_TEMPLATE, {"SourceAccountIds": "111111111111", "ProtectedBucketNames": "acme-prod-data", "ExternalId": "x" * 16, "ArtifactBucket": "a"})
     assert json.loads(json.dumps(cfn.resources["RestoreRequestModel"]["Properties"]["Schema"])) == schema
 
 
@@ -119,7 +131,7 @@ def test_delta_batch_is_an_sqs_batch_of_s3_eventbridge_events():
     assert "Object Created" in kinds
 
 
-@pytest.mark.parametrize("name", ["restore-request.json", "restore-request-api-gateway.json", "delta-batch.json", "checkpoint-schedule.json", "reconcile.json"])
+@pytest.mark.parametrize("name", ["restore-request.json", "delta-batch.json", "checkpoint-schedule.json", "reconcile.json"])
 def test_console_events_are_json_objects(name):
     assert isinstance(json.loads((EVENTS / name).read_text()), dict)
 

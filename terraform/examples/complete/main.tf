@@ -29,10 +29,11 @@ module "vault" {
   source    = "../../modules/vault-account"
   providers = { aws = aws.vault }
 
-  source_account_ids = [var.source_account_id]
-  external_id        = var.external_id
-  alarm_email        = var.alarm_email
-  lambda_package_dir = var.lambda_package_dir
+  source_account_ids     = [var.source_account_id]
+  protected_bucket_names = var.protected_bucket_names
+  external_id            = var.external_id
+  alarm_email            = var.alarm_email
+  lambda_package_dir     = var.lambda_package_dir
 
   # Defaults shown for the knobs people most often change.
   vault_retention_days        = 35

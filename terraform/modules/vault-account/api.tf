@@ -1,5 +1,7 @@
 # Restore API: POST /restores (IAM / SigV4 auth, body validated against the restore request
-# schema) proxied to the restore function.
+# schema). Non-proxy integration: the function receives the request body itself (the same JSON
+# as the console test event) and its report is the response. 'X-Amz-Invocation-Type: Event'
+# starts a long restore asynchronously (API Gateway waits at most 29 s).
 
 resource "aws_api_gateway_rest_api" "restore" {
   name        = "${var.name_prefix}-restore-api"
@@ -45,15 +47,54 @@ resource "aws_api_gateway_method" "post_restores" {
   request_models = {
     "application/json" = aws_api_gateway_model.restore_request.name
   }
+  request_parameters = {
+    "method.request.header.X-Amz-Invocation-Type" = false
+  }
 }
 
 resource "aws_api_gateway_integration" "post_restores" {
   rest_api_id             = aws_api_gateway_rest_api.restore.id
   resource_id             = aws_api_gateway_resource.restores.id
   http_method             = aws_api_gateway_method.post_restores.http_method
-  type                    = "AWS_PROXY"
+  type                    = "AWS"
   integration_http_method = "POST"
   uri                     = aws_lambda_function.this["restore"].invoke_arn
+  passthrough_behavior    = "NEVER"
+  timeout_milliseconds    = 29000
+  request_parameters = {
+    "integration.request.header.X-Amz-Invocation-Type" = "method.request.header.X-Amz-Invocation-Type"
+  }
+  request_templates = {
+    "application/json" = "$input.json('$')"
+  }
+}
+
+resource "aws_api_gateway_method_response" "post_restores" {
+  for_each    = toset(["200", "500"])
+  rest_api_id = aws_api_gateway_rest_api.restore.id
+  resource_id = aws_api_gateway_resource.restores.id
+  http_method = aws_api_gateway_method.post_restores.http_method
+  status_code = each.key
+}
+
+resource "aws_api_gateway_integration_response" "ok" {
+  rest_api_id = aws_api_gateway_rest_api.restore.id
+  resource_id = aws_api_gateway_resource.restores.id
+  http_method = aws_api_gateway_method.post_restores.http_method
+  status_code = aws_api_gateway_method_response.post_restores["200"].status_code
+  depends_on  = [aws_api_gateway_integration.post_restores]
+}
+
+resource "aws_api_gateway_integration_response" "error" {
+  rest_api_id       = aws_api_gateway_rest_api.restore.id
+  resource_id       = aws_api_gateway_resource.restores.id
+  http_method       = aws_api_gateway_method.post_restores.http_method
+  status_code       = aws_api_gateway_method_response.post_restores["500"].status_code
+  selection_pattern = ".+"
+  response_templates = {
+    "application/json" = "{\"error\": $input.json('$.errorMessage')}"
+  }
+  depends_on = [aws_api_gateway_integration.post_restores]
 }
 
 resource "aws_api_gateway_deployment" "restore" {
@@ -65,9 +106,13 @@ resource "aws_api_gateway_deployment" "restore" {
       aws_api_gateway_resource.restores.id,
       aws_api_gateway_method.post_restores.id,
       aws_api_gateway_integration.post_restores.id,
+      aws_api_gateway_integration_response.ok.id,
+      aws_api_gateway_integration_response.error.id,
       aws_api_gateway_model.restore_request.schema,
     ]))
   }
+
+  depends_on = [aws_api_gateway_integration_response.ok, aws_api_gateway_integration_response.error]
 
   lifecycle {
     create_before_destroy = true

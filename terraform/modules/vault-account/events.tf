@@ -74,6 +74,7 @@ resource "aws_cloudwatch_event_target" "checkpoint" {
   target_id = "checkpoint"
   rule      = aws_cloudwatch_event_rule.checkpoint.name
   arn       = aws_lambda_function.this["checkpoint"].arn
+  input     = jsonencode({ buckets = var.protected_bucket_names })
 
   dead_letter_config {
     arn = aws_sqs_queue.async_dlq.arn
@@ -97,7 +98,7 @@ resource "aws_cloudwatch_event_target" "reconcile" {
   target_id = "seeder-reconcile"
   rule      = aws_cloudwatch_event_rule.reconcile.name
   arn       = aws_lambda_function.this["seeder"].arn
-  input     = jsonencode({ mode = "reconcile" })
+  input     = jsonencode({ mode = "reconcile", buckets = var.protected_bucket_names })
 
   dead_letter_config {
     arn = aws_sqs_queue.async_dlq.arn

@@ -8,7 +8,7 @@ resource "aws_cloudwatch_log_group" "function" {
 
 resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_115:Concurrency is bounded by the SQS event sources' MaximumConcurrency (seeder and checkpoint run one at a time from schedules; checkpoint_reserved_concurrency is optional).
-  #checkov:skip=CKV_AWS_116:SQS-fed functions are invoked synchronously (their queues have DLQs); seeder and checkpoint get the async DLQ through the dynamic block below.
+  #checkov:skip=CKV_AWS_116:SQS-fed worker and delta are invoked synchronously (their queues have DLQs); seeder, checkpoint and restore get the async DLQ through the dynamic block below.
   #checkov:skip=CKV_AWS_117:The functions talk only to AWS APIs (S3, SQS, DynamoDB, STS); a VPC would add NAT/endpoint cost without narrowing anything.
   #checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile the customer owns; the zips are built from this repository by `make package`.
   for_each = local.functions

@@ -217,6 +217,13 @@ data "aws_iam_policy_document" "restore" {
     actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
     resources = ["arn:${local.partition}:s3:::${var.restore_target_bucket_prefix}*"]
   }
+
+  statement {
+    sid       = "AsyncDeadLetters"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.async_dlq.arn]
+  }
 }
 
 locals {

@@ -77,10 +77,11 @@ locals {
     }
   }
 
-  # Functions invoked asynchronously (by schedules); their failed invocations land in the async DLQ.
+  # Functions invoked asynchronously (schedules, async restores); failed invocations land in the async DLQ.
   async_functions = {
     seeder     = "tidemark-seeder"
     checkpoint = "tidemark-checkpoint"
+    restore    = "tidemark-restore"
   }
 
   source_read_role_arns     = "arn:${local.partition}:iam::*:role/${var.source_read_role_name}"

@@ -101,11 +101,7 @@ resource "aws_cloudwatch_metric_alarm" "dead_letters" {
 
 resource "aws_cloudwatch_metric_alarm" "rpo" {
   alarm_name          = "${var.name_prefix}-rpo-above-target"
-  alarm_description   = "No recovery point sealed within rpo_alarm_threshold_seconds (step = checkpoint). Missing data counts as breaching, because a silent checkpoint is an RPO problem too."
-  namespace           = "Tidemark"
-  metric_name         = "RpoSeconds"
-  statistic           = "Maximum"
-  period              = 300
+  alarm_description   = "The worst bucket's RPO (Tidemark/RpoSeconds, per Bucket) is above rpo_alarm_threshold_seconds (step = checkpoint). Missing data counts as breaching - a silent checkpoint is an RPO problem too - so it stays in ALARM until the first recovery point is sealed."
   evaluation_periods  = 2
   datapoints_to_alarm = 2
   threshold           = var.rpo_alarm_threshold_seconds
@@ -114,15 +110,19 @@ resource "aws_cloudwatch_metric_alarm" "rpo" {
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
   tags                = var.tags
+
+  metric_query {
+    id          = "rpo"
+    label       = "worst RPO across buckets"
+    expression  = "SELECT MAX(RpoSeconds) FROM Tidemark"
+    period      = 300
+    return_data = true
+  }
 }
 
 resource "aws_cloudwatch_metric_alarm" "slowdown" {
   alarm_name          = "${var.name_prefix}-s3-503-slowdown"
   alarm_description   = "tidemark saw more than slowdown_alarm_threshold S3 503 SlowDown responses in 5 minutes (the adaptive scheduler backs off; check the per-prefix pressure)."
-  namespace           = "Tidemark"
-  metric_name         = "SlowDown503"
-  statistic           = "Sum"
-  period              = 300
   evaluation_periods  = 1
   threshold           = var.slowdown_alarm_threshold
   comparison_operator = "GreaterThanOrEqualToThreshold"
@@ -130,6 +130,14 @@ resource "aws_cloudwatch_metric_alarm" "slowdown" {
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
   tags                = var.tags
+
+  metric_query {
+    id          = "slowdown"
+    label       = "503 SlowDown, all prefixes"
+    expression  = "SELECT SUM(SlowDown503) FROM Tidemark"
+    period      = 300
+    return_data = true
+  }
 }
 
 resource "aws_cloudwatch_metric_alarm" "function_errors" {

@@ -22,6 +22,16 @@ variable "source_account_ids" {
   }
 }
 
+variable "protected_bucket_names" {
+  description = "The protected buckets (in the source accounts); the checkpoint seals a recovery point for each and the reconciliation covers each."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.protected_bucket_names) > 0
+    error_message = "protected_bucket_names must name at least one bucket."
+  }
+}
+
 variable "external_id" {
   description = "External id the functions present when they assume the source accounts' roles; give the same value to the source-account module. Generate one, e.g. `openssl rand -hex 20`."
   type        = string
