@@ -49,7 +49,7 @@ iac-hcl: $(IAC_VENV)/tools/.installed
 iac-fmt:
 	@echo "== terraform fmt -check"
 	@if command -v terraform >/dev/null 2>&1; then \
-		TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive -diff terraform; \
+		TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive -diff terraform && echo "terraform fmt: clean"; \
 	else \
 		echo "terraform not installed: fmt -check skipped"; \
 	fi
