@@ -62,15 +62,31 @@ async fn init(ctx: &Context, local: bool, vault: Option<&str>, retention_days: i
         None => None,
     };
     if json {
-        println!("{}", json!({"work_queue": work, "delta_queue": delta, "table": ctx.names.table, "vault": vault_bucket, "retention_days": retention_days}));
+        println!(
+            "{}",
+            json!({"work_queue": work, "delta_queue": delta, "table": ctx.names.table, "vault": vault_bucket, "retention_days": retention_days})
+        );
     } else {
-        println!("ready: work queue {work}, delta queue {delta}, table {}, vault {}", ctx.names.table, vault_bucket.as_deref().unwrap_or("(none)"));
+        println!(
+            "ready: work queue {work}, delta queue {delta}, table {}, vault {}",
+            ctx.names.table,
+            vault_bucket.as_deref().unwrap_or("(none)")
+        );
     }
     Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn protect(ctx: &Context, source: &str, vault: &str, inventory: Option<&str>, workers: usize, wait: bool, no_events: bool, json: bool) -> Result<()> {
+async fn protect(
+    ctx: &Context,
+    source: &str,
+    vault: &str,
+    inventory: Option<&str>,
+    workers: usize,
+    wait: bool,
+    no_events: bool,
+    json: bool,
+) -> Result<()> {
     let started = Instant::now();
     let src = s3_url("source", source)?;
     let engine = ctx.engine(&s3_url("vault", vault)?).await?;
@@ -142,7 +158,12 @@ fn sealed_time(s: &Sealed) -> Option<chrono::DateTime<Utc>> {
 }
 
 /// Drains deltas and seals a point at the watermark.
-async fn sync_engine(engine: &Engine, bucket: &str, prefix: &str, late_seconds: i64) -> Result<(tidemark_core::delta::DeltaReport, Sealed)> {
+async fn sync_engine(
+    engine: &Engine,
+    bucket: &str,
+    prefix: &str,
+    late_seconds: i64,
+) -> Result<(tidemark_core::delta::DeltaReport, Sealed)> {
     let drain_started = Utc::now();
     let report = runner::drain_deltas(engine).await?;
     let watermark = point::watermark_after_drain(drain_started, Duration::seconds(late_seconds));
@@ -150,7 +171,8 @@ async fn sync_engine(engine: &Engine, bucket: &str, prefix: &str, late_seconds: 
     if !prefix.is_empty() {
         prefixes.push(prefix.to_string());
     }
-    let sealed = point::seal(&engine.vault, engine.control.as_ref(), &engine.config.vault_bucket, bucket, &prefixes, watermark, Utc::now()).await?;
+    let sealed =
+        point::seal(&engine.vault, engine.control.as_ref(), &engine.config.vault_bucket, bucket, &prefixes, watermark, Utc::now()).await?;
     Ok((report, sealed))
 }
 
@@ -214,7 +236,17 @@ async fn ls(ctx: &Context, url: &str, vault: &str, as_of: &str, json: bool) -> R
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn restore_cmd(ctx: &Context, source: &str, vault: &str, as_of: &str, to: &str, mode: &str, delete_newer: bool, dry_run: bool, json: bool) -> Result<()> {
+async fn restore_cmd(
+    ctx: &Context,
+    source: &str,
+    vault: &str,
+    as_of: &str,
+    to: &str,
+    mode: &str,
+    delete_newer: bool,
+    dry_run: bool,
+    json: bool,
+) -> Result<()> {
     let started = Instant::now();
     let src = s3_url("source", source)?;
     let dst = s3_url("to", to)?;
@@ -253,7 +285,10 @@ async fn restore_cmd(ctx: &Context, source: &str, vault: &str, as_of: &str, to: 
     });
     print_obj(json, &out, || {
         let verb = if dry_run { "would restore" } else { "restored" };
-        format!("{verb} {} objects ({} bytes) into {dst}, {} verified, {} failed, {} deleted, {} unchanged", r.objects, r.bytes, r.verified, r.failed, r.deleted, r.unchanged)
+        format!(
+            "{verb} {} objects ({} bytes) into {dst}, {} verified, {} failed, {} deleted, {} unchanged",
+            r.objects, r.bytes, r.verified, r.failed, r.deleted, r.unchanged
+        )
     });
     if r.failed > 0 {
         bail!("{} objects failed to restore", r.failed);

@@ -2,6 +2,10 @@
 
 use chrono::{DateTime, Utc};
 
+fn rfc(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// Result alias used throughout the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -16,11 +20,7 @@ pub enum Error {
     NoSuchBucket { bucket: String },
     /// A port (S3, SQS, DynamoDB) failed.
     #[error("{operation} failed: {message}")]
-    Port {
-        operation: String,
-        message: String,
-        transient: bool,
-    },
+    Port { operation: String, message: String, transient: bool },
     /// Input from an operator or a message was not acceptable.
     #[error("{0}")]
     Invalid(String),
@@ -28,42 +28,34 @@ pub enum Error {
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: String, detail: String },
     /// The requested time is later than the newest sealed recovery point.
-    #[error("as-of time {requested} is after the latest recovery point; the latest recoverable time is {latest}")]
-    AfterLatestPoint {
-        requested: DateTime<Utc>,
-        latest: DateTime<Utc>,
-    },
+    #[error("as-of time {} is after the latest recovery point; the latest recoverable time is {}", rfc(requested), rfc(latest))]
+    AfterLatestPoint { requested: DateTime<Utc>, latest: DateTime<Utc> },
     /// The requested time is earlier than protection began.
-    #[error("as-of time {requested} is before the first recovery point of s3://{bucket} ({first}); recoverable times run from {first} to {latest}")]
-    BeforeFirstPoint {
-        bucket: String,
-        requested: DateTime<Utc>,
-        first: DateTime<Utc>,
-        latest: DateTime<Utc>,
-    },
+    #[error(
+        "as-of time {} is before the first recovery point of s3://{bucket} ({}); recoverable times run from {} to {}",
+        rfc(requested),
+        rfc(first),
+        rfc(first),
+        rfc(latest)
+    )]
+    BeforeFirstPoint { bucket: String, requested: DateTime<Utc>, first: DateTime<Utc>, latest: DateTime<Utc> },
     /// No recovery point has been sealed for the bucket yet.
-    #[error("no recovery point has been sealed for s3://{bucket} in vault {vault}; run `tidemark protect --wait` or `tidemark sync` first")]
+    #[error(
+        "no recovery point has been sealed for s3://{bucket} in vault {vault}; run `tidemark protect --wait` or `tidemark sync` first"
+    )]
     NoRecoveryPoint { bucket: String, vault: String },
     /// Another worker holds or took the task's lease; this worker must stop touching it.
     #[error("lease on task {task_id} was lost to another worker")]
     LeaseLost { task_id: String },
     /// Bytes read back did not match the checksum recorded at capture time.
     #[error("checksum mismatch for {key}: expected {expected}, got {actual}")]
-    ChecksumMismatch {
-        key: String,
-        expected: String,
-        actual: String,
-    },
+    ChecksumMismatch { key: String, expected: String, actual: String },
     /// An S3 Inventory report (its manifest or a data file) is missing, corrupt or malformed.
     ///
     /// `file` is the key of the manifest or data file; `line` is the 1-based CSV line where the
     /// problem was found, when there is one (Parquet rows are named in `detail`).
     #[error("inventory {file}{}: {detail}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
-    Inventory {
-        file: String,
-        line: Option<u64>,
-        detail: String,
-    },
+    Inventory { file: String, line: Option<u64>, detail: String },
 }
 
 impl Error {
@@ -81,18 +73,11 @@ impl Error {
 
     /// Builds a port error; adapters use this to report failures.
     pub fn port(operation: impl Into<String>, message: impl Into<String>, transient: bool) -> Self {
-        Error::Port {
-            operation: operation.into(),
-            message: message.into(),
-            transient,
-        }
+        Error::Port { operation: operation.into(), message: message.into(), transient }
     }
 
     /// Builds a corruption error for stored data.
     pub fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> Self {
-        Error::Corrupt {
-            what: what.into(),
-            detail: detail.into(),
-        }
+        Error::Corrupt { what: what.into(), detail: detail.into() }
     }
 }

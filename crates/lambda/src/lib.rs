@@ -1,1 +1,266 @@
-//! tidemark-lambda.
+//! Lambda handlers of tidemark: thin adapters from Lambda events to the engine's handlers.
+//!
+//! Each binary in `src/bin` reads [`LambdaConfig`] once, builds the engine once and calls
+//! `lambda_runtime::run` with one of these handlers. Tests call the handlers directly with real
+//! event payloads.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use chrono::{Duration, Utc};
+use serde::{Deserialize, Serialize};
+use tidemark_aws::{AwsClients, ClientOptions, DynamoControlStore, S3Store, SqsQueue};
+use tidemark_core::config::EngineConfig;
+use tidemark_core::delta::{process_batch, DeltaMessage};
+use tidemark_core::engine::{Engine, QueueUrls};
+use tidemark_core::partition::PlanTargets;
+use tidemark_core::point::{self, Sealed};
+use tidemark_core::ports::SystemClock;
+use tidemark_core::restore::{RestoreReport, RestoreRequest};
+use tidemark_core::worker::{parse_task_message, process_task, TaskOutcome};
+
+/// Errors of the Lambda glue.
+#[derive(Debug, thiserror::Error)]
+pub enum LambdaError {
+    /// A required environment variable is missing or malformed: the deployment is wrong.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] tidemark_core::Error),
+}
+
+impl LambdaError {
+    /// True when a retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LambdaError::Config(_) => false,
+            LambdaError::Engine(e) => e.is_transient(),
+        }
+    }
+}
+
+/// Configuration every function reads once at start-up from its environment.
+#[derive(Debug, Clone)]
+pub struct LambdaConfig {
+    pub engine: EngineConfig,
+    pub control_table: String,
+    pub queues: QueueUrls,
+    pub late_event_seconds: i64,
+}
+
+fn var(name: &str) -> Result<String, LambdaError> {
+    std::env::var(name).map_err(|_| LambdaError::Config(format!("environment variable {name} is not set")))
+}
+
+fn num<T: std::str::FromStr>(name: &str, default: T) -> Result<T, LambdaError> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(v) => v.parse().map_err(|_| LambdaError::Config(format!("environment variable {name}='{v}' is not a number"))),
+    }
+}
+
+impl LambdaConfig {
+    /// Reads `TIDEMARK_*` variables; missing required ones are named in the error.
+    pub fn from_env() -> Result<Self, LambdaError> {
+        let mut engine = EngineConfig::new(var("TIDEMARK_VAULT_BUCKET")?);
+        engine.small_object_threshold = num("TIDEMARK_SMALL_OBJECT_THRESHOLD", engine.small_object_threshold)?;
+        engine.pack_target_bytes = num("TIDEMARK_PACK_TARGET_BYTES", engine.pack_target_bytes)?;
+        engine.multipart_copy_threshold = num("TIDEMARK_MULTIPART_COPY_THRESHOLD", engine.multipart_copy_threshold)?;
+        engine.copy_part_bytes = num("TIDEMARK_COPY_PART_BYTES", engine.copy_part_bytes)?;
+        engine.concurrency = num("TIDEMARK_CONCURRENCY", engine.concurrency)?;
+        engine.lease_seconds = num("TIDEMARK_LEASE_SECONDS", engine.lease_seconds)?;
+        engine.validate()?;
+        Ok(LambdaConfig {
+            engine,
+            control_table: var("TIDEMARK_CONTROL_TABLE")?,
+            queues: QueueUrls { work: var("TIDEMARK_WORK_QUEUE_URL")?, delta: var("TIDEMARK_DELTA_QUEUE_URL")? },
+            late_event_seconds: num("TIDEMARK_LATE_EVENT_SECONDS", 60)?,
+        })
+    }
+
+    /// Builds the engine with AWS clients (the endpoint comes from the standard AWS variables).
+    pub async fn engine(&self) -> Engine {
+        let clients = AwsClients::load(&ClientOptions::default()).await;
+        let s3 = Arc::new(S3Store::new(clients.s3.clone()));
+        Engine {
+            source: s3.clone(),
+            vault: s3,
+            control: Arc::new(DynamoControlStore::new(clients.dynamodb.clone(), &self.control_table)),
+            queue: Arc::new(SqsQueue::new(clients.sqs.clone())),
+            clock: Arc::new(SystemClock),
+            config: self.engine.clone(),
+            queues: self.queues.clone(),
+        }
+    }
+}
+
+/// Sets up JSON logs (honouring `AWS_LAMBDA_LOG_LEVEL` / `RUST_LOG`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).without_time().init();
+}
+
+fn failure(id: &str) -> BatchItemFailure {
+    let mut f = BatchItemFailure::default();
+    f.item_identifier = id.to_string();
+    f
+}
+
+fn response(failures: Vec<BatchItemFailure>) -> SqsBatchResponse {
+    let mut r = SqsBatchResponse::default();
+    r.batch_item_failures = failures;
+    r
+}
+
+/// Worker: one message per task; a task that did not finish is reported as a batch item failure.
+pub async fn worker_handler(engine: &Engine, event: SqsEvent, owner: &str) -> SqsBatchResponse {
+    let mut failures = Vec::new();
+    for m in event.records {
+        let id = m.message_id.clone().unwrap_or_default();
+        let body = m.body.unwrap_or_default();
+        let outcome = match parse_task_message(&body) {
+            Ok(task) => process_task(engine, &task, owner).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(TaskOutcome::Finished(_)) | Ok(TaskOutcome::AlreadyDone) => {}
+            Ok(TaskOutcome::Busy) => failures.push(failure(&id)),
+            Err(e) => {
+                tracing::error!(message_id = %id, error = %e, transient = e.is_transient(), "task failed");
+                failures.push(failure(&id));
+            }
+        }
+    }
+    response(failures)
+}
+
+/// Delta: captures a batch of S3 change events; malformed or foreign ones are reported so SQS
+/// retries and then dead-letters them without blocking the others.
+pub async fn delta_handler(engine: &Engine, event: SqsEvent) -> SqsBatchResponse {
+    let msgs: Vec<DeltaMessage> = event
+        .records
+        .iter()
+        .map(|m| DeltaMessage { id: m.message_id.clone().unwrap_or_default(), body: m.body.clone().unwrap_or_default() })
+        .collect();
+    match process_batch(engine, &msgs).await {
+        Ok(report) => {
+            tracing::info!(
+                captured = report.captured,
+                deleted = report.deleted,
+                duplicates = report.duplicates,
+                failed = report.failed.len(),
+                "delta batch"
+            );
+            response(report.failed.iter().map(|(id, _)| failure(id)).collect())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "delta batch failed; every message will be retried");
+            response(msgs.iter().map(|m| failure(&m.id)).collect())
+        }
+    }
+}
+
+/// The seeder's request (a console test event or the protect API).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeedRequest {
+    pub source_bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default)]
+    pub target_objects: Option<u64>,
+}
+
+/// What the seeder did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeedResponse {
+    pub run_id: String,
+    pub tasks: usize,
+    pub enqueued: usize,
+    pub resumed: bool,
+}
+
+/// Seeder: plans a run by listing and enqueues its tasks.
+pub async fn seeder_handler(engine: &Engine, req: SeedRequest) -> Result<SeedResponse, LambdaError> {
+    let targets = PlanTargets { objects: req.target_objects.unwrap_or(100_000), ..Default::default() };
+    let s = tidemark_core::seed::seed(engine, &req.source_bucket, &req.prefix, targets).await?;
+    Ok(SeedResponse { run_id: s.run.run_id.clone(), tasks: s.run.tasks.len(), enqueued: s.enqueued, resumed: s.resumed })
+}
+
+/// The checkpoint's request: which buckets to seal (the schedule's constant input).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointRequest {
+    pub buckets: Vec<String>,
+}
+
+/// What the checkpoint did for one bucket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointResult {
+    pub bucket: String,
+    pub recovery_point: Option<chrono::DateTime<Utc>>,
+    pub sealed: bool,
+    pub rpo_seconds: Option<i64>,
+    pub note: Option<String>,
+}
+
+/// Checkpoint: when the delta queue is drained, seals a point at now minus the late-event allowance.
+///
+/// While changes are still queued it seals nothing and the RPO grows, which the RPO alarm sees.
+/// The RPO is printed in CloudWatch Embedded Metric Format.
+pub async fn checkpoint_handler(
+    engine: &Engine,
+    req: CheckpointRequest,
+    late_event_seconds: i64,
+) -> Result<Vec<CheckpointResult>, LambdaError> {
+    let now = Utc::now();
+    let backlog = engine.queue.depth(&engine.queues.delta).await?;
+    let mut out = Vec::new();
+    for bucket in req.buckets {
+        let mut res = CheckpointResult { bucket: bucket.clone(), recovery_point: None, sealed: false, rpo_seconds: None, note: None };
+        if backlog == 0 {
+            let watermark = now - Duration::seconds(late_event_seconds);
+            match point::seal(
+                &engine.vault,
+                engine.control.as_ref(),
+                &engine.config.vault_bucket,
+                &bucket,
+                &[String::new()],
+                watermark,
+                now,
+            )
+            .await?
+            {
+                Sealed::New(p) => {
+                    res.recovery_point = Some(p.time);
+                    res.sealed = true;
+                }
+                Sealed::UpToDate(t) => res.recovery_point = Some(t),
+                Sealed::SeedInProgress(run) => res.note = Some(format!("seed run {run} in progress")),
+            }
+        } else {
+            res.note = Some(format!("{backlog} changes queued; not sealing"));
+        }
+        if res.recovery_point.is_none() {
+            if let Some((_, latest)) = point::recoverable_range(engine.vault.as_ref(), &engine.config.vault_bucket, &bucket).await? {
+                res.recovery_point = Some(latest.time);
+            }
+        }
+        res.rpo_seconds = res.recovery_point.map(|p| (now - p).num_seconds());
+        if let Some(rpo) = res.rpo_seconds {
+            println!(
+                "{}",
+                serde_json::json!({"_aws": {"Timestamp": now.timestamp_millis(), "CloudWatchMetrics": [{"Namespace": "Tidemark", "Dimensions": [["Bucket"]], "Metrics": [{"Name": "RpoSeconds", "Unit": "Seconds"}]}]}, "Bucket": bucket, "RpoSeconds": rpo})
+            );
+        }
+        out.push(res);
+    }
+    Ok(out)
+}
+
+/// Restore: runs a restore request (REST API, console test event) with the function's S3 client.
+pub async fn restore_handler(engine: &Engine, req: RestoreRequest) -> Result<RestoreReport, LambdaError> {
+    let target = engine.vault.clone();
+    Ok(tidemark_core::restore::restore(engine, target, &req, &|done, total| tracing::info!(done, total, "restore progress")).await?)
+}
