@@ -220,7 +220,7 @@ fn key_rows(spec: &ReportSpec, i: u64) -> Vec<GenRow> {
     }
     for v in 0..versions {
         let hv = mix(h ^ (v as u64 + 1) << 40);
-        let size = if hv % 50 == 0 { 0 } else { (1u64 << (hv % 24)) + (hv >> 40) % 1000 };
+        let size = if hv.is_multiple_of(50) { 0 } else { (1u64 << (hv % 24)) + (hv >> 40) % 1000 };
         let multipart = size > 8 << 20;
         let etag = if multipart {
             format!("{:016x}{:016x}-{}", mix(hv ^ 1), mix(hv ^ 2), 1 + size / (8 << 20))

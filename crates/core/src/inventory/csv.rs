@@ -44,7 +44,7 @@ impl<R: BufRead> CsvRecords<R> {
     }
 
     /// The line on which the current record began (1-based).
-    pub(crate) fn line(&self) -> u64 {
+    pub(crate) fn record_line(&self) -> u64 {
         self.record_line
     }
 
@@ -238,7 +238,7 @@ fn text<'a>(field: &'a [u8], what: &str) -> std::result::Result<&'a str, String>
 
 /// Maps the current record to a row, decoding the key into `key_buf`.
 pub(crate) fn to_row<'a, R: BufRead>(rec: &'a CsvRecords<R>, cols: &Columns, key_buf: &'a mut Vec<u8>) -> Result<RowView<'a>> {
-    let line = rec.line();
+    let line = rec.record_line();
     let fail = |d: String| rec.error(line, d);
     if rec.len() != cols.count {
         return Err(fail(format!("expected {} columns (from fileSchema), found {}", cols.count, rec.len())));

@@ -109,13 +109,13 @@ impl ParquetRows {
             if descr.max_rep_level() > 0 {
                 return Err(err(file, format!("column {} is repeated; expected one {want} per row", descr.name())));
             }
-            let ok = match (want, descr.physical_type()) {
-                ("text", PhysicalType::BYTE_ARRAY) => true,
-                ("bool", PhysicalType::BOOLEAN) => true,
-                ("int", PhysicalType::INT64 | PhysicalType::INT32) => true,
-                ("time", PhysicalType::INT64 | PhysicalType::INT96) => true,
-                _ => false,
-            };
+            let ok = matches!(
+                (want, descr.physical_type()),
+                ("text", PhysicalType::BYTE_ARRAY)
+                    | ("bool", PhysicalType::BOOLEAN)
+                    | ("int", PhysicalType::INT64 | PhysicalType::INT32)
+                    | ("time", PhysicalType::INT64 | PhysicalType::INT96)
+            );
             if !ok {
                 return Err(err(file, format!("column {} has physical type {:?}; expected {want}", descr.name(), descr.physical_type())));
             }
@@ -253,7 +253,7 @@ impl ParquetRows {
         let text = |slot: Option<usize>, name: &str| -> Result<Option<&str>> {
             match at(slot) {
                 Val::Null => Ok(None),
-                Val::Bytes(b) if b.is_empty() => Ok(None),
+                Val::Bytes([]) => Ok(None),
                 Val::Bytes(b) => std::str::from_utf8(b).map(Some).map_err(|_| fail(format!("{name} is not UTF-8"))),
                 _ => Ok(None),
             }
