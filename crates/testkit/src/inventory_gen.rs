@@ -63,6 +63,12 @@ pub struct ReportSpec {
     pub rows_per_chunk: u64,
     /// gzip level for CSV (0-9).
     pub gzip_level: u32,
+    /// Caps object sizes (sizes are otherwise spread from 0 to 16 MiB), so that a test can
+    /// afford to create the objects a report lists.
+    pub max_size: Option<u64>,
+    /// Make each ETag the MD5 of [`object_body`] for the row, so that a test that writes the
+    /// listed objects with those bodies gets a bucket matching the report.
+    pub content_etags: bool,
 }
 
 impl ReportSpec {
@@ -82,6 +88,8 @@ impl ReportSpec {
             seed: 1,
             rows_per_chunk: 50_000,
             gzip_level: 6,
+            max_size: None,
+            content_etags: false,
         }
     }
 
@@ -220,9 +228,14 @@ fn key_rows(spec: &ReportSpec, i: u64) -> Vec<GenRow> {
     }
     for v in 0..versions {
         let hv = mix(h ^ (v as u64 + 1) << 40);
-        let size = if hv.is_multiple_of(50) { 0 } else { (1u64 << (hv % 24)) + (hv >> 40) % 1000 };
-        let multipart = size > 8 << 20;
-        let etag = if multipart {
+        let mut size = if hv.is_multiple_of(50) { 0 } else { (1u64 << (hv % 24)) + (hv >> 40) % 1000 };
+        if let Some(max) = spec.max_size {
+            size %= max.saturating_add(1);
+        }
+        let multipart = size > 8 << 20 && !spec.content_etags;
+        let etag = if spec.content_etags {
+            hex::encode(Md5::digest(object_body(&key, size)))
+        } else if multipart {
             format!("{:016x}{:016x}-{}", mix(hv ^ 1), mix(hv ^ 2), 1 + size / (8 << 20))
         } else {
             format!("{:016x}{:016x}", mix(hv ^ 1), mix(hv ^ 2))
@@ -238,6 +251,19 @@ fn key_rows(spec: &ReportSpec, i: u64) -> Vec<GenRow> {
             storage_class: ["STANDARD", "STANDARD", "STANDARD", "STANDARD_IA", "GLACIER_IR", "INTELLIGENT_TIERING"][(hv % 6) as usize],
             multipart,
         });
+    }
+    out
+}
+
+/// The body of a generated object: `size` bytes that depend on the key, so that every object
+/// of a seeded bucket is distinct and checkable.
+pub fn object_body(key: &str, size: u64) -> Vec<u8> {
+    let mut h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let mut out = Vec::with_capacity(size as usize);
+    while (out.len() as u64) < size {
+        h = mix(h);
+        let take = (size - out.len() as u64).min(8) as usize;
+        out.extend_from_slice(&h.to_le_bytes()[..take]);
     }
     out
 }
@@ -606,6 +632,18 @@ mod tests {
         let mut enc = String::new();
         encode_key("a b+c%d=é/x", &mut enc);
         assert_eq!(enc, "a+b%2Bc%25d%3D%C3%A9/x");
+    }
+
+    #[test]
+    fn content_etags_match_bodies_and_sizes_are_capped() {
+        let spec = ReportSpec { max_size: Some(100), content_etags: true, ..ReportSpec::new(500, 1) };
+        for row in rows(&spec) {
+            assert!(row.size <= 100);
+            let body = object_body(&row.key, row.size);
+            assert_eq!(body.len() as u64, row.size);
+            assert_eq!(row.etag.as_deref(), Some(hex::encode(Md5::digest(&body)).as_str()));
+        }
+        assert_ne!(object_body("a", 16), object_body("b", 16));
     }
 
     #[test]
