@@ -191,18 +191,36 @@ fn damaged_generated_reports_name_the_file() {
     let path = report.path(&victim);
     let bytes = std::fs::read(&path).unwrap();
     let cut = &bytes[..bytes.len() * 2 / 3];
-    std::fs::write(&path, cut).unwrap();
-    let manifest_path = report.path(&report.manifest_key);
-    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
-    manifest["files"][0]["size"] = cut.len().into();
-    manifest["files"][0]["MD5checksum"] = md5_hex(cut).into();
-    let json = serde_json::to_vec(&manifest).unwrap();
-    std::fs::write(&manifest_path, &json).unwrap();
-    std::fs::write(manifest_path.with_file_name("manifest.checksum"), md5_hex(&json)).unwrap();
+    replace_data_file(&report, 0, cut);
     let (file, line, detail) = inventory_error(plan_from_manifest(&report.manifest_url, &PlanOptions::default()));
     assert_eq!(file, victim);
     assert!(line.is_some_and(|l| l > 1000 && l < 30_000), "{line:?}: {detail}");
     assert!(detail.contains("truncated"), "{detail}");
+}
+
+/// Overwrites data file `index` with `bytes` and rewrites the manifest (and its checksum) to
+/// match, so that only the file's contents are wrong.
+fn replace_data_file(report: &Report, index: usize, bytes: &[u8]) {
+    std::fs::write(report.path(&report.data_keys[index]), bytes).unwrap();
+    let manifest_path = report.path(&report.manifest_key);
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["files"][index]["size"] = bytes.len().into();
+    manifest["files"][index]["MD5checksum"] = md5_hex(bytes).into();
+    let json = serde_json::to_vec(&manifest).unwrap();
+    std::fs::write(&manifest_path, &json).unwrap();
+    std::fs::write(manifest_path.with_file_name("manifest.checksum"), md5_hex(&json)).unwrap();
+}
+
+#[test]
+fn unreadable_parquet_names_the_file() {
+    let spec = ReportSpec { format: ReportFormat::Parquet, ..ReportSpec::new(2_000, 2) };
+    let (_dir, report) = generate(&spec);
+    // Half a Parquet file: the footer, which holds the schema, is gone.
+    let bytes = std::fs::read(report.path(&report.data_keys[1])).unwrap();
+    replace_data_file(&report, 1, &bytes[..bytes.len() / 2]);
+    let (file, _, detail) = inventory_error(plan_from_manifest(&report.manifest_url, &PlanOptions::default()));
+    assert_eq!(file, report.data_keys[1]);
+    assert!(detail.contains("not a readable Parquet file"), "{detail}");
 }
 
 fn md5_hex(bytes: &[u8]) -> String {

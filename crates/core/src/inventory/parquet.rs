@@ -199,6 +199,20 @@ impl ParquetRows {
                 ColData::I96(r, v) => read(r, v, def),
             }
             .map_err(|e| err(&self.file, format!("row group {}, after row {}: {e}", rg - 1, self.row)))?;
+            let (got, values) = got;
+            // Rows are assembled by indexing these buffers, so they must agree exactly.
+            let present = if c.max_def == 0 { got } else { c.def.iter().filter(|&&d| d == c.max_def).count() };
+            if (c.max_def > 0 && c.def.len() != got) || present != values {
+                return Err(err(
+                    &self.file,
+                    format!(
+                        "row group {}, after row {}: column {} has {values} values for {present} non-null rows",
+                        rg - 1,
+                        self.row,
+                        c.index
+                    ),
+                ));
+            }
             match rows {
                 None => rows = Some(got),
                 Some(n) if n == got => {}
@@ -289,18 +303,19 @@ impl ParquetRows {
     }
 }
 
-/// Reads up to [`BATCH`] records of one column into `values`, returning how many rows.
+/// Reads up to [`BATCH`] records of one column into `values`, returning how many rows and
+/// how many (non-null) values were decoded.
 fn read<T: parquet::data_type::DataType>(
     reader: &mut Option<ColumnReaderImpl<T>>,
     values: &mut Vec<T::T>,
     def: Option<&mut Vec<i16>>,
-) -> parquet::errors::Result<usize> {
+) -> parquet::errors::Result<(usize, usize)> {
     values.clear();
     match reader {
-        None => Ok(0),
+        None => Ok((0, 0)),
         Some(r) => {
             let (records, _, _) = r.read_records(BATCH, def, None, values)?;
-            Ok(records)
+            Ok((records, values.len()))
         }
     }
 }
