@@ -1,0 +1,42 @@
+# tidemark: `make demo` runs the main job end to end on the local stack; `make test` runs everything CI checks.
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/tidemark-target
+CARGO ?= cargo
+
+.PHONY: all build venv stack-up stack-down demo test test-rust fmt-check bench
+
+all: build
+
+venv:
+	infra/stack.sh venv
+
+build:
+	$(CARGO) build --workspace --bins
+
+stack-up:
+	infra/stack.sh up
+
+stack-down:
+	infra/stack.sh down
+
+## The main job end to end: starts its own local stack on free loopback ports.
+demo: venv
+	$(CARGO) build -p tidemark-cli -p tidemark-e2e --bins
+	$(CARGO_TARGET_DIR)/debug/tidemark-demo
+
+## Everything CI checks.
+test: venv fmt-check test-rust iac-test
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+test-rust:
+	$(CARGO) build -p tidemark-cli --bins
+	$(CARGO) test --workspace --no-fail-fast
+
+## Benchmarks (not tests): report in bench-report.md.
+bench: venv
+	$(CARGO) build --release -p tidemark-cli -p tidemark-e2e -p tidemark-testkit --bins
+	$(CARGO_TARGET_DIR)/release/tidemark-bench | tee bench-report.md
+
+include infra/iac.mk
