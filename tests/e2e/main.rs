@@ -159,3 +159,69 @@ async fn poison_messages_are_dead_lettered_and_bad_input_is_a_clear_error() -> R
     assert_eq!((r["objects"].as_u64(), r["failed"].as_u64()), (Some(21), Some(0)), "{r}");
     Ok(())
 }
+
+/// `protect --inventory` plans from a generated S3 Inventory report; the bucket restores exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn protect_seeded_from_an_inventory_report_restores_exactly() -> Result<()> {
+    use tidemark_testkit::inventory_gen::{object_body, rows, write_report, ReportSpec};
+    let moto = harness::start_moto()?;
+    let ep = moto.endpoint.as_str();
+    let dir = tempfile::tempdir()?;
+    let mut spec = ReportSpec::new(240, 3);
+    spec.source_bucket = "inv-src".into();
+    spec.max_size = Some(20_000);
+    spec.content_etags = true;
+    let report = write_report(dir.path(), &spec)?;
+    let c = s3(ep).await;
+    c.create_bucket().bucket("inv-src").send().await?;
+    let current: Vec<_> = rows(&spec).filter(|r| r.is_latest && !r.is_delete_marker).collect();
+    for chunk in current.chunks(32) {
+        let puts = chunk.iter().map(|r| c.put_object().bucket("inv-src").key(&r.key).body(object_body(&r.key, r.size).into()).send());
+        for r in futures::future::join_all(puts).await {
+            r?;
+        }
+    }
+    let env = vec![("TIDEMARK_TARGET_OBJECTS", "60".to_string())];
+    let plan = tidemark_json(ep, &env, &["inventory", "plan", "--manifest", &report.manifest_url, "--target-objects", "60", "--json"])?;
+    assert_eq!(plan["totals"]["objects"].as_u64(), Some(current.len() as u64), "{plan}");
+    let parts = plan["partitions"].as_array().unwrap();
+    assert!(parts.len() >= 4, "{plan}");
+    assert_eq!(parts.iter().map(|p| p["objects"].as_u64().unwrap()).sum::<u64>(), current.len() as u64);
+
+    tidemark_json(ep, &env, &["init", "--local", "--vault", "s3://inv-vault", "--json"])?;
+    c.create_bucket().bucket("inv-other").send().await?;
+    let wrong = tidemark(
+        ep,
+        &env,
+        &["protect", "--source", "s3://inv-other", "--vault", "s3://inv-vault", "--inventory", &report.manifest_url, "--wait"],
+    )?;
+    let e = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success() && e.contains("describes bucket inv-src, not inv-other"), "{e}");
+    let p = tidemark_json(
+        ep,
+        &env,
+        &["protect", "--source", "s3://inv-src", "--vault", "s3://inv-vault", "--inventory", &report.manifest_url, "--wait", "--json"],
+    )?;
+    assert_eq!(p["objects"].as_u64(), Some(current.len() as u64), "{p}");
+    assert_eq!(p["tasks"].as_u64(), Some(parts.len() as u64), "one task per planned partition: {p}");
+    let t = p["recovery_point"].as_str().unwrap();
+    tidemark_json(
+        ep,
+        &env,
+        &["restore", "--source", "s3://inv-src", "--vault", "s3://inv-vault", "--as-of", t, "--to", "s3://inv-restored", "--json"],
+    )?;
+    let want = tidemark_e2e::snapshot(&c, "inv-src", "").await?;
+    let got = tidemark_e2e::snapshot(&c, "inv-restored", "").await?;
+    assert_eq!(tidemark_e2e::diff(&want, &got), Vec::<String>::new());
+    Ok(())
+}
+
+/// A missing manifest is a one-line error naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn inventory_plan_errors_name_the_file() -> Result<()> {
+    let out = tidemark("http://127.0.0.1:9", &[], &["inventory", "plan", "--manifest", "file:///nonexistent/manifest.json", "--json"])?;
+    assert!(!out.status.success());
+    let e = String::from_utf8(out.stderr)?;
+    assert!(e.contains("manifest.json"), "{e}");
+    Ok(())
+}

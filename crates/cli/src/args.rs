@@ -151,6 +151,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// S3 Inventory reports.
+    Inventory {
+        #[command(subcommand)]
+        command: InventoryCommand,
+    },
     /// Compare scheduling policies on a simulated scenario.
     Simulate {
         #[arg(long)]
@@ -161,5 +166,24 @@ pub enum Command {
         json: bool,
         #[arg(long)]
         report: Option<std::path::PathBuf>,
+    },
+}
+
+/// `tidemark inventory …`
+#[derive(Subcommand, Debug)]
+pub enum InventoryCommand {
+    /// Cut the bucket described by an inventory report into balanced partitions.
+    Plan {
+        /// The report's manifest.json (`file://` path; a directory standing for the destination bucket).
+        #[arg(long)]
+        manifest: String,
+        /// Objects per partition.
+        #[arg(long, default_value_t = 100_000)]
+        target_objects: u64,
+        /// Protect every version of a versioned report, not only the current ones.
+        #[arg(long)]
+        all_versions: bool,
+        #[arg(long)]
+        json: bool,
     },
 }

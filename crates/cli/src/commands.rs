@@ -14,7 +14,7 @@ use tidemark_core::point::{self, Sealed};
 use tidemark_core::restore::{self, RestoreMode, RestoreRequest};
 use tidemark_core::seed;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, InventoryCommand};
 use crate::context::{s3_url, time, Context};
 use crate::runner;
 
@@ -22,6 +22,9 @@ use crate::runner;
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Simulate { scenario, seed, json, report } => simulate(&scenario, seed, json, report.as_deref()),
+        Command::Inventory { command: InventoryCommand::Plan { manifest, target_objects, all_versions, json } } => {
+            inventory_plan(&manifest, target_objects, all_versions, json).await
+        }
         cmd => {
             let ctx = Context::load(&cli.global).await;
             match cmd {
@@ -35,7 +38,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     restore_cmd(&ctx, &source, &vault, &as_of, &to, &mode, delete_newer, dry_run, json).await
                 }
                 Command::Status { source, vault, json } => status(&ctx, source.as_deref(), vault.as_deref(), json).await,
-                Command::Simulate { .. } => unreachable!("handled above"),
+                Command::Simulate { .. } | Command::Inventory { .. } => unreachable!("handled above"),
             }
         }
     }
@@ -90,9 +93,6 @@ async fn protect(
     let started = Instant::now();
     let src = s3_url("source", source)?;
     let engine = ctx.engine(&s3_url("vault", vault)?).await?;
-    if let Some(url) = inventory {
-        bail!("--inventory {url}: seeding from S3 Inventory is not wired into protect yet; use `tidemark inventory plan` to inspect a report, and protect by listing");
-    }
     seed::check_buckets(&engine, &src.bucket).await?;
     // Events first: every change after this point reaches the delta queue, so nothing falls
     // between the seed listing and continuous capture.
@@ -101,7 +101,11 @@ async fn protect(
         admin::route_events(&ctx.clients, &ctx.global.name, &src.bucket, &engine.queues.delta).await?;
     }
     let targets = PlanTargets { objects: ctx.global.engine.target_objects, ..Default::default() };
-    let seeded = seed::seed(&engine, &src.bucket, &src.prefix, targets).await?;
+    let plan_source = match inventory {
+        Some(url) => seed::PlanSource::Inventory { manifest_url: url.to_string(), targets },
+        None => seed::PlanSource::Listing(targets),
+    };
+    let seeded = seed::seed(&engine, &src.bucket, &src.prefix, plan_source).await?;
     let run_id = seeded.run.run_id.clone();
     if !wait {
         let out = json!({"run_id": run_id, "tasks": seeded.run.tasks.len(), "enqueued": seeded.enqueued, "resumed": seeded.resumed, "complete": false});
@@ -334,6 +338,32 @@ fn simulate(scenario: &std::path::Path, seed: Option<u64>, json: bool, report: O
     }
     let v = serde_json::to_value(&r)?;
     print_obj(json, &v, || serde_json::to_string_pretty(&v).unwrap_or_default());
+    Ok(())
+}
+
+async fn inventory_plan(manifest: &str, target_objects: u64, all_versions: bool, json: bool) -> Result<()> {
+    let mut opts = tidemark_core::inventory::PlanOptions {
+        targets: PlanTargets { objects: target_objects, ..Default::default() },
+        ..Default::default()
+    };
+    opts.read.all_versions = all_versions;
+    let url = manifest.to_string();
+    let plan = tokio::task::spawn_blocking(move || tidemark_core::inventory::plan_from_manifest(&url, &opts)).await??;
+    let v = serde_json::to_value(&plan)?;
+    print_obj(json, &v, || {
+        let mut s = format!(
+            "{} rows, {} objects, {} bytes, skipped {:?}; {} partitions:\n",
+            plan.totals.rows,
+            plan.totals.objects,
+            plan.totals.bytes,
+            plan.totals.skipped,
+            plan.partitions.len()
+        );
+        for p in &plan.partitions {
+            s.push_str(&format!("  [{:?}, {:?})  {} objects  {} bytes\n", p.start, p.end, p.objects, p.bytes));
+        }
+        s
+    });
     Ok(())
 }
 

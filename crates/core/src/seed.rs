@@ -39,8 +39,39 @@ pub async fn check_buckets(engine: &Engine, source_bucket: &str) -> Result<()> {
     Ok(())
 }
 
+/// Where a seed run's partitions come from.
+#[derive(Debug, Clone)]
+pub enum PlanSource {
+    /// Parallel ListObjectsV2 over the prefixes found with the delimiter.
+    Listing(PlanTargets),
+    /// The bucket's S3 Inventory report (a `file://` manifest URL for now).
+    Inventory { manifest_url: String, targets: PlanTargets },
+}
+
+/// Plans partitions from an S3 Inventory report, checking that it describes `bucket`.
+pub async fn plan_by_inventory(manifest_url: &str, bucket: &str, prefix: &str, targets: PlanTargets) -> Result<Vec<Partition>> {
+    let (url, bucket, prefix) = (manifest_url.to_string(), bucket.to_string(), prefix.to_string());
+    // Reading and sorting a report is CPU-bound and synchronous: keep it off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let inventory = crate::inventory::Inventory::open_url(&url)?;
+        if inventory.manifest().source_bucket != bucket {
+            return Err(Error::Invalid(format!(
+                "inventory report {url} describes bucket {}, not {bucket}",
+                inventory.manifest().source_bucket
+            )));
+        }
+        let mut opts = crate::inventory::PlanOptions { targets, ..Default::default() };
+        if !prefix.is_empty() {
+            opts.read.prefix = Some(prefix);
+        }
+        Ok(crate::inventory::plan(&inventory, &opts)?.partitions)
+    })
+    .await
+    .map_err(|e| Error::port("inventory planning", e.to_string(), false))?
+}
+
 /// Starts or resumes a seed run of `bucket/prefix` and enqueues its unfinished tasks.
-pub async fn seed(engine: &Engine, bucket: &str, prefix: &str, targets: PlanTargets) -> Result<Seeded> {
+pub async fn seed(engine: &Engine, bucket: &str, prefix: &str, source: PlanSource) -> Result<Seeded> {
     check_buckets(engine, bucket).await?;
     let control = engine.control();
     let now = engine.clock.now();
@@ -57,7 +88,10 @@ pub async fn seed(engine: &Engine, bucket: &str, prefix: &str, targets: PlanTarg
     };
     let (mut version, mut run, resumed) = control.start_or_resume_run(candidate).await?;
     while run.state == RunState::Planning {
-        let partitions = plan_by_listing(engine, bucket, prefix, targets).await?;
+        let partitions = match &source {
+            PlanSource::Listing(targets) => plan_by_listing(engine, bucket, prefix, *targets).await?,
+            PlanSource::Inventory { manifest_url, targets } => plan_by_inventory(manifest_url, bucket, prefix, *targets).await?,
+        };
         let mut ids = Vec::new();
         for p in &partitions {
             let task_id = stable_id(&[&run.run_id, &p.start, p.end.as_deref().unwrap_or("\u{10FFFF}")]);

@@ -171,6 +171,9 @@ pub struct SeedRequest {
     pub prefix: String,
     #[serde(default)]
     pub target_objects: Option<u64>,
+    /// Seed from this S3 Inventory manifest instead of listing.
+    #[serde(default)]
+    pub inventory_manifest: Option<String>,
 }
 
 /// What the seeder did.
@@ -185,7 +188,11 @@ pub struct SeedResponse {
 /// Seeder: plans a run by listing and enqueues its tasks.
 pub async fn seeder_handler(engine: &Engine, req: SeedRequest) -> Result<SeedResponse, LambdaError> {
     let targets = PlanTargets { objects: req.target_objects.unwrap_or(100_000), ..Default::default() };
-    let s = tidemark_core::seed::seed(engine, &req.source_bucket, &req.prefix, targets).await?;
+    let source = match req.inventory_manifest {
+        Some(manifest_url) => tidemark_core::seed::PlanSource::Inventory { manifest_url, targets },
+        None => tidemark_core::seed::PlanSource::Listing(targets),
+    };
+    let s = tidemark_core::seed::seed(engine, &req.source_bucket, &req.prefix, source).await?;
     Ok(SeedResponse { run_id: s.run.run_id.clone(), tasks: s.run.tasks.len(), enqueued: s.enqueued, resumed: s.resumed })
 }
 

@@ -219,9 +219,12 @@ async fn seed_capture_delta_and_restore_with_real_payloads() {
     w.racing.delete_before_get.lock().unwrap().push("p1/obj 1+%=é".into());
     w.racing.overwrite_before_get.lock().unwrap().push("p2/obj 2+%=é".into());
 
-    let seeded = seeder_handler(&w.engine, SeedRequest { source_bucket: "src".into(), prefix: String::new(), target_objects: Some(10) })
-        .await
-        .unwrap();
+    let seeded = seeder_handler(
+        &w.engine,
+        SeedRequest { source_bucket: "src".into(), prefix: String::new(), target_objects: Some(10), inventory_manifest: None },
+    )
+    .await
+    .unwrap();
     assert!(seeded.tasks >= 3, "several partitions: {seeded:?}");
     drain_work(&w).await;
     let tasks = w.engine.control().tasks(&seeded.run_id).await.unwrap();
@@ -295,9 +298,12 @@ async fn a_killed_worker_resumes_without_duplicate_records() {
     for i in 0..40 {
         put(&w.s3, &format!("k{i:03}"), b"data").await;
     }
-    let seeded = seeder_handler(&w.engine, SeedRequest { source_bucket: "src".into(), prefix: String::new(), target_objects: Some(1000) })
-        .await
-        .unwrap();
+    let seeded = seeder_handler(
+        &w.engine,
+        SeedRequest { source_bucket: "src".into(), prefix: String::new(), target_objects: Some(1000), inventory_manifest: None },
+    )
+    .await
+    .unwrap();
     assert_eq!(seeded.tasks, 1);
     let msg = w.queue.receive("work", 1, 0, 30).await.unwrap().remove(0);
     let control = w.engine.control();
