@@ -183,7 +183,10 @@ pub async fn enable_bucket_events(c: &AwsClients, bucket: &str) -> Result<()> {
         // an error, so an existing configuration is never overwritten by mistake.
         Err(e) if crate::errors::status(&e) == Some(200) => {
             let body = e.raw_response().and_then(|r| r.body().bytes()).map(|b| String::from_utf8_lossy(b).to_string()).unwrap_or_default();
-            if ["QueueConfiguration", "TopicConfiguration", "CloudFunctionConfiguration", "EventBridgeConfiguration"].iter().any(|t| body.contains(t)) {
+            if ["QueueConfiguration", "TopicConfiguration", "CloudFunctionConfiguration", "EventBridgeConfiguration"]
+                .iter()
+                .any(|t| body.contains(t))
+            {
                 return Err(map("GetBucketNotificationConfiguration", e));
             }
             aws_sdk_s3::operation::get_bucket_notification_configuration::GetBucketNotificationConfigurationOutput::builder().build()
