@@ -96,27 +96,17 @@ impl ControllerConfig {
         ];
         for (name, value) in positive {
             if !(value.is_finite() && value > 0.0) {
-                return Err(crate::Error::Invalid(format!(
-                    "scheduler config: {name} must be a positive number, got {value}"
-                )));
+                return Err(crate::Error::Invalid(format!("scheduler config: {name} must be a positive number, got {value}")));
             }
         }
-        let fractions = [
-            ("backup_share", self.backup_share),
-            ("min_slice", self.min_slice),
-        ];
+        let fractions = [("backup_share", self.backup_share), ("min_slice", self.min_slice)];
         for (name, value) in fractions {
             if !(value > 0.0 && value <= 1.0) {
-                return Err(crate::Error::Invalid(format!(
-                    "scheduler config: {name} must be in (0, 1], got {value}"
-                )));
+                return Err(crate::Error::Invalid(format!("scheduler config: {name} must be in (0, 1], got {value}")));
             }
         }
         if !(self.beta > 0.0 && self.beta < 1.0) {
-            return Err(crate::Error::Invalid(format!(
-                "scheduler config: beta must be in (0, 1), got {}",
-                self.beta
-            )));
+            return Err(crate::Error::Invalid(format!("scheduler config: beta must be in (0, 1), got {}", self.beta)));
         }
         if self.min_rps > self.cap_rps() {
             return Err(crate::Error::Invalid(format!(
@@ -132,9 +122,7 @@ impl ControllerConfig {
             )));
         }
         if self.lease_ms == 0 {
-            return Err(crate::Error::Invalid(
-                "scheduler config: lease_ms must be positive".into(),
-            ));
+            return Err(crate::Error::Invalid("scheduler config: lease_ms must be positive".into()));
         }
         Ok(())
     }
@@ -245,10 +233,7 @@ impl PrefixState {
         PrefixState {
             prefix: prefix.into(),
             version: 0,
-            epoch: Epoch {
-                at_ms: now,
-                w_max: config.initial_rps / config.beta,
-            },
+            epoch: Epoch { at_ms: now, w_max: config.initial_rps / config.beta },
             claims: BTreeMap::new(),
         }
     }
@@ -260,23 +245,14 @@ impl PrefixState {
 
     /// The sum of live claims: the rate the fleet is sending, since workers pace to their claims.
     pub fn claimed_rps(&self, now: Millis) -> f64 {
-        self.claims
-            .values()
-            .filter(|c| c.live(now))
-            .map(|c| c.rate)
-            .sum()
+        self.claims.values().filter(|c| c.live(now)).map(|c| c.rate).sum()
     }
 
     /// Records what a worker (or several, already summed) saw. Returns true when it cut the rate.
     ///
     /// A throttle cuts the rate to β times the lower of the allowed and the claimed rate (the SDK
     /// does the same with its measured rate), unless the last cut is younger than `cut_hold_ms`.
-    pub fn record(
-        &mut self,
-        config: &ControllerConfig,
-        now: Millis,
-        observation: Observation,
-    ) -> bool {
+    pub fn record(&mut self, config: &ControllerConfig, now: Millis, observation: Observation) -> bool {
         if observation.throttles == 0 {
             return false;
         }
@@ -285,15 +261,8 @@ impl PrefixState {
         }
         let allowed = self.allowed_rps(config, now);
         let claimed = self.claimed_rps(now);
-        let sending = if claimed > 0.0 {
-            allowed.min(claimed)
-        } else {
-            allowed
-        };
-        self.epoch = Epoch {
-            at_ms: now,
-            w_max: sending.max(config.min_rps / config.beta),
-        };
+        let sending = if claimed > 0.0 { allowed.min(claimed) } else { allowed };
+        self.epoch = Epoch { at_ms: now, w_max: sending.max(config.min_rps / config.beta) };
         true
     }
 
@@ -303,54 +272,71 @@ impl PrefixState {
     /// A worker that already holds a claim keeps its place in the grant order, so calling this on
     /// every report both renews the claim and tells the worker to yield once a cut leaves no room
     /// for it.
-    pub fn admit(
-        &mut self,
-        config: &ControllerConfig,
-        worker: &str,
-        want_rps: f64,
-        now: Millis,
-    ) -> Admission {
-        let allowed = self.allowed_rps(config, now);
-        let own = self.claims.get(worker).copied().filter(|c| c.live(now));
-        let granted_ms = own.map_or(now, |c| c.granted_ms);
-        // Claims granted before this worker's (ties broken by worker id) keep their slices.
-        let ahead: f64 = self
-            .claims
-            .iter()
-            .filter(|(id, c)| id.as_str() != worker && c.live(now))
-            .filter(|(id, c)| (c.granted_ms, id.as_str()) < (granted_ms, worker))
-            .map(|(_, c)| c.rate)
-            .sum();
-        let anyone_ahead = ahead > 0.0;
-        let room = allowed - ahead;
+    pub fn admit(&mut self, config: &ControllerConfig, worker: &str, want_rps: f64, now: Millis) -> Admission {
+        let (granted_ms, ahead) = self.ahead_of(worker, now);
         let seq = self.claims.get(worker).map_or(0, |c| c.seq) + 1;
-        if room >= config.min_slice * want_rps || (!anyone_ahead && room > 0.0) {
-            let rate = want_rps.min(room);
-            self.claims.insert(
-                worker.to_string(),
-                Claim {
-                    rate,
-                    granted_ms,
-                    expires_ms: now.saturating_add(config.lease_ms),
-                    seq,
-                },
-            );
+        let rate = self.slice(config, ahead, want_rps, now);
+        if rate > 0.0 {
+            let expires_ms = now.saturating_add(config.lease_ms);
+            self.claims.insert(worker.to_string(), Claim { rate, granted_ms, expires_ms, seq });
             Admission::Go { rate_rps: rate }
         } else {
             if self.claims.contains_key(worker) {
-                self.claims.insert(
-                    worker.to_string(),
-                    Claim {
-                        rate: 0.0,
-                        granted_ms,
-                        expires_ms: now,
-                        seq,
-                    },
-                );
+                self.claims.insert(worker.to_string(), Claim { rate: 0.0, granted_ms, expires_ms: now, seq });
             }
-            let wait = self.time_until(config, ahead + config.min_slice * want_rps, now);
-            Admission::Defer(wait)
+            Admission::Defer(self.time_until(config, ahead + config.min_slice * want_rps, now))
         }
+    }
+
+    /// Extends `worker`'s live claim by a lease without re-deciding it; false when it has none.
+    ///
+    /// Between two cuts the allowed rate only grows and no claim can be granted ahead of an
+    /// existing one, so a full claim granted since the last cut stays valid: a worker whose
+    /// claim is full and that saw no new cut may renew instead of calling [`PrefixState::admit`].
+    pub fn renew(&mut self, config: &ControllerConfig, worker: &str, now: Millis) -> bool {
+        match self.claims.get_mut(worker) {
+            Some(claim) if claim.live(now) => {
+                claim.expires_ms = now.saturating_add(config.lease_ms);
+                claim.seq += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The rate `worker` would be granted now, without changing anything; zero when it would be
+    /// deferred.
+    ///
+    /// Claims granted before the worker's own (ties broken by worker id) keep their slices; the
+    /// worker gets what they leave, if that is at least `min_slice` of what it wants, or anything
+    /// at all when nobody is ahead of it, so that a throttled prefix is still probed.
+    pub fn room(&self, config: &ControllerConfig, worker: &str, want_rps: f64, now: Millis) -> f64 {
+        let (_, ahead) = self.ahead_of(worker, now);
+        self.slice(config, ahead, want_rps, now)
+    }
+
+    /// The slice left after `ahead` is served, or zero when it is too small to be worth taking.
+    fn slice(&self, config: &ControllerConfig, ahead: f64, want_rps: f64, now: Millis) -> f64 {
+        let room = self.allowed_rps(config, now) - ahead;
+        if room >= config.min_slice * want_rps || (ahead <= 0.0 && room > 0.0) {
+            want_rps.min(room)
+        } else {
+            0.0
+        }
+    }
+
+    /// When `worker`'s live claim was granted (now, if it has none) and the rate claimed before it.
+    fn ahead_of(&self, worker: &str, now: Millis) -> (Millis, f64) {
+        let granted_ms = self.claims.get(worker).filter(|c| c.live(now)).map_or(now, |c| c.granted_ms);
+        // Grant times order the claims; worker ids only break ties, so strings are compared
+        // rarely (and the worker's own claim is never ahead of itself).
+        let ahead = self
+            .claims
+            .iter()
+            .filter(|(id, c)| c.live(now) && (c.granted_ms < granted_ms || (c.granted_ms == granted_ms && id.as_str() < worker)))
+            .map(|(_, c)| c.rate)
+            .sum();
+        (granted_ms, ahead)
     }
 
     /// Releases `worker`'s claim (its task finished or yielded), so others may take its slice.
@@ -364,8 +350,7 @@ impl PrefixState {
 
     /// Drops claims that lapsed more than a lease ago, so the item stays small.
     pub fn prune(&mut self, config: &ControllerConfig, now: Millis) {
-        self.claims
-            .retain(|_, c| c.expires_ms.saturating_add(config.lease_ms) > now);
+        self.claims.retain(|_, c| c.expires_ms.saturating_add(config.lease_ms) > now);
     }
 
     /// Marks a new write: call before a conditional write whose condition is the old version.
@@ -425,6 +410,60 @@ fn curve(config: &ControllerConfig, epoch: &Epoch, now: Millis) -> f64 {
     epoch.w_max * (1.0 + (1.0 - config.beta) * x * x * x)
 }
 
+/// A task a worker has been handed and could run: its prefix's state, and how many objects of
+/// the run are still queued under that prefix (from the run's counters in the control table).
+#[derive(Clone, Copy, Debug)]
+pub struct Offer<'a> {
+    /// The prefix's shared state.
+    pub state: &'a PrefixState,
+    /// Objects of the run still queued under the prefix.
+    pub remaining: f64,
+}
+
+/// What a worker does with the tasks it was handed at once (an SQS batch).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Choice {
+    /// The offer to run, if any prefix among them has room for the worker.
+    pub run: Option<usize>,
+    /// The offers whose prefix has no room, with how long to defer each (its visibility
+    /// timeout). Offers in neither list go straight back to the queue.
+    pub defer: Vec<(usize, Duration)>,
+}
+
+/// Decides which of the tasks a worker was handed to run, and which to defer.
+///
+/// Among prefixes with room, the one whose queued objects would take longest to drain at its
+/// allowed rate goes first: the prefix that will finish last sets the makespan, so it should never
+/// wait for workers while shorter prefixes take them. Ties go to the earlier offer. Each distinct
+/// prefix state is assessed once, however many offers share it.
+pub fn choose(config: &ControllerConfig, offers: &[Offer<'_>], worker: &str, want_rps: f64, now: Millis) -> Choice {
+    let mut assessed: Vec<(&PrefixState, f64, Duration)> = Vec::new();
+    let mut best: Option<(usize, f64)> = None;
+    let mut defer = Vec::new();
+    for (i, offer) in offers.iter().enumerate() {
+        let (room, wait) = match assessed.iter().find(|(state, _, _)| std::ptr::eq(*state, offer.state)) {
+            Some(&(_, room, wait)) => (room, wait),
+            None => {
+                let (_, ahead) = offer.state.ahead_of(worker, now);
+                let room = offer.state.slice(config, ahead, want_rps, now);
+                let wait =
+                    if room > 0.0 { Duration::ZERO } else { offer.state.time_until(config, ahead + config.min_slice * want_rps, now) };
+                assessed.push((offer.state, room, wait));
+                (room, wait)
+            }
+        };
+        if room <= 0.0 {
+            defer.push((i, wait));
+            continue;
+        }
+        let drain_s = offer.remaining / offer.state.allowed_rps(config, now);
+        if best.map_or(true, |(_, b)| drain_s > b) {
+            best = Some((i, drain_s));
+        }
+    }
+    Choice { run: best.map(|(i, _)| i), defer }
+}
+
 /// One worker's view of the scheduler: a cache of the prefixes it works on, the decisions it
 /// makes from them, and the states it writes back to (and merges from) the control table.
 #[derive(Clone, Debug)]
@@ -437,23 +476,12 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// A worker called `worker` that can send up to `want_rps` requests per second.
-    pub fn new(
-        config: ControllerConfig,
-        worker: impl Into<String>,
-        want_rps: f64,
-    ) -> crate::Result<Self> {
+    pub fn new(config: ControllerConfig, worker: impl Into<String>, want_rps: f64) -> crate::Result<Self> {
         config.validate()?;
         if !(want_rps.is_finite() && want_rps > 0.0) {
-            return Err(crate::Error::Invalid(format!(
-                "scheduler: a worker's wanted rate must be positive, got {want_rps}"
-            )));
+            return Err(crate::Error::Invalid(format!("scheduler: a worker's wanted rate must be positive, got {want_rps}")));
         }
-        Ok(Scheduler {
-            config,
-            worker: worker.into(),
-            want_rps,
-            prefixes: BTreeMap::new(),
-        })
+        Ok(Scheduler { config, worker: worker.into(), want_rps, prefixes: BTreeMap::new() })
     }
 
     /// The configuration in force.
@@ -464,20 +492,27 @@ impl Scheduler {
     /// May this worker run a task of `prefix` now? Grants, renews or releases its claim.
     pub fn admit(&mut self, prefix: &str, now: Millis) -> Admission {
         let (config, worker, want) = (&self.config, self.worker.as_str(), self.want_rps);
-        self.prefixes
-            .entry(prefix.to_string())
-            .or_insert_with(|| PrefixState::new(prefix, config, now))
-            .admit(config, worker, want, now)
+        self.prefixes.entry(prefix.to_string()).or_insert_with(|| PrefixState::new(prefix, config, now)).admit(config, worker, want, now)
+    }
+
+    /// What to do with the tasks handed to this worker at once, given as (prefix, objects still
+    /// queued under it); see [`choose`].
+    pub fn choose(&mut self, offers: &[(&str, f64)], now: Millis) -> Choice {
+        for (prefix, _) in offers {
+            if !self.prefixes.contains_key(*prefix) {
+                self.prefixes.insert(prefix.to_string(), PrefixState::new(*prefix, &self.config, now));
+            }
+        }
+        let offers: Vec<Offer<'_>> =
+            offers.iter().map(|(prefix, remaining)| Offer { state: &self.prefixes[*prefix], remaining: *remaining }).collect();
+        choose(&self.config, &offers, &self.worker, self.want_rps, now)
     }
 
     /// Reports what this worker saw on `prefix` and answers whether it may go on (and how fast),
     /// or must checkpoint and yield the task.
     pub fn report(&mut self, prefix: &str, now: Millis, observation: Observation) -> Admission {
         let config = &self.config;
-        let state = self
-            .prefixes
-            .entry(prefix.to_string())
-            .or_insert_with(|| PrefixState::new(prefix, config, now));
+        let state = self.prefixes.entry(prefix.to_string()).or_insert_with(|| PrefixState::new(prefix, config, now));
         state.record(config, now, observation);
         state.admit(config, &self.worker, self.want_rps, now)
     }
@@ -533,10 +568,7 @@ mod tests {
     }
 
     fn throttled(n: u64) -> Observation {
-        Observation {
-            successes: 100,
-            throttles: n,
-        }
+        Observation { successes: 100, throttles: n }
     }
 
     fn close(a: f64, b: f64) -> bool {
@@ -557,50 +589,24 @@ mod tests {
             // A throttle within cut_hold_ms of the last cut is the same event.
             (60_000, 2_000.0, 1_500.0, 61_000, 5, false, 2_000.0),
             // Just outside the hold it cuts again, from where the curve is 2 s after the last cut.
-            (
-                60_000,
-                2_000.0,
-                0.0,
-                62_000,
-                1,
-                true,
-                2_000.0 * (1.0 - 0.3 * (58.0f64 / 60.0).powi(3)),
-            ),
+            (60_000, 2_000.0, 0.0, 62_000, 1, true, 2_000.0 * (1.0 - 0.3 * (58.0f64 / 60.0).powi(3))),
             // The rate never falls below min_rps, so w_max never falls below min_rps / beta.
             (0, 6.0, 0.0, 60_000, 1, true, floor_w_max),
             (100_000, 6.0, 0.0, 200_000, 1, true, floor_w_max),
         ];
-        for (i, &(at, w_max, claimed, now, throttles, cut, expect_w_max)) in
-            cases.iter().enumerate()
-        {
+        for (i, &(at, w_max, claimed, now, throttles, cut, expect_w_max)) in cases.iter().enumerate() {
             let mut s = state_with_epoch(w_max, at);
             if claimed > 0.0 {
-                s.claims.insert(
-                    "w".into(),
-                    Claim {
-                        rate: claimed,
-                        granted_ms: at,
-                        expires_ms: now + 1,
-                        seq: 1,
-                    },
-                );
+                s.claims.insert("w".into(), Claim { rate: claimed, granted_ms: at, expires_ms: now + 1, seq: 1 });
             }
             let did = s.record(&config(), now, throttled(throttles));
             assert_eq!(did, cut, "case {i}: cut");
-            assert!(
-                close(s.epoch.w_max, expect_w_max),
-                "case {i}: w_max {} != {}",
-                s.epoch.w_max,
-                expect_w_max
-            );
+            assert!(close(s.epoch.w_max, expect_w_max), "case {i}: w_max {} != {}", s.epoch.w_max, expect_w_max);
             if cut {
                 assert_eq!(s.epoch.at_ms, now, "case {i}: epoch time");
                 // Right after a cut the allowed rate is beta times the rate the throttle happened at.
                 let expect_rate = (0.7 * expect_w_max).max(config().min_rps);
-                assert!(
-                    close(s.allowed_rps(&config(), now), expect_rate),
-                    "case {i}: cut rate"
-                );
+                assert!(close(s.allowed_rps(&config(), now), expect_rate), "case {i}: cut rate");
             } else {
                 assert_eq!(s.epoch.at_ms, at, "case {i}: epoch unchanged");
             }
@@ -645,18 +651,11 @@ mod tests {
             (20_000.0, 1.0, 1_000.0, 3_600.0, 20_000.0),
         ];
         for &(ceiling, share, w_max, t, expect) in cases {
-            let cfg = ControllerConfig {
-                ceiling_rps: ceiling,
-                backup_share: share,
-                ..config()
-            };
+            let cfg = ControllerConfig { ceiling_rps: ceiling, backup_share: share, ..config() };
             let mut s = PrefixState::new("p/", &cfg, 0);
             s.epoch = Epoch { at_ms: 0, w_max };
             let got = s.allowed_rps(&cfg, (t * 1000.0) as Millis);
-            assert!(
-                close(got, expect),
-                "ceiling {ceiling} share {share}: {got} != {expect}"
-            );
+            assert!(close(got, expect), "ceiling {ceiling} share {share}: {got} != {expect}");
         }
     }
 
@@ -675,10 +674,7 @@ mod tests {
                     assert!(close(rate_rps, *rate), "w{i}: {rate_rps}")
                 }
                 (Admission::Defer(d), None) => {
-                    assert!(
-                        d >= Duration::from_millis(cfg.min_defer_ms)
-                            && d <= Duration::from_millis(cfg.max_defer_ms)
-                    )
+                    assert!(d >= Duration::from_millis(cfg.min_defer_ms) && d <= Duration::from_millis(cfg.max_defer_ms))
                 }
                 other => panic!("w{i}: unexpected {other:?}"),
             }
@@ -704,37 +700,84 @@ mod tests {
     }
 
     #[test]
+    fn choose_takes_the_critical_path_among_prefixes_with_room() {
+        let cfg = config();
+        // (w_max at K = allowed rate, rate already claimed by others, objects queued)
+        let prefixes: &[(f64, f64, f64)] = &[
+            (4_000.0, 0.0, 1.0e6),     // 250 s to drain, room
+            (1_000.0, 0.0, 1.0e6),     // 1,000 s to drain, room
+            (2_000.0, 2_000.0, 9.0e6), // 4,500 s to drain, but full
+            (500.0, 400.0, 6.0e5),     // 1,200 s to drain, 100 left: at least a quarter of 300
+        ];
+        let states: Vec<PrefixState> = prefixes
+            .iter()
+            .enumerate()
+            .map(|(i, &(w_max, claimed, _))| {
+                let mut s = PrefixState::new(format!("p{i}/"), &cfg, 0);
+                s.epoch = Epoch { at_ms: 0, w_max };
+                if claimed > 0.0 {
+                    s.claims.insert("other".into(), Claim { rate: claimed, granted_ms: 0, expires_ms: 120_000, seq: 1 });
+                }
+                s
+            })
+            .collect();
+        let offers =
+            |idx: &[usize]| -> Vec<Offer<'_>> { idx.iter().map(|&i| Offer { state: &states[i], remaining: prefixes[i].2 }).collect() };
+        // (offers in the batch, expected choice as an index into the batch, offers to defer)
+        let cases: &[(&[usize], Option<usize>, &[usize])] = &[
+            (&[0, 1, 2, 3], Some(3), &[2]),
+            (&[0, 1, 2], Some(1), &[2]),
+            (&[2, 0, 2], Some(1), &[0, 2]),
+            (&[2], None, &[0]),
+            (&[], None, &[]),
+            (&[1, 1], Some(0), &[]),
+        ];
+        for (batch, run, defer) in cases {
+            let choice = choose(&cfg, &offers(batch), "w", 300.0, 60_000);
+            assert_eq!(choice.run, *run, "batch {batch:?}");
+            let deferred: Vec<usize> = choice.defer.iter().map(|(i, _)| *i).collect();
+            assert_eq!(&deferred, defer, "batch {batch:?}");
+            // The full prefix must wait for its curve to make room: 2,000 + 75 on a curve at
+            // w_max 2,000 at K, whose convex side passes 2,075 some seconds later.
+            for (_, wait) in &choice.defer {
+                let expected = 60.0 * ((75.0f64 / 600.0).cbrt());
+                assert!((wait.as_secs_f64() - expected.max(5.0)).abs() < 0.01, "{wait:?}");
+            }
+        }
+        // The worker's cache makes the same choice, creating states for prefixes it has not seen.
+        let mut scheduler = Scheduler::new(cfg, "w", 300.0).unwrap();
+        assert_eq!(scheduler.choose(&[("a/", 10.0), ("b/", 1.0e6)], 0).run, Some(1));
+    }
+
+    #[test]
     fn a_lone_worker_is_always_admitted_and_released_claims_free_the_rate() {
         let cfg = config();
         let mut s = state_with_epoch(6.0, 0);
         // The allowed rate is tiny, but with nobody ahead the worker still probes the prefix.
-        assert!(matches!(
-            s.admit(&cfg, "a", 300.0, 1_000),
-            Admission::Go { .. }
-        ));
-        assert!(matches!(
-            s.admit(&cfg, "b", 300.0, 1_000),
-            Admission::Defer(_)
-        ));
+        assert!(matches!(s.admit(&cfg, "a", 300.0, 1_000), Admission::Go { .. }));
+        assert!(matches!(s.admit(&cfg, "b", 300.0, 1_000), Admission::Defer(_)));
         s.release("a", 2_000);
-        assert!(matches!(
-            s.admit(&cfg, "b", 300.0, 2_000),
-            Admission::Go { .. }
-        ));
+        assert!(matches!(s.admit(&cfg, "b", 300.0, 2_000), Admission::Go { .. }));
         // Claims lapse when their worker stops renewing them.
         let mut t = state_with_epoch(1_000.0, 0);
-        assert!(matches!(
-            t.admit(&cfg, "a", 1_000.0, 60_000),
-            Admission::Go { .. }
-        ));
-        assert!(matches!(
-            t.admit(&cfg, "b", 1_000.0, 61_000),
-            Admission::Defer(_)
-        ));
-        assert!(matches!(
-            t.admit(&cfg, "b", 1_000.0, 60_000 + cfg.lease_ms + 1),
-            Admission::Go { .. }
-        ));
+        assert!(matches!(t.admit(&cfg, "a", 1_000.0, 60_000), Admission::Go { .. }));
+        assert!(matches!(t.admit(&cfg, "b", 1_000.0, 61_000), Admission::Defer(_)));
+        assert!(matches!(t.admit(&cfg, "b", 1_000.0, 60_000 + cfg.lease_ms + 1), Admission::Go { .. }));
+    }
+
+    #[test]
+    fn renewal_extends_only_a_live_claim() {
+        let cfg = config();
+        let mut s = state_with_epoch(1_000.0, 0);
+        assert!(!s.renew(&cfg, "a", 60_000), "no claim yet");
+        assert!(matches!(s.admit(&cfg, "a", 300.0, 60_000), Admission::Go { .. }));
+        assert!(s.renew(&cfg, "a", 100_000));
+        assert_eq!(s.claims["a"].expires_ms, 100_000 + cfg.lease_ms);
+        assert_eq!(s.claims["a"].seq, 2);
+        // A lapsed claim cannot be renewed: the worker must be admitted again.
+        assert!(!s.renew(&cfg, "a", 100_000 + cfg.lease_ms));
+        s.release("a", 200_000);
+        assert!(!s.renew(&cfg, "a", 200_001));
     }
 
     #[test]
@@ -743,19 +786,12 @@ mod tests {
         // Right after a cut from 1,000 the rate is 700; 700 more needs the curve to reach 1,400 + 75.
         let mut s = state_with_epoch(1_000.0, 0);
         assert!(matches!(s.admit(&cfg, "a", 700.0, 0), Admission::Go { .. }));
-        let Admission::Defer(d) = s.admit(&cfg, "b", 300.0, 0) else {
-            panic!("b must wait")
-        };
+        let Admission::Defer(d) = s.admit(&cfg, "b", 300.0, 0) else { panic!("b must wait") };
         // w(t) = 775 needs ((t - 60)/60)^3 = (775/1000 - 1)/0.3 = -0.75, so t = 60 (1 - 0.9086) = 5.48 s,
         // which the minimum deferral of 5 s does not shorten.
-        assert!(
-            (d.as_secs_f64() - 60.0 * (1.0 - 0.75f64.cbrt())).abs() < 0.01,
-            "{d:?}"
-        );
+        assert!((d.as_secs_f64() - 60.0 * (1.0 - 0.75f64.cbrt())).abs() < 0.01, "{d:?}");
         // A target above the operator's cap can never be met: wait the longest.
-        let Admission::Defer(d) = s.admit(&cfg, "c", 20_000.0, 0) else {
-            panic!("c must wait")
-        };
+        let Admission::Defer(d) = s.admit(&cfg, "c", 20_000.0, 0) else { panic!("c must wait") };
         assert_eq!(d, Duration::from_millis(cfg.max_defer_ms));
     }
 
@@ -765,10 +801,7 @@ mod tests {
         let cfg = config();
         let base = {
             let mut s = PrefixState::new("tenants/acme/", &cfg, 0);
-            s.epoch = Epoch {
-                at_ms: 0,
-                w_max: 3_000.0,
-            };
+            s.epoch = Epoch { at_ms: 0, w_max: 3_000.0 };
             s.version = 7;
             for w in ["a", "b", "c"] {
                 s.admit(&cfg, w, 500.0, 60_000);
@@ -800,14 +833,7 @@ mod tests {
 
     #[test]
     fn merge_of_several_workers_is_order_free_and_idempotent() {
-        let orders: &[&[usize]] = &[
-            &[0, 1, 2],
-            &[0, 2, 1],
-            &[1, 0, 2],
-            &[1, 2, 0],
-            &[2, 0, 1],
-            &[2, 1, 0],
-        ];
+        let orders: &[&[usize]] = &[&[0, 1, 2], &[0, 2, 1], &[1, 0, 2], &[1, 2, 0], &[2, 0, 1], &[2, 1, 0]];
         let first = merged(orders[0]);
         for order in orders {
             assert_eq!(merged(order), first, "order {order:?}");
@@ -819,13 +845,7 @@ mod tests {
         assert_eq!(again, first);
         // The newest cut wins: b's at 70.5 s, from the 1,500 the fleet was sending. Both cuts
         // were of the same event, so the merged state is cut once (to 1,050), not twice (735).
-        assert_eq!(
-            first.epoch,
-            Epoch {
-                at_ms: 70_500,
-                w_max: 1_500.0
-            }
-        );
+        assert_eq!(first.epoch, Epoch { at_ms: 70_500, w_max: 1_500.0 });
         assert!(close(first.allowed_rps(&config(), 70_500), 1_050.0));
         // Each worker's claim is the one its owner wrote last: a renewed, c released.
         assert_eq!(first.claims.len(), 3);
@@ -869,34 +889,19 @@ mod tests {
         // A throttle reported by the first worker cuts to 0.7 x the claimed rate; the second,
         // granted later, must yield when it merges that state and reports.
         let cut_at = 30_000;
-        assert!(matches!(
-            first.report("p/", cut_at, throttled(4)),
-            Admission::Go { .. }
-        ));
+        assert!(matches!(first.report("p/", cut_at, throttled(4)), Admission::Go { .. }));
         second.absorb(first.state("p/").unwrap()).unwrap();
-        assert!(matches!(
-            second.report("p/", cut_at + 500, Observation::default()),
-            Admission::Defer(_)
-        ));
+        assert!(matches!(second.report("p/", cut_at + 500, Observation::default()), Admission::Defer(_)));
         // The state is a plain serde record.
         let json = serde_json::to_string(first.state("p/").unwrap()).unwrap();
         let back: PrefixState = serde_json::from_str(&json).unwrap();
         let original = first.state("p/").unwrap();
         // JSON numbers may lose the last bit of a float, so rates compare within a tolerance.
-        assert_eq!(
-            (&back.prefix, back.version, back.epoch.at_ms),
-            (&original.prefix, original.version, original.epoch.at_ms)
-        );
+        assert_eq!((&back.prefix, back.version, back.epoch.at_ms), (&original.prefix, original.version, original.epoch.at_ms));
         assert!(close(back.epoch.w_max, original.epoch.w_max));
-        assert_eq!(
-            back.claims.keys().collect::<Vec<_>>(),
-            original.claims.keys().collect::<Vec<_>>()
-        );
+        assert_eq!(back.claims.keys().collect::<Vec<_>>(), original.claims.keys().collect::<Vec<_>>());
         for (theirs, ours) in back.claims.values().zip(original.claims.values()) {
-            assert_eq!(
-                (theirs.granted_ms, theirs.expires_ms, theirs.seq),
-                (ours.granted_ms, ours.expires_ms, ours.seq)
-            );
+            assert_eq!((theirs.granted_ms, theirs.expires_ms, theirs.seq), (ours.granted_ms, ours.expires_ms, ours.seq));
             assert!(close(theirs.rate, ours.rate));
         }
     }
@@ -904,49 +909,12 @@ mod tests {
     #[test]
     fn invalid_configs_name_the_field() {
         let cases: &[(ControllerConfig, &str)] = &[
-            (
-                ControllerConfig {
-                    beta: 1.0,
-                    ..config()
-                },
-                "beta",
-            ),
-            (
-                ControllerConfig {
-                    backup_share: 0.0,
-                    ..config()
-                },
-                "backup_share",
-            ),
-            (
-                ControllerConfig {
-                    ceiling_rps: -1.0,
-                    ..config()
-                },
-                "ceiling_rps",
-            ),
-            (
-                ControllerConfig {
-                    recovery_s: f64::NAN,
-                    ..config()
-                },
-                "recovery_s",
-            ),
-            (
-                ControllerConfig {
-                    min_rps: 9_000.0,
-                    ..config()
-                },
-                "min_rps",
-            ),
-            (
-                ControllerConfig {
-                    min_defer_ms: 10,
-                    max_defer_ms: 5,
-                    ..config()
-                },
-                "min_defer_ms",
-            ),
+            (ControllerConfig { beta: 1.0, ..config() }, "beta"),
+            (ControllerConfig { backup_share: 0.0, ..config() }, "backup_share"),
+            (ControllerConfig { ceiling_rps: -1.0, ..config() }, "ceiling_rps"),
+            (ControllerConfig { recovery_s: f64::NAN, ..config() }, "recovery_s"),
+            (ControllerConfig { min_rps: 9_000.0, ..config() }, "min_rps"),
+            (ControllerConfig { min_defer_ms: 10, max_defer_ms: 5, ..config() }, "min_defer_ms"),
         ];
         for (cfg, field) in cases {
             let err = cfg.validate().unwrap_err().to_string();
