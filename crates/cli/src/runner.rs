@@ -31,6 +31,9 @@ pub async fn work_until_complete(engine: &Engine, run_id: &str, workers: usize, 
             }
         }
         let control = engine.control();
+        // A process killed between its last task and marking the run complete leaves that step
+        // to whoever runs next: do it here, or a resumed run would wait for nothing forever.
+        tidemark_core::worker::finish_run_if_complete(engine, run_id).await?;
         let Some((_, run)) = control.get_run(run_id).await? else { break Err(anyhow::anyhow!("run {run_id} vanished")) };
         if run.state == RunState::Complete {
             break Ok(());

@@ -183,9 +183,24 @@ pub async fn capture_batch(engine: &Engine, bucket: &str, items: Vec<CaptureItem
         PackSink::new(engine.vault.clone(), &cfg.vault_bucket, &key, cfg.pack_part_bytes, cfg.compress)
     };
     let mut pack = new_pack(engine);
-    let mut results = stream::iter(items).map(|item| capture_one(engine, bucket, item)).buffer_unordered(cfg.concurrency.max(1));
+    let mut results = stream::iter(items)
+        .map(|item| async move {
+            let key = item.key.clone();
+            capture_one(engine, bucket, item).await.map_err(|e| (key, e))
+        })
+        .buffer_unordered(cfg.concurrency.max(1));
     while let Some(r) = results.next().await {
-        let (captured, requests) = r?;
+        let (captured, requests) = match r {
+            Ok(ok) => ok,
+            // A permanent failure of one object (access denied, an archived storage class) is
+            // counted and reported; the batch goes on. Transient ones retry the whole batch.
+            Err((key, e)) if !e.is_transient() => {
+                tracing::error!(%bucket, %key, error = %e, "object could not be captured");
+                counters.failed += 1;
+                continue;
+            }
+            Err((_, e)) => return Err(e),
+        };
         counters.source_requests += requests;
         match captured {
             Captured::Small(rec, data) => {

@@ -29,6 +29,8 @@ struct RacingStore {
     overwrite_before_get: Mutex<Vec<String>>,
     /// After this many more reads every read fails, as if the process had died.
     reads_left: Mutex<Option<usize>>,
+    /// Keys whose reads are refused for good, as with AccessDenied.
+    denied: Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -46,6 +48,9 @@ impl ObjectStore for RacingStore {
         self.inner.head(b, k, v).await
     }
     async fn get(&self, b: &str, k: &str, v: Option<&str>, m: Option<&str>) -> Result<Fetch<(ObjectInfo, Bytes)>> {
+        if self.denied.lock().unwrap().iter().any(|d| d == k) {
+            return Err(tidemark_core::Error::port("GetObject", "AccessDenied: Access Denied", false));
+        }
         if let Some(n) = self.reads_left.lock().unwrap().as_mut() {
             if *n == 0 {
                 return Err(tidemark_core::Error::port("GetObject", "injected crash", true));
@@ -120,6 +125,7 @@ fn world() -> World {
         delete_before_get: Mutex::new(vec![]),
         overwrite_before_get: Mutex::new(vec![]),
         reads_left: Mutex::new(None),
+        denied: Mutex::new(vec![]),
     });
     let queue = Arc::new(MemQueue::new());
     queue.set_redrive("work", "work-dlq", 3);
@@ -327,4 +333,24 @@ async fn a_killed_worker_resumes_without_duplicate_records() {
     let segs = control.segments("src").await.unwrap();
     let total: u64 = segs.iter().map(|s| s.meta.count).sum();
     assert_eq!(total, 40, "every object captured exactly once across {} segments", segs.len());
+}
+
+#[tokio::test]
+async fn an_unreadable_object_is_counted_as_failed_and_the_rest_is_captured() {
+    let w = world();
+    for i in 0..12 {
+        put(&w.s3, &format!("k{i:02}"), b"data").await;
+    }
+    w.racing.denied.lock().unwrap().push("k05".into());
+    let seeded = seeder_handler(
+        &w.engine,
+        SeedRequest { source_bucket: "src".into(), prefix: String::new(), target_objects: Some(1000), inventory_manifest: None },
+    )
+    .await
+    .unwrap();
+    drain_work(&w).await;
+    let tasks = w.engine.control().tasks(&seeded.run_id).await.unwrap();
+    assert!(tasks.iter().all(|t| t.done));
+    let (objects, failed): (u64, u64) = tasks.iter().fold((0, 0), |(o, f), t| (o + t.counters.objects, f + t.counters.failed));
+    assert_eq!((objects, failed), (11, 1));
 }
