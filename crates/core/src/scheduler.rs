@@ -239,11 +239,13 @@ impl PrefixState {
     }
 
     /// The rate the whole fleet may send to this prefix at `now`.
+    #[inline]
     pub fn allowed_rps(&self, config: &ControllerConfig, now: Millis) -> f64 {
         curve(config, &self.epoch, now).clamp(config.min_rps, config.cap_rps())
     }
 
     /// The sum of live claims: the rate the fleet is sending, since workers pace to their claims.
+    #[inline]
     pub fn claimed_rps(&self, now: Millis) -> f64 {
         self.claims.values().filter(|c| c.live(now)).map(|c| c.rate).sum()
     }
@@ -252,6 +254,7 @@ impl PrefixState {
     ///
     /// A throttle cuts the rate to β times the lower of the allowed and the claimed rate (the SDK
     /// does the same with its measured rate), unless the last cut is younger than `cut_hold_ms`.
+    #[inline]
     pub fn record(&mut self, config: &ControllerConfig, now: Millis, observation: Observation) -> bool {
         if observation.throttles == 0 {
             return false;
@@ -272,6 +275,7 @@ impl PrefixState {
     /// A worker that already holds a claim keeps its place in the grant order, so calling this on
     /// every report both renews the claim and tells the worker to yield once a cut leaves no room
     /// for it.
+    #[inline]
     pub fn admit(&mut self, config: &ControllerConfig, worker: &str, want_rps: f64, now: Millis) -> Admission {
         let (granted_ms, ahead) = self.ahead_of(worker, now);
         let seq = self.claims.get(worker).map_or(0, |c| c.seq) + 1;
@@ -293,6 +297,7 @@ impl PrefixState {
     /// Between two cuts the allowed rate only grows and no claim can be granted ahead of an
     /// existing one, so a full claim granted since the last cut stays valid: a worker whose
     /// claim is full and that saw no new cut may renew instead of calling [`PrefixState::admit`].
+    #[inline]
     pub fn renew(&mut self, config: &ControllerConfig, worker: &str, now: Millis) -> bool {
         match self.claims.get_mut(worker) {
             Some(claim) if claim.live(now) => {
@@ -310,12 +315,14 @@ impl PrefixState {
     /// Claims granted before the worker's own (ties broken by worker id) keep their slices; the
     /// worker gets what they leave, if that is at least `min_slice` of what it wants, or anything
     /// at all when nobody is ahead of it, so that a throttled prefix is still probed.
+    #[inline]
     pub fn room(&self, config: &ControllerConfig, worker: &str, want_rps: f64, now: Millis) -> f64 {
         let (_, ahead) = self.ahead_of(worker, now);
         self.slice(config, ahead, want_rps, now)
     }
 
     /// The slice left after `ahead` is served, or zero when it is too small to be worth taking.
+    #[inline]
     fn slice(&self, config: &ControllerConfig, ahead: f64, want_rps: f64, now: Millis) -> f64 {
         let room = self.allowed_rps(config, now) - ahead;
         if room >= config.min_slice * want_rps || (ahead <= 0.0 && room > 0.0) {
@@ -326,6 +333,7 @@ impl PrefixState {
     }
 
     /// When `worker`'s live claim was granted (now, if it has none) and the rate claimed before it.
+    #[inline]
     fn ahead_of(&self, worker: &str, now: Millis) -> (Millis, f64) {
         let granted_ms = self.claims.get(worker).filter(|c| c.live(now)).map_or(now, |c| c.granted_ms);
         // Grant times order the claims; worker ids only break ties, so strings are compared
@@ -340,6 +348,7 @@ impl PrefixState {
     }
 
     /// Releases `worker`'s claim (its task finished or yielded), so others may take its slice.
+    #[inline]
     pub fn release(&mut self, worker: &str, now: Millis) {
         if let Some(claim) = self.claims.get_mut(worker) {
             claim.rate = 0.0;
@@ -349,6 +358,7 @@ impl PrefixState {
     }
 
     /// Drops claims that lapsed more than a lease ago, so the item stays small.
+    #[inline]
     pub fn prune(&mut self, config: &ControllerConfig, now: Millis) {
         self.claims.retain(|_, c| c.expires_ms.saturating_add(config.lease_ms) > now);
     }
@@ -386,6 +396,7 @@ impl PrefixState {
     }
 
     /// How long until the curve allows `target` requests per second, clamped to the deferral bounds.
+    #[inline]
     fn time_until(&self, config: &ControllerConfig, target: f64, now: Millis) -> Duration {
         let min = Duration::from_millis(config.min_defer_ms);
         let max = Duration::from_millis(config.max_defer_ms);
@@ -404,6 +415,7 @@ impl PrefixState {
 }
 
 /// The recovery curve's value at `now`, before the floor and the operator's cap are applied.
+#[inline]
 fn curve(config: &ControllerConfig, epoch: &Epoch, now: Millis) -> f64 {
     let t = now.saturating_sub(epoch.at_ms) as f64 / 1000.0;
     let x = (t - config.recovery_s) / config.recovery_s;
@@ -436,6 +448,7 @@ pub struct Choice {
 /// allowed rate goes first: the prefix that will finish last sets the makespan, so it should never
 /// wait for workers while shorter prefixes take them. Ties go to the earlier offer. Each distinct
 /// prefix state is assessed once, however many offers share it.
+#[inline]
 pub fn choose(config: &ControllerConfig, offers: &[Offer<'_>], worker: &str, want_rps: f64, now: Millis) -> Choice {
     let mut assessed: Vec<(&PrefixState, f64, Duration)> = Vec::new();
     let mut best: Option<(usize, f64)> = None;
@@ -457,7 +470,7 @@ pub fn choose(config: &ControllerConfig, offers: &[Offer<'_>], worker: &str, wan
             continue;
         }
         let drain_s = offer.remaining / offer.state.allowed_rps(config, now);
-        if best.map_or(true, |(_, b)| drain_s > b) {
+        if best.is_none() || best.is_some_and(|(_, b)| drain_s > b) {
             best = Some((i, drain_s));
         }
     }

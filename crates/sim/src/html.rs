@@ -13,17 +13,17 @@ const PALETTE: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e
 pub fn render_html(report: &SimReport) -> String {
     let mut html = String::new();
     let title = format!("tidemark simulate: {}", report.scenario);
-    let _ = write!(
+    let _ = writeln!(
         html,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>{}</style></head><body>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>{}</style></head><body>",
         escape(&title),
         STYLE
     );
-    let _ = write!(html, "<h1>{}</h1>\n", escape(&title));
-    let _ = write!(
+    let _ = writeln!(html, "<h1>{}</h1>", escape(&title));
+    let _ = writeln!(
         html,
         "<p>{} objects in {} prefixes, at most {} workers, seed {}. Lower bound on the makespan: <b>{}</b> \
-         (fleet concurrency alone: {}; slowest prefix alone: {}).</p>\n",
+         (fleet concurrency alone: {}; slowest prefix alone: {}).</p>",
         group(report.objects),
         report.prefixes,
         report.workers,
@@ -33,10 +33,10 @@ pub fn render_html(report: &SimReport) -> String {
         duration(report.lower_bound_slowest_prefix_s),
     );
     summary_table(&mut html, report);
-    let _ = write!(
+    let _ = writeln!(
         html,
         "<p>Projected days are the makespan scaled to 24.5 billion objects; the reference customer's initial \
-         backup of 24.5 billion objects took {} days.</p>\n",
+         backup of 24.5 billion objects took {} days.</p>",
         report.reference_customer_days
     );
     html.push_str("<h2>Throughput, all policies</h2>\n");
@@ -70,10 +70,10 @@ fn summary_table(html: &mut String, report: &SimReport) {
          <th>requests</th><th>cost (USD)</th></tr>\n",
     );
     for p in &report.policies {
-        let _ = write!(
+        let _ = writeln!(
             html,
             "<tr><td>{}{}</td><td>{}</td><td>{:.3}</td><td>{:.2}</td><td>{}</td><td>{:.4} %</td><td>{:.3} %</td>\
-             <td>{:.3} %</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+             <td>{:.3} %</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             p.policy.name(),
             if p.finished { "" } else { " (unfinished)" },
             duration(p.makespan_s),
@@ -92,12 +92,12 @@ fn summary_table(html: &mut String, report: &SimReport) {
 }
 
 fn policy_section(html: &mut String, report: &SimReport, policy: &PolicyReport) {
-    let _ = write!(html, "<h2>{}</h2>\n", escape(policy.policy.name()));
-    let _ = write!(
+    let _ = writeln!(html, "<h2>{}</h2>", escape(policy.policy.name()));
+    let _ = writeln!(
         html,
         "<p>Makespan {} ({:.3} × the lower bound); the application saw {:.4} % of its requests answered 503; \
          the backup saw {} 503s; {} partition splits; {} deferrals, {} yields, {} cuts; cost ${} \
-         (S3 GET {}, S3 PUT {}, Lambda {}, SQS {}, DynamoDB {}).</p>\n",
+         (S3 GET {}, S3 PUT {}, Lambda {}, SQS {}, DynamoDB {}).</p>",
         duration(policy.makespan_s),
         policy.ratio_to_lower_bound,
         policy.app_503_share * 100.0,

@@ -243,9 +243,12 @@ mod tests {
         let sent = limiter.step(80.0, 0.0, 0.0, 1.0);
         assert_eq!(sent, 80.0);
         assert_eq!(limiter.limit(), f64::INFINITY);
-        // A 10 % throttle rate at 80/s gives a throttle every 1/8 s, each cutting by 0.7.
+        // At a 10 % throttle rate a throttle arrives every 10 requests, and each cuts the rate by
+        // 0.7: 80, 56, 39.2, 27.4 requests per second for 10 requests each, then 19.2 for the
+        // rest of the second.
         let sent = limiter.step(80.0, 0.1, 1.0, 1.0);
-        assert!(sent < 80.0 * 0.5, "{sent}");
+        let rest = 1.0 - (1.0 / 8.0 + 1.0 / 5.6 + 1.0 / 3.92 + 1.0 / 2.744);
+        assert!((sent - (40.0 + 19.208 * rest)).abs() < 1e-6, "{sent}");
         let cut = limiter.limit();
         assert!(cut < 80.0 * 0.7f64.powi(3), "{cut}");
         // Without throttles it climbs back, never above twice what it measured.

@@ -246,8 +246,12 @@ impl Scenario {
         let deserializer =
             toml::Deserializer::parse(text).map_err(|e| parse_error(".".to_string(), with_line(text, e.message(), e.span())))?;
         let scenario: Scenario = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let field = e.path().to_string();
+            let mut field = e.path().to_string();
             let inner = e.into_inner();
+            // serde reports a missing field at its table; name the field itself.
+            if let Some(name) = inner.message().strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) {
+                field = if field == "." { name.to_string() } else { format!("{field}.{name}") };
+            }
             parse_error(field, with_line(text, inner.message(), inner.span()))
         })?;
         scenario.validate(origin)?;
@@ -358,10 +362,12 @@ impl Scenario {
                 format!("must be shorter than the controller's lease ({} ms)", controller.lease_ms),
             ));
         }
-        if !(self.policies.fixed.max_delay_s >= self.policies.fixed.min_throttle_delay_s) {
+        if self.policies.fixed.max_delay_s.is_nan() || self.policies.fixed.max_delay_s < self.policies.fixed.min_throttle_delay_s {
             return Err(invalid("policies.fixed.max_delay_s", "must be at least min_throttle_delay_s".into()));
         }
-        if !(self.policies.sdk_adaptive.max_backoff_s >= self.policies.sdk_adaptive.initial_backoff_s) {
+        if self.policies.sdk_adaptive.max_backoff_s.is_nan()
+            || self.policies.sdk_adaptive.max_backoff_s < self.policies.sdk_adaptive.initial_backoff_s
+        {
             return Err(invalid("policies.sdk_adaptive.max_backoff_s", "must be at least initial_backoff_s".into()));
         }
         Ok(())
