@@ -80,3 +80,89 @@ pub(crate) fn lower_bound(world: &World) -> LowerBound {
         slowest_prefix_s: prefix_done_at.iter().map(|d| d.unwrap_or(horizon)).fold(0.0, f64::max),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Scenario;
+
+    /// A one- or two-prefix world with no noise and no diurnal swing, so the bound can be worked
+    /// out by hand.
+    fn world(prefixes: u32, objects: f64, workers: u32, partition_rps: f64, max_partitions: u32, app_share: f64) -> World {
+        let text = format!(
+            r#"
+name = "bound"
+seed = 1
+[time]
+step_s = 1.0
+sample_s = 10.0
+max_days = 2.0
+[objects]
+total = {objects}
+prefixes = {prefixes}
+zipf_exponent = 0.0
+large_fraction = 0.0
+objects_per_pack = 600
+puts_per_pack = 6
+[s3]
+partition_rps = {partition_rps}
+initial_partitions = 1
+max_partitions = {max_partitions}
+split_after_s = 100
+split_utilization = 0.8
+[app]
+peak_utilization = {app_share}
+size_correlation = 0.0
+diurnal_amplitude = 0.0
+peak_hour_utc = 0
+start_hour_utc = 0
+noise = 0.0
+[fleet]
+max_concurrency = {workers}
+initial_concurrency = {workers}
+ramp_per_minute = 0
+requests_in_flight = 10
+request_latency_s = 0.1
+cold_start_s = 0
+task_objects = 1000
+invocation_timeout_s = 900
+task_overhead_s = 0
+defer_overhead_s = 0
+memory_mb = 1024
+"#
+        );
+        let scenario = Scenario::from_toml_str(&text, "test").unwrap();
+        World::new(&scenario, 1)
+    }
+
+    #[test]
+    fn bounds_match_hand_computations() {
+        // (world, expected bound in seconds, why)
+        let cases: Vec<(World, f64, &str)> = vec![
+            // 10 workers x 100 requests/s = 1,000/s against ample capacity: 100,000 objects in 100 s.
+            (world(2, 100_000.0, 10, 1.0e9, 1, 0.0), 100.0, "fleet-bound"),
+            // One prefix at 500/s with a huge fleet: 100,000 objects in 200 s.
+            (world(1, 100_000.0, 1_000, 500.0, 1, 0.0), 200.0, "capacity-bound"),
+            // The application takes 40 % of it, leaving 300/s: 333.3 s, so the step at 333 s.
+            (world(1, 100_000.0, 1_000, 500.0, 1, 0.4), 333.0, "free capacity"),
+            // Splits at 100 s at the earliest: 100 s at 500/s, then 1,000/s for the rest, 150 s.
+            (world(1, 100_000.0, 1_000, 500.0, 2, 0.0), 149.0, "with a split"),
+        ];
+        for (w, expected, why) in cases {
+            let bound = lower_bound(&w);
+            assert!((bound.seconds - expected).abs() <= 1.0, "{why}: {} s, expected {expected} s", bound.seconds);
+            assert!(bound.seconds >= bound.fleet_only_s.min(bound.slowest_prefix_s), "{why}");
+        }
+    }
+
+    #[test]
+    fn the_combined_bound_is_tighter_than_either_part() {
+        // Two equal prefixes at 500/s each and a fleet of 800/s: together they could take 1,000/s
+        // but the fleet sends 800/s; alone each needs 100 s, the fleet alone 125 s.
+        let w = world(2, 100_000.0, 8, 500.0, 1, 0.0);
+        let bound = lower_bound(&w);
+        assert!((bound.fleet_only_s - 125.0).abs() <= 1.0, "{bound:?}");
+        assert!((bound.slowest_prefix_s - 99.0).abs() <= 1.0, "{bound:?}");
+        assert!(bound.seconds >= bound.fleet_only_s && bound.seconds >= bound.slowest_prefix_s, "{bound:?}");
+    }
+}

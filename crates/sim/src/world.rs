@@ -154,3 +154,55 @@ impl World {
         (self.scenario.time.max_days * 86_400.0 / self.scenario.time.step_s).ceil() as u64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference() -> Scenario {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/scenarios/reference.toml");
+        Scenario::from_file(&path).unwrap()
+    }
+
+    #[test]
+    fn prefixes_follow_zipf_and_add_up() {
+        let world = World::new(&reference(), 1);
+        assert_eq!(world.prefixes.len(), 500);
+        assert_eq!(world.total_objects, 24.5e9);
+        // Zipf 1.0: the i-th prefix holds 1/i of the first one's share, up to rounding.
+        for i in [2usize, 10, 100, 500] {
+            let ratio = world.prefixes[0].objects / world.prefixes[i - 1].objects;
+            assert!((ratio / i as f64 - 1.0).abs() < 1e-3, "prefix {i}: ratio {ratio}");
+        }
+        // The busiest prefix peaks at 70 % of one partition.
+        let busiest = world.prefixes.iter().map(|p| p.app_base_rps).fold(0.0, f64::max);
+        assert!((busiest * 1.4 - 0.7 * 5_500.0).abs() < 1e-6);
+        assert_eq!(world.prefixes[0].name, "tenants/t001/");
+    }
+
+    #[test]
+    fn capacity_ramp_and_diurnal_rules() {
+        let world = World::new(&reference(), 1);
+        // (seconds, partitions at most, workers allowed)
+        let cases: &[(f64, u32, usize)] =
+            &[(0.0, 1, 5), (60.0, 1, 305), (2_699.0, 1, 1_000), (2_700.0, 2, 1_000), (8_100.0, 8, 1_000), (1e6, 8, 1_000)];
+        for &(t, partitions, workers) in cases {
+            assert_eq!(world.partitions_upper_bound(t), partitions, "t = {t}");
+            assert_eq!(world.concurrency(t), workers, "t = {t}");
+        }
+        // The run starts at 09:00 UTC and the application peaks at 15:00.
+        assert!((world.diurnal(6.0 * 3600.0) - 1.4).abs() < 1e-9);
+        assert!((world.diurnal(18.0 * 3600.0) - 0.6).abs() < 1e-9);
+        // Noise is the same for a (prefix, step) whoever asks, and differs between steps.
+        assert_eq!(world.app_rps(3, 17, 1.0), world.app_rps(3, 17, 1.0));
+        assert_ne!(world.app_rps(3, 17, 1.0), world.app_rps(3, 18, 1.0));
+    }
+
+    #[test]
+    fn rng_rounds_expected_counts_without_bias() {
+        let mut rng = Rng::new(42);
+        let total: u64 = (0..100_000).map(|_| rng.round(0.25)).sum();
+        assert!((total as f64 / 100_000.0 - 0.25).abs() < 0.01, "{total}");
+        assert_eq!(rng.round(3.0), 3);
+    }
+}
