@@ -197,10 +197,19 @@ async fn protect_seeded_from_an_inventory_report_restores_exactly() -> Result<()
     )?;
     let e = String::from_utf8_lossy(&wrong.stderr);
     assert!(!wrong.status.success() && e.contains("describes bucket inv-src, not inv-other"), "{e}");
+    // The report also goes to an S3 bucket, as S3 Inventory delivers it, and protect reads it from there.
+    c.create_bucket().bucket("inv-reports").send().await?;
+    let mut keys = vec![report.manifest_key.clone(), report.manifest_key.replace("manifest.json", "manifest.checksum")];
+    keys.extend(report.data_keys.iter().cloned());
+    for key in &keys {
+        let body = std::fs::read(report.path(key))?;
+        c.put_object().bucket("inv-reports").key(key).body(body.into()).send().await?;
+    }
+    let s3_manifest = format!("s3://inv-reports/{}", report.manifest_key);
     let p = tidemark_json(
         ep,
         &env,
-        &["protect", "--source", "s3://inv-src", "--vault", "s3://inv-vault", "--inventory", &report.manifest_url, "--wait", "--json"],
+        &["protect", "--source", "s3://inv-src", "--vault", "s3://inv-vault", "--inventory", &s3_manifest, "--wait", "--json"],
     )?;
     assert_eq!(p["objects"].as_u64(), Some(current.len() as u64), "{p}");
     assert_eq!(p["tasks"].as_u64(), Some(parts.len() as u64), "one task per planned partition: {p}");
@@ -223,5 +232,103 @@ async fn inventory_plan_errors_name_the_file() -> Result<()> {
     assert!(!out.status.success());
     let e = String::from_utf8(out.stderr)?;
     assert!(e.contains("manifest.json"), "{e}");
+    Ok(())
+}
+
+/// Lines of `tidemark ls --json` as of a time (the catalog as an operator sees it).
+fn ls_lines(ep: &str, env: &[(&str, String)], src: &str, vault: &str, t: &str) -> Result<Vec<String>> {
+    let out = tidemark(ep, env, &["ls", &format!("s3://{src}"), "--vault", &format!("s3://{vault}"), "--as-of", t, "--json"])?;
+    anyhow::ensure!(out.status.success(), "ls failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8(out.stdout)?.lines().map(String::from).collect())
+}
+
+/// moto sends no event for a delete marker, so only reconciliation can catch such deletes:
+/// `sync --reconcile` finds them (and nothing else), and the history before them is kept.
+/// Compaction then merges the delta segments; `ls` and `restore` give identical results before
+/// and after, and the new point lists fewer segments.
+#[tokio::test(flavor = "multi_thread")]
+async fn reconcile_catches_delete_markers_and_compaction_changes_no_result() -> Result<()> {
+    let moto = harness::start_moto()?;
+    let ep = moto.endpoint.as_str();
+    let env: Vec<(&str, String)> = vec![("TIDEMARK_LATE_EVENT_SECONDS", "1".into())];
+    let (src, vault) = ("rc-src", "rc-vault");
+    tidemark_json(ep, &env, &["init", "--local", "--vault", &format!("s3://{vault}"), "--json"])?;
+    let c = s3(ep).await;
+    c.create_bucket().bucket(src).send().await?;
+    let on = aws_sdk_s3::types::VersioningConfiguration::builder().status(aws_sdk_s3::types::BucketVersioningStatus::Enabled).build();
+    c.put_bucket_versioning().bucket(src).versioning_configuration(on).send().await?;
+    for i in 0..24 {
+        let body = format!("object {i}").into_bytes();
+        c.put_object().bucket(src).key(format!("d{}/k{i:02} +%.txt", i % 3)).body(body.into()).send().await?;
+    }
+    let p =
+        tidemark_json(ep, &env, &["protect", "--source", &format!("s3://{src}"), "--vault", &format!("s3://{vault}"), "--wait", "--json"])?;
+    let t0 = p["recovery_point"].as_str().unwrap().to_string();
+    let state_t0 = tidemark_e2e::snapshot(&c, src, "").await?;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // Three delete markers (no events), two overwrites and one new object (events).
+    for i in [1, 5, 9] {
+        c.delete_object().bucket(src).key(format!("d{}/k{i:02} +%.txt", i % 3)).send().await?;
+    }
+    for i in [2, 3] {
+        c.put_object().bucket(src).key(format!("d{}/k{i:02} +%.txt", i % 3)).body(b"changed".to_vec().into()).send().await?;
+    }
+    c.put_object().bucket(src).key("new/one").body(b"new".to_vec().into()).send().await?;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let s1 = tidemark_json(ep, &env, &["sync", "--source", &format!("s3://{src}"), "--vault", &format!("s3://{vault}"), "--json"])?;
+    assert_eq!((s1["captured"].as_u64(), s1["deleted"].as_u64()), (Some(3), Some(0)), "the delete markers sent no event: {s1}");
+    let t1 = s1["recovery_point"].as_str().unwrap().to_string();
+    assert_eq!(ls_lines(ep, &env, src, vault, &t1)?.len(), 25, "without reconciliation the catalog still holds the deleted objects");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let s2 = tidemark_json(
+        ep,
+        &env,
+        &["sync", "--source", &format!("s3://{src}"), "--vault", &format!("s3://{vault}"), "--reconcile", "--json"],
+    )?;
+    assert_eq!(s2["reconciled_deletes"], 3, "{s2}");
+    assert_eq!(s2["reconciled_puts"], 0, "what the events carried is not counted as missed: {s2}");
+    for k in ["captured", "deleted", "recovery_point"] {
+        assert!(s2.get(k).is_some(), "sync --json keeps '{k}': {s2}");
+    }
+    let t2 = s2["recovery_point"].as_str().unwrap().to_string();
+    let state_t2 = tidemark_e2e::snapshot(&c, src, "").await?;
+    assert_eq!(ls_lines(ep, &env, src, vault, &t2)?.len(), state_t2.len(), "after reconciliation the catalog matches the source");
+    assert_eq!(ls_lines(ep, &env, src, vault, &t1)?.len(), 25, "the state before reconciliation is unchanged");
+
+    // Compaction: same answers before and after, from fewer segments.
+    let times = [t0.clone(), t1.clone(), t2.clone()];
+    let before: Vec<Vec<String>> = times.iter().map(|t| ls_lines(ep, &env, src, vault, t)).collect::<Result<_>>()?;
+    let k = tidemark_json(ep, &env, &["compact", "--source", &format!("s3://{src}"), "--vault", &format!("s3://{vault}"), "--json"])?;
+    assert!(k["replaced"].as_u64().unwrap() >= 2 && k["compacted"] == 1, "{k}");
+    assert!(k["segments_after"].as_u64() < k["segments_before"].as_u64(), "{k}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let s3j = tidemark_json(ep, &env, &["sync", "--source", &format!("s3://{src}"), "--vault", &format!("s3://{vault}"), "--json"])?;
+    assert_eq!(s3j["new_recovery_point"], true, "{s3j}");
+    let after: Vec<Vec<String>> = times.iter().map(|t| ls_lines(ep, &env, src, vault, t)).collect::<Result<_>>()?;
+    assert_eq!(before, after, "ls as of every time is identical after compaction");
+    for (label, t, want) in [("t0", &t0, &state_t0), ("t2", &t2, &state_t2)] {
+        let target = format!("rc-restored-{label}");
+        let r = tidemark_json(
+            ep,
+            &env,
+            &[
+                "restore",
+                "--source",
+                &format!("s3://{src}"),
+                "--vault",
+                &format!("s3://{vault}"),
+                "--as-of",
+                t,
+                "--to",
+                &format!("s3://{target}"),
+                "--json",
+            ],
+        )?;
+        assert_eq!(r["failed"], 0, "{r}");
+        let got = tidemark_e2e::snapshot(&c, &target, "").await?;
+        assert_eq!(tidemark_e2e::diff(want, &got), Vec::<String>::new(), "restore as of {label} after compaction");
+    }
     Ok(())
 }

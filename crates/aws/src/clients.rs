@@ -3,6 +3,30 @@
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 
+/// A retry classifier that forbids the SDK from retrying `503 SlowDown` on the source bucket.
+///
+/// The per-prefix scheduler needs to see every throttle to cut the prefix's rate, and the SDK's
+/// standard retries would hide them (and retry at once, against the same hot prefix, which is
+/// what makes a fleet of clients collapse a partition). Setting `max_attempts(1)` instead would
+/// also stop the SDK from retrying connection resets and 500s, which the scheduler has no use
+/// for; forbidding only the throttle keeps those retries. Any classifier returning
+/// `RetryForbidden` wins over the others, so the priority only needs to be valid.
+#[derive(Debug, Clone, Copy)]
+pub struct SurfaceThrottles;
+
+impl aws_sdk_s3::config::retry::ClassifyRetry for SurfaceThrottles {
+    fn classify_retry(&self, ctx: &aws_sdk_s3::config::interceptors::InterceptorContext) -> aws_sdk_s3::config::retry::RetryAction {
+        match ctx.response() {
+            Some(r) if r.status().as_u16() == 503 => aws_sdk_s3::config::retry::RetryAction::RetryForbidden,
+            _ => aws_sdk_s3::config::retry::RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "tidemark::SurfaceThrottles"
+    }
+}
+
 /// Where and how to reach AWS (or the local stack).
 #[derive(Debug, Clone, Default)]
 pub struct ClientOptions {
@@ -18,6 +42,9 @@ pub struct ClientOptions {
 #[derive(Clone, Debug)]
 pub struct AwsClients {
     pub s3: aws_sdk_s3::Client,
+    /// S3 for reads of the source bucket: the same configuration as `s3`, except that a
+    /// `503 SlowDown` is never retried inside the SDK (see [`SurfaceThrottles`]).
+    pub s3_source: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub events: aws_sdk_eventbridge::Client,
@@ -57,8 +84,10 @@ impl AwsClients {
         if opts.endpoint_url.is_some() || opts.s3_endpoint_url.is_some() {
             s3 = s3.force_path_style(true);
         }
+        let s3_source = s3.clone().retry_classifier(SurfaceThrottles);
         AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
+            s3_source: aws_sdk_s3::Client::from_conf(s3_source.build()),
             sqs: aws_sdk_sqs::Client::new(&shared),
             dynamodb: aws_sdk_dynamodb::Client::new(&shared),
             events: aws_sdk_eventbridge::Client::new(&shared),

@@ -13,6 +13,24 @@ pub(crate) fn code<E: ProvideErrorMetadata>(e: &SdkError<E, aws_sdk_s3::config::
     e.code().map(str::to_string)
 }
 
+/// True when S3 refused the request because the prefix is over its request rate: HTTP 503 or
+/// the `SlowDown` code (S3 sends both together; some S3-compatible servers send only one).
+pub(crate) fn is_throttle<E: ProvideErrorMetadata>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool {
+    status(e) == Some(503) || matches!(e.code(), Some("SlowDown" | "SlowDownRead" | "SlowDownWrite"))
+}
+
+/// Converts an SDK error into the engine's error, reporting throttling as [`Error::Throttled`]
+/// on the top-level prefix of `key`, so that the scheduler can count it per prefix.
+pub(crate) fn map_keyed<E>(operation: &str, key: &str, e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if is_throttle(&e) {
+        return Error::Throttled { operation: operation.to_string(), prefix: tidemark_core::pressure::top_prefix(key).to_string() };
+    }
+    map(operation, e)
+}
+
 /// Converts an SDK error into the engine's error.
 pub(crate) fn map<E>(operation: &str, e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Error
 where

@@ -12,7 +12,7 @@ use tidemark_core::domain::{normalize_etag, ObjectInfo};
 use tidemark_core::ports::{Fetch, ListPage, ListRequest, ObjectRef, ObjectStore, PutOptions, Written};
 use tidemark_core::{Error, Result};
 
-use crate::errors::{code, map, status};
+use crate::errors::{code, map, map_keyed, status};
 
 /// S3 through the AWS SDK.
 #[derive(Clone, Debug)]
@@ -93,7 +93,10 @@ impl ObjectStore for S3Store {
             .await;
         let out = match out {
             Ok(o) => o,
-            Err(e) => return Err(no_such_bucket(bucket, code(&e).as_deref()).unwrap_or_else(|| map("ListObjectsV2", e))),
+            Err(e) => {
+                let key = req.start_after.unwrap_or(req.prefix);
+                return Err(no_such_bucket(bucket, code(&e).as_deref()).unwrap_or_else(|| map_keyed("ListObjectsV2", key, e)));
+            }
         };
         let objects = out
             .contents()
@@ -125,7 +128,7 @@ impl ObjectStore for S3Store {
             Err(e) if not_found(status(&e), code(&e).as_deref()) => Ok(None),
             // A version id that cannot exist in this bucket is answered with 400.
             Err(e) if version_id.is_some() && status(&e) == Some(400) => Ok(None),
-            Err(e) => Err(map("HeadObject", e)),
+            Err(e) => Err(map_keyed("HeadObject", key, e)),
         }
     }
 
@@ -146,7 +149,7 @@ impl ObjectStore for S3Store {
                 return Ok(Fetch::NotFound)
             }
             Err(e) if version_id.is_some() && status(&e) == Some(400) => return Ok(Fetch::NotFound),
-            Err(e) => return Err(no_such_bucket(bucket, code(&e).as_deref()).unwrap_or_else(|| map("GetObject", e))),
+            Err(e) => return Err(no_such_bucket(bucket, code(&e).as_deref()).unwrap_or_else(|| map_keyed("GetObject", key, e))),
         };
         let info = ObjectInfo {
             key: key.into(),
@@ -174,7 +177,7 @@ impl ObjectStore for S3Store {
             .range(format!("bytes={}-{}", offset, offset + len - 1))
             .send()
             .await
-            .map_err(|e| map("GetObject (range)", e))?;
+            .map_err(|e| map_keyed("GetObject (range)", key, e))?;
         let body = o.body.collect().await.map_err(|e| Error::port("GetObject body", e.to_string(), true))?.into_bytes();
         if body.len() as u64 != len {
             return Err(Error::port("GetObject (range)", format!("{key}: got {} bytes, asked for {len}", body.len()), true));
@@ -228,7 +231,8 @@ impl ObjectStore for S3Store {
             })),
             Err(e) if status(&e) == Some(412) => Ok(Fetch::Changed),
             Err(e) if not_found(status(&e), code(&e).as_deref()) && code(&e).as_deref() != Some("NoSuchBucket") => Ok(Fetch::NotFound),
-            Err(e) => Err(map("CopyObject", e)),
+            // A copy reads the source, so S3 throttles it on the source key's prefix.
+            Err(e) => Err(map_keyed("CopyObject", &src.key, e)),
         }
     }
 

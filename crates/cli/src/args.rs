@@ -62,6 +62,13 @@ pub struct EngineArgs {
     /// Seconds allowed for late events when sealing a recovery point.
     #[arg(long, global = true, env = "TIDEMARK_LATE_EVENT_SECONDS", default_value_t = 2)]
     pub late_event_seconds: i64,
+    /// Operator ceiling in requests per second per top-level prefix (application and backup
+    /// together); setting it turns on the per-prefix scheduler.
+    #[arg(long, global = true, env = "TIDEMARK_PREFIX_CEILING_RPS")]
+    pub prefix_ceiling_rps: Option<f64>,
+    /// The share of the per-prefix ceiling the backup may use, in (0, 1].
+    #[arg(long, global = true, env = "TIDEMARK_BACKUP_SHARE", default_value_t = 0.8)]
+    pub backup_share: f64,
 }
 
 #[derive(Subcommand, Debug)]

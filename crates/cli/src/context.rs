@@ -42,6 +42,7 @@ impl Context {
         c.concurrency = e.concurrency;
         c.batch_objects = e.batch_objects;
         c.lease_seconds = e.lease_seconds;
+        c.scheduler = e.prefix_ceiling_rps.map(|ceiling| EngineConfig::scheduler_for(ceiling, e.backup_share));
         c.validate()?;
         Ok(c)
     }
@@ -53,7 +54,8 @@ impl Context {
         let delta = admin::queue_url(&self.clients, &self.names.delta_queue).await?;
         let s3: Arc<S3Store> = Arc::new(S3Store::new(self.clients.s3.clone()));
         Ok(Engine {
-            source: s3.clone(),
+            // Source reads use the client that surfaces `503 SlowDown` to the scheduler.
+            source: Arc::new(S3Store::new(self.clients.s3_source.clone())),
             vault: s3,
             control: Arc::new(DynamoControlStore::new(self.clients.dynamodb.clone(), &self.names.table)),
             queue: Arc::new(SqsQueue::new(self.clients.sqs.clone())),

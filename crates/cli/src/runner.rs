@@ -78,6 +78,10 @@ async fn worker_loop(engine: &Engine, owner: &str, stop: &AtomicBool) -> Result<
             match process_task(engine, &task, owner).await {
                 Ok(TaskOutcome::Finished(_)) | Ok(TaskOutcome::AlreadyDone) => engine.queue.delete(&engine.queues.work, &m.receipt).await?,
                 Ok(TaskOutcome::Busy) => engine.queue.change_visibility(&engine.queues.work, &m.receipt, 2).await?,
+                Ok(TaskOutcome::Deferred(delay)) => {
+                    tidemark_core::worker::requeue_deferred(engine, &task, delay).await?;
+                    engine.queue.delete(&engine.queues.work, &m.receipt).await?;
+                }
                 Err(e) if e.is_transient() => {
                     tracing::warn!(task_id = %task.task_id, error = %e, "task interrupted; it will resume from its checkpoint");
                     engine.queue.change_visibility(&engine.queues.work, &m.receipt, 1).await?;

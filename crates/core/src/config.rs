@@ -25,6 +25,10 @@ pub struct EngineConfig {
     pub lease_seconds: i64,
     /// Whether blobs are zstd-compressed when that makes them smaller.
     pub compress: bool,
+    /// The per-prefix rate controller, when the operator set a ceiling; `None` admits every task
+    /// at once and paces nothing (the behaviour before the scheduler existed).
+    #[serde(default)]
+    pub scheduler: Option<crate::scheduler::ControllerConfig>,
 }
 
 impl EngineConfig {
@@ -41,6 +45,7 @@ impl EngineConfig {
             batch_objects: 10_000,
             lease_seconds: 60,
             compress: true,
+            scheduler: None,
         }
     }
 
@@ -63,6 +68,31 @@ impl EngineConfig {
         if self.concurrency == 0 || self.batch_objects == 0 {
             return bad("concurrency and batch size must be at least 1".into());
         }
+        if let Some(s) = &self.scheduler {
+            s.validate()?;
+        }
         Ok(())
+    }
+
+    /// The scheduler configuration for an operator's ceiling (requests per second per prefix,
+    /// application and backup together) and the backup's share of it; the other controller
+    /// settings keep their defaults, except that the starting rate is capped by the ceiling.
+    pub fn scheduler_for(ceiling_rps: f64, backup_share: f64) -> crate::scheduler::ControllerConfig {
+        let defaults = crate::scheduler::ControllerConfig::default();
+        let cap = ceiling_rps * backup_share;
+        crate::scheduler::ControllerConfig {
+            ceiling_rps,
+            backup_share,
+            initial_rps: defaults.initial_rps.min(cap),
+            min_rps: defaults.min_rps.min(cap),
+            ..defaults
+        }
+    }
+
+    /// The rate one worker asks for on a prefix: what its concurrency can drive, assuming about
+    /// 10 ms per small-object request, but never more than the backup may send to one prefix.
+    pub fn want_rps(&self) -> f64 {
+        let cap = self.scheduler.as_ref().map_or(f64::INFINITY, |s| s.cap_rps());
+        (self.concurrency.max(1) as f64 * 100.0).min(cap)
     }
 }

@@ -56,6 +56,12 @@ pub enum Error {
     /// problem was found, when there is one (Parquet rows are named in `detail`).
     #[error("inventory {file}{}: {detail}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
     Inventory { file: String, line: Option<u64>, detail: String },
+    /// S3 answered `503 SlowDown` (or another throttling reply) for a request under `prefix`.
+    ///
+    /// It is kept apart from [`Error::Port`] so that the per-prefix scheduler can count it as a
+    /// throttle observation; retrying later (at a lower rate) is expected to succeed.
+    #[error("{operation} was throttled by S3 (503 SlowDown) on prefix {prefix:?}")]
+    Throttled { operation: String, prefix: String },
 }
 
 impl Error {
@@ -64,6 +70,7 @@ impl Error {
         match self {
             Error::Port { transient, .. } => *transient,
             Error::LeaseLost { .. } => true,
+            Error::Throttled { .. } => true,
             // A report is rewritten only by the next inventory run, so retrying the same files
             // cannot help; source read failures arrive as `Port` errors with their own class.
             Error::Inventory { .. } => false,

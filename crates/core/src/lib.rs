@@ -16,6 +16,7 @@ pub mod inventory;
 pub mod pack;
 pub mod partition;
 pub mod point;
+pub mod pressure;
 pub mod ports;
 pub mod resolve;
 pub mod restore;

@@ -4,6 +4,7 @@
 //! ids are derived from the run and the partition bounds, so a retried seeder creates nothing twice.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
@@ -11,7 +12,7 @@ use crate::control::{Counters, RunRecord, RunState, TaskRecord};
 use crate::domain::{new_id, stable_id};
 use crate::engine::Engine;
 use crate::partition::{Partition, PlanTargets, Planner};
-use crate::ports::ListRequest;
+use crate::ports::{ListRequest, ObjectStore};
 use crate::worker::TaskMessage;
 use crate::{Error, Result};
 
@@ -49,11 +50,27 @@ pub enum PlanSource {
 }
 
 /// Plans partitions from an S3 Inventory report, checking that it describes `bucket`.
-pub async fn plan_by_inventory(manifest_url: &str, bucket: &str, prefix: &str, targets: PlanTargets) -> Result<Vec<Partition>> {
+///
+/// `file://` manifests are read from a local directory standing for the destination bucket;
+/// `s3://` manifests through `store` (the S3 port), streamed with bounded ranged reads.
+pub async fn plan_by_inventory(
+    store: Arc<dyn ObjectStore>,
+    manifest_url: &str,
+    bucket: &str,
+    prefix: &str,
+    targets: PlanTargets,
+) -> Result<Vec<Partition>> {
     let (url, bucket, prefix) = (manifest_url.to_string(), bucket.to_string(), prefix.to_string());
+    let handle = tokio::runtime::Handle::current();
     // Reading and sorting a report is CPU-bound and synchronous: keep it off the async workers.
     tokio::task::spawn_blocking(move || {
-        let inventory = crate::inventory::Inventory::open_url(&url)?;
+        let inventory = if url.starts_with("s3://") {
+            let (dest_bucket, key) = crate::inventory::parse_s3_url(&url)?;
+            let source = crate::inventory::ObjectStoreSource::new(store, dest_bucket, handle);
+            crate::inventory::Inventory::open(Arc::new(source), &key)?
+        } else {
+            crate::inventory::Inventory::open_url(&url)?
+        };
         if inventory.manifest().source_bucket != bucket {
             return Err(Error::Invalid(format!(
                 "inventory report {url} describes bucket {}, not {bucket}",
@@ -90,7 +107,9 @@ pub async fn seed(engine: &Engine, bucket: &str, prefix: &str, source: PlanSourc
     while run.state == RunState::Planning {
         let partitions = match &source {
             PlanSource::Listing(targets) => plan_by_listing(engine, bucket, prefix, *targets).await?,
-            PlanSource::Inventory { manifest_url, targets } => plan_by_inventory(manifest_url, bucket, prefix, *targets).await?,
+            PlanSource::Inventory { manifest_url, targets } => {
+                plan_by_inventory(engine.source.clone(), manifest_url, bucket, prefix, *targets).await?
+            }
         };
         let mut ids = Vec::new();
         for p in &partitions {

@@ -70,6 +70,12 @@ impl LambdaConfig {
         engine.copy_part_bytes = num("TIDEMARK_COPY_PART_BYTES", engine.copy_part_bytes)?;
         engine.concurrency = num("TIDEMARK_CONCURRENCY", engine.concurrency)?;
         engine.lease_seconds = num("TIDEMARK_LEASE_SECONDS", engine.lease_seconds)?;
+        if let Ok(ceiling) = var("TIDEMARK_PREFIX_CEILING_RPS") {
+            let ceiling: f64 = ceiling
+                .parse()
+                .map_err(|_| LambdaError::Config(format!("environment variable TIDEMARK_PREFIX_CEILING_RPS='{ceiling}' is not a number")))?;
+            engine.scheduler = Some(EngineConfig::scheduler_for(ceiling, num("TIDEMARK_BACKUP_SHARE", 0.8)?));
+        }
         engine.validate()?;
         Ok(LambdaConfig {
             engine,
@@ -84,7 +90,8 @@ impl LambdaConfig {
         let clients = AwsClients::load(&ClientOptions::default()).await;
         let s3 = Arc::new(S3Store::new(clients.s3.clone()));
         Engine {
-            source: s3.clone(),
+            // Source reads surface `503 SlowDown` to the scheduler instead of retrying it.
+            source: Arc::new(S3Store::new(clients.s3_source.clone())),
             vault: s3,
             control: Arc::new(DynamoControlStore::new(clients.dynamodb.clone(), &self.control_table)),
             queue: Arc::new(SqsQueue::new(clients.sqs.clone())),
@@ -122,11 +129,18 @@ pub async fn worker_handler(engine: &Engine, event: SqsEvent, owner: &str) -> Sq
         let id = m.message_id.clone().unwrap_or_default();
         let body = m.body.unwrap_or_default();
         let outcome = match parse_task_message(&body) {
-            Ok(task) => process_task(engine, &task, owner).await,
+            Ok(task) => match process_task(engine, &task, owner).await {
+                // A deferred task goes back as a fresh delayed message (see `requeue_deferred`),
+                // so the received one succeeds; if the send fails, SQS redelivers this one.
+                Ok(TaskOutcome::Deferred(delay)) => {
+                    tidemark_core::worker::requeue_deferred(engine, &task, delay).await.map(|_| TaskOutcome::Deferred(delay))
+                }
+                other => other,
+            },
             Err(e) => Err(e),
         };
         match outcome {
-            Ok(TaskOutcome::Finished(_)) | Ok(TaskOutcome::AlreadyDone) => {}
+            Ok(TaskOutcome::Finished(_)) | Ok(TaskOutcome::AlreadyDone) | Ok(TaskOutcome::Deferred(_)) => {}
             Ok(TaskOutcome::Busy) => failures.push(failure(&id)),
             Err(e) => {
                 tracing::error!(message_id = %id, error = %e, transient = e.is_transient(), "task failed");

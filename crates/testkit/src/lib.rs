@@ -9,3 +9,4 @@ pub mod data;
 pub mod fakes;
 pub mod harness;
 pub mod inventory_gen;
+pub mod throttle_proxy;

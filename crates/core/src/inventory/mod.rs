@@ -14,6 +14,7 @@
 
 mod csv;
 mod manifest;
+mod object_source;
 mod parquet;
 mod plan;
 mod sort;
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 pub use self::csv::decode_key;
 pub use self::manifest::{Columns, DataFile, FileFormat, Manifest};
 pub use self::plan::{plan, plan_from_manifest, InventoryPlan, PlanOptions};
+pub use self::object_source::{parse_s3_url, ObjectStoreSource};
 pub use self::source::{InventorySource, LocalDirSource};
 
 use self::csv::CsvRecords;
