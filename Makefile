@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/tidemark-target
 CARGO ?= cargo
 
-.PHONY: all build venv stack-up stack-down demo test test-rust fmt-check bench
+.PHONY: all build venv stack-up stack-down demo test test-rust fmt-check bench bench-delta
 
 all: build
 
@@ -38,5 +38,12 @@ test-rust:
 bench: venv
 	$(CARGO) build --release -p tidemark-cli -p tidemark-e2e -p tidemark-testkit --bins
 	$(CARGO_TARGET_DIR)/release/tidemark-bench | tee bench-report.md
+
+## Delta-path load test: changes at 278/s for TIDEMARK_BENCH_DELTA_SECONDS (default 600) on moto;
+## latency, RPO and exact restores in bench-delta-report.md with bench-delta-plot.svg.
+bench-delta: venv
+	$(CARGO) build --release -p tidemark-cli --bins
+	$(CARGO) build --release -p tidemark-e2e --bin tidemark-bench-delta
+	$(CARGO_TARGET_DIR)/release/tidemark-bench-delta
 
 include infra/iac.mk

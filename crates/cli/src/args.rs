@@ -113,6 +113,27 @@ pub enum Command {
         source: String,
         #[arg(long)]
         vault: String,
+        /// Also compare the source with the catalog and capture what the events missed.
+        #[arg(long)]
+        reconcile: bool,
+        /// With --reconcile: compare with this S3 Inventory manifest instead of a listing.
+        #[arg(long, requires = "reconcile")]
+        inventory: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merge small delta segments into larger ones; new recovery points list the merged segments.
+    Compact {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        vault: String,
+        /// Segments with fewer records than this are merged.
+        #[arg(long, default_value_t = 10_000)]
+        small_records: u64,
+        /// The most records one merged segment holds.
+        #[arg(long, default_value_t = 500_000)]
+        max_records: u64,
         #[arg(long)]
         json: bool,
     },

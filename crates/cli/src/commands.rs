@@ -7,10 +7,12 @@ use anyhow::{bail, Context as _, Result};
 use chrono::{Duration, Utc};
 use serde_json::json;
 use tidemark_aws::admin;
+use tidemark_core::compact::{self, CompactOptions};
 use tidemark_core::control::Counters;
 use tidemark_core::engine::Engine;
 use tidemark_core::partition::PlanTargets;
 use tidemark_core::point::{self, Sealed};
+use tidemark_core::reconcile::{self, ReconcileOptions};
 use tidemark_core::restore::{self, RestoreMode, RestoreRequest};
 use tidemark_core::seed;
 
@@ -32,7 +34,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                 Command::Protect { source, vault, inventory, workers, wait, no_events, json } => {
                     protect(&ctx, &source, &vault, inventory.as_deref(), workers, wait, no_events, json).await
                 }
-                Command::Sync { source, vault, json } => sync(&ctx, &source, &vault, json).await,
+                Command::Sync { source, vault, reconcile, inventory, json } => {
+                    sync(&ctx, &source, &vault, reconcile, inventory.as_deref(), json).await
+                }
+                Command::Compact { source, vault, small_records, max_records, json } => {
+                    compact(&ctx, &source, &vault, small_records, max_records, json).await
+                }
                 Command::Ls { url, vault, as_of, json } => ls(&ctx, &url, &vault, &as_of, json).await,
                 Command::Restore { source, vault, as_of, to, mode, delete_newer, dry_run, json } => {
                     restore_cmd(&ctx, &source, &vault, &as_of, &to, &mode, delete_newer, dry_run, json).await
@@ -180,14 +187,31 @@ async fn sync_engine(
     Ok((report, sealed))
 }
 
-async fn sync(ctx: &Context, source: &str, vault: &str, json: bool) -> Result<()> {
+async fn sync(ctx: &Context, source: &str, vault: &str, reconcile: bool, inventory: Option<&str>, json: bool) -> Result<()> {
     let src = s3_url("source", source)?;
     let engine = ctx.engine(&s3_url("vault", vault)?).await?;
     seed::check_buckets(&engine, &src.bucket).await?;
     if !engine.control().is_protected(&src.bucket).await? {
         bail!("s3://{} is not protected by vault {}; run `tidemark protect` first", src.bucket, engine.config.vault_bucket);
     }
-    let (r, sealed) = sync_engine(&engine, &src.bucket, &src.prefix, ctx.global.engine.late_event_seconds).await?;
+    // Reconciliation compares with the catalog, so the queued changes go in first: what the
+    // events already carry is then not counted (or captured) as missed.
+    let mut before = None;
+    let mut rec = None;
+    if reconcile {
+        before = Some(runner::drain_deltas(&engine).await?);
+        let opts = ReconcileOptions { prefix: src.prefix.clone(), inventory_manifest: inventory.map(String::from) };
+        rec = Some(reconcile::reconcile(&engine, &src.bucket, &opts).await?);
+    }
+    let (mut r, sealed) = sync_engine(&engine, &src.bucket, &src.prefix, ctx.global.engine.late_event_seconds).await?;
+    if let Some(b) = before {
+        r.captured += b.captured;
+        r.deleted += b.deleted;
+        r.ignored += b.ignored;
+        r.duplicates += b.duplicates;
+        r.superseded += b.superseded;
+        r.failed.extend(b.failed);
+    }
     let mut failed_ids: Vec<&String> = r.failed.iter().map(|(id, _)| id).collect();
     failed_ids.sort();
     failed_ids.dedup();
@@ -207,6 +231,12 @@ async fn sync(ctx: &Context, source: &str, vault: &str, json: bool) -> Result<()
         "new_recovery_point": matches!(sealed, Sealed::New(_)),
         "seed_in_progress": seed_in_progress,
     });
+    let mut out = out;
+    if let Some(rec) = &rec {
+        out["reconciled_puts"] = json!(rec.puts);
+        out["reconciled_deletes"] = json!(rec.deletes);
+        out["reconcile"] = json!(rec);
+    }
     print_obj(json, &out, || {
         format!(
             "captured {} puts and {} deletes ({} duplicates, {} ignored, {} failed); recovery point {}",
@@ -216,6 +246,41 @@ async fn sync(ctx: &Context, source: &str, vault: &str, json: bool) -> Result<()
             r.ignored,
             failed_ids.len(),
             point.map(|p| p.to_rfc3339()).unwrap_or_else(|| "not sealed: a seed run is in progress".into())
+        ) + &rec
+            .as_ref()
+            .map(|rec| {
+                format!(
+                    "; reconciled with the {}: {} missed puts and {} missed deletes captured ({} missing, {} changed, {} left to their events)",
+                    rec.source, rec.puts, rec.deletes, rec.missing, rec.changed, rec.recent
+                )
+            })
+            .unwrap_or_default()
+    });
+    Ok(())
+}
+
+async fn compact(ctx: &Context, source: &str, vault: &str, small_records: u64, max_records: u64, json: bool) -> Result<()> {
+    let src = s3_url("source", source)?;
+    let engine = ctx.engine(&s3_url("vault", vault)?).await?;
+    seed::check_buckets(&engine, &src.bucket).await?;
+    if !engine.control().is_protected(&src.bucket).await? {
+        bail!("s3://{} is not protected by vault {}; run `tidemark protect` first", src.bucket, engine.config.vault_bucket);
+    }
+    let opts = CompactOptions { small_records, max_records, ..Default::default() };
+    let r = compact::compact(&engine, &src.bucket, &opts).await?;
+    let out = json!({
+        "segments_before": r.segments_before,
+        "segments_after": r.segments_after,
+        "replaced": r.replaced,
+        "compacted": r.compacted,
+        "records_in": r.records_in,
+        "records_out": r.records_out,
+        "segments": r.segments,
+    });
+    print_obj(json, &out, || {
+        format!(
+            "merged {} small segments into {} ({} records in, {} out); live segments {} -> {}; new recovery points list the merged segments",
+            r.replaced, r.compacted, r.records_in, r.records_out, r.segments_before, r.segments_after
         )
     });
     Ok(())

@@ -8,6 +8,7 @@ use anyhow::Result;
 use tidemark_core::control::{Counters, RunState};
 use tidemark_core::delta::{process_batch, DeltaMessage, DeltaReport};
 use tidemark_core::engine::Engine;
+use tidemark_core::events::parse_change;
 use tidemark_core::worker::{parse_task_message, process_task, TaskOutcome};
 
 /// Runs `workers` worker loops until the run is complete; reports progress on stderr.
@@ -93,18 +94,24 @@ async fn worker_loop(engine: &Engine, owner: &str, stop: &AtomicBool) -> Result<
     Ok(())
 }
 
-/// Drains the delta queue: handles batches until the queue stays empty; failed messages come back
-/// at once so they reach the dead-letter queue after their retries instead of blocking.
+/// Drains the delta queue: handles batches until the queue stays empty, or until it hands out
+/// only changes made after the drain began (under continuous load the queue is never empty, and
+/// those newer changes belong to the next recovery point). Failed messages come back at once so
+/// they reach the dead-letter queue after their retries instead of blocking.
 pub async fn drain_deltas(engine: &Engine) -> Result<DeltaReport> {
+    let started = chrono::Utc::now();
     let mut total = DeltaReport::default();
     let mut empty_polls = 0;
-    while empty_polls < 2 {
+    let mut caught_up = false;
+    while empty_polls < 2 && !caught_up {
         let msgs = engine.queue.receive(&engine.queues.delta, 10, 1, 30).await?;
         if msgs.is_empty() {
             empty_polls += 1;
             continue;
         }
         empty_polls = 0;
+        // A full batch of changes all newer than the drain's start: everything older was handed out.
+        caught_up = msgs.len() >= 10 && msgs.iter().all(|m| matches!(parse_change(&m.body), Ok(Some(ev)) if ev.time > started));
         let batch: Vec<DeltaMessage> = msgs.iter().map(|m| DeltaMessage { id: m.id.clone(), body: m.body.clone() }).collect();
         let report = process_batch(engine, &batch).await?;
         for m in &msgs {

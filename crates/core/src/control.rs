@@ -99,6 +99,29 @@ pub struct SegmentSlot {
     pub counters: Counters,
 }
 
+/// A registry slot as stored, with the compaction marker: a compacted segment's slot names the
+/// segments it replaces. New recovery points list the compacted segment instead of those; the
+/// replaced segments stay in the vault untouched, so older points that name them still restore.
+/// Plain slots have no `replaces` field, so every existing reader of [`SegmentSlot`] still parses
+/// them (and reads a compacted slot as an ordinary one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistrySlot {
+    #[serde(flatten)]
+    pub slot: SegmentSlot,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaces: Vec<String>,
+}
+
+/// Drops the slots that a registered compacted segment replaces.
+///
+/// Registering the compacted slot is the single commit point of a compaction: before it, the
+/// small segments are live; after it, the compacted one is. A compaction that died before
+/// registering leaves an unreferenced segment behind and changes nothing.
+pub fn live(slots: Vec<RegistrySlot>) -> Vec<SegmentSlot> {
+    let replaced: std::collections::HashSet<String> = slots.iter().flat_map(|s| s.replaces.iter().cloned()).collect();
+    slots.into_iter().filter(|s| !replaced.contains(&s.slot.meta.key)).map(|s| s.slot).collect()
+}
+
 /// A held lease: the item version to compare against and the fencing token.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -254,6 +277,29 @@ impl<'a> Control<'a> {
     /// Every registered segment of a source bucket.
     pub async fn segments(&self, bucket: &str) -> Result<Vec<SegmentSlot>> {
         self.store.query(&self.segments_pk(bucket), "").await?.iter().map(parse).collect()
+    }
+
+    /// The registered segments that new recovery points list: every slot except those a
+    /// compacted segment replaces (transitively, since a compacted segment can itself be compacted).
+    pub async fn live_segments(&self, bucket: &str) -> Result<Vec<SegmentSlot>> {
+        Ok(live(self.registry(bucket).await?))
+    }
+
+    /// Every registry slot of a source bucket with its compaction marker.
+    pub async fn registry(&self, bucket: &str) -> Result<Vec<RegistrySlot>> {
+        self.store.query(&self.segments_pk(bucket), "").await?.iter().map(parse).collect()
+    }
+
+    /// Registers a compacted segment under its slot name exactly once; returns the slot that won.
+    pub async fn register_compacted(&self, bucket: &str, slot_name: &str, slot: &RegistrySlot) -> Result<RegistrySlot> {
+        let pk = self.segments_pk(bucket);
+        if self.store.put_new(&pk, slot_name, &body(slot), None).await? {
+            return Ok(slot.clone());
+        }
+        match self.store.get(&pk, slot_name).await? {
+            Some(item) => parse(&item),
+            None => Err(Error::corrupt("segment registry", format!("{slot_name} vanished"))),
+        }
     }
 
     /// Marks a change as captured; false if it was already marked (a duplicate delivery).

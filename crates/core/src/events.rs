@@ -126,8 +126,22 @@ pub fn parse_change(body: &str) -> Result<Option<ChangeEvent>> {
 
 /// The keys an event key may stand for: as given, and form-URL-decoded if that differs.
 ///
-/// Classic S3 notifications URL-encode keys (`red flower.jpg` → `red+flower.jpg`); whether
-/// EventBridge does is not documented, so tidemark tries the literal key first.
+/// What the documentation says (searched 2026-11-21): classic S3 notifications (SQS, SNS,
+/// Lambda) URL-encode keys, and say so — "the object keyname value is URL encoded. For example,
+/// 'red flower.jpg' becomes 'red+flower.jpg'"
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html>).
+/// The EventBridge page for the same events lists `detail.object.key` with no such note
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html>), and its examples
+/// only use keys with no character that would need encoding, so AWS's documentation does not
+/// settle it. The one first-hand report found is a pull request to an AWS solutions sample
+/// (<https://github.com/aws-solutions-library-samples/guidance-for-medialake-on-aws/pull/21>,
+/// 2026-03) which, after testing keys such as `test+b.png` and `%2B++ %20.mp3` through both
+/// paths, removed the decoding of EventBridge keys and kept it for S3 notifications: EventBridge
+/// keys arrive literally. moto sends them literally too.
+///
+/// So the literal key is tried first and is almost always right; the form-decoded key is the
+/// fallback for a sender that does encode. A key whose literal and decoded forms both exist in
+/// the bucket resolves to the literal one.
 pub fn key_candidates(key: &str) -> Vec<String> {
     let mut out = vec![key.to_string()];
     if key.contains('%') || key.contains('+') {

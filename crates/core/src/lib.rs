@@ -5,6 +5,7 @@
 //! runner and in tests.
 
 pub mod capture;
+pub mod compact;
 pub mod config;
 pub mod control;
 pub mod delta;
@@ -17,6 +18,7 @@ pub mod pack;
 pub mod partition;
 pub mod point;
 pub mod pressure;
+pub mod reconcile;
 pub mod ports;
 pub mod resolve;
 pub mod restore;

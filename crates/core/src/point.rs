@@ -121,7 +121,8 @@ pub async fn seal(
             return Ok(Sealed::UpToDate(p.time));
         }
     }
-    let mut segments: Vec<SegmentMeta> = control.segments(bucket).await?.into_iter().map(|s| s.meta).collect();
+    // Segments replaced by a compacted one are left out: the compacted segment holds their records.
+    let mut segments: Vec<SegmentMeta> = control.live_segments(bucket).await?.into_iter().map(|s| s.meta).collect();
     segments.sort_by(|a, b| a.key.cmp(&b.key));
     let point = RecoveryPoint {
         format: "tidemark-recovery-point".into(),

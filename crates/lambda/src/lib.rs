@@ -71,9 +71,9 @@ impl LambdaConfig {
         engine.concurrency = num("TIDEMARK_CONCURRENCY", engine.concurrency)?;
         engine.lease_seconds = num("TIDEMARK_LEASE_SECONDS", engine.lease_seconds)?;
         if let Ok(ceiling) = var("TIDEMARK_PREFIX_CEILING_RPS") {
-            let ceiling: f64 = ceiling
-                .parse()
-                .map_err(|_| LambdaError::Config(format!("environment variable TIDEMARK_PREFIX_CEILING_RPS='{ceiling}' is not a number")))?;
+            let ceiling: f64 = ceiling.parse().map_err(|_| {
+                LambdaError::Config(format!("environment variable TIDEMARK_PREFIX_CEILING_RPS='{ceiling}' is not a number"))
+            })?;
             engine.scheduler = Some(EngineConfig::scheduler_for(ceiling, num("TIDEMARK_BACKUP_SHARE", 0.8)?));
         }
         engine.validate()?;
@@ -210,6 +210,85 @@ pub async fn seeder_handler(engine: &Engine, req: SeedRequest) -> Result<SeedRes
     Ok(SeedResponse { run_id: s.run.run_id.clone(), tasks: s.run.tasks.len(), enqueued: s.enqueued, resumed: s.resumed })
 }
 
+/// The daily reconciliation request the deployed schedule sends to the seeder function
+/// (`{"mode":"reconcile","buckets":[...]}`, see `infra/events/reconcile.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReconcileRequest {
+    /// Always `reconcile`; the field is what tells this request from a [`SeedRequest`].
+    pub mode: String,
+    pub buckets: Vec<String>,
+    #[serde(default)]
+    pub prefix: String,
+    /// Compare a bucket with this S3 Inventory manifest (by bucket name) instead of listing it.
+    #[serde(default)]
+    pub inventory_manifests: std::collections::BTreeMap<String, String>,
+}
+
+/// What reconciliation found in one bucket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReconcileResult {
+    pub bucket: String,
+    pub reconciled_puts: u64,
+    pub reconciled_deletes: u64,
+    pub missing: u64,
+    pub changed: u64,
+    pub source: String,
+}
+
+/// Reconcile: compares each bucket with the catalog and captures what the events missed.
+///
+/// The reconciled records land in delta segments that the next checkpoint seals into a point.
+/// One bucket failing does not stop the others; the error is returned after all were tried, so
+/// the schedule's retry policy and dead-letter queue see it.
+pub async fn reconcile_handler(engine: &Engine, req: ReconcileRequest) -> Result<Vec<ReconcileResult>, LambdaError> {
+    let mut out = Vec::new();
+    let mut first_error = None;
+    for bucket in &req.buckets {
+        let opts = tidemark_core::reconcile::ReconcileOptions {
+            prefix: req.prefix.clone(),
+            inventory_manifest: req.inventory_manifests.get(bucket).cloned(),
+        };
+        match tidemark_core::reconcile::reconcile(engine, bucket, &opts).await {
+            Ok(r) => out.push(ReconcileResult {
+                bucket: bucket.clone(),
+                reconciled_puts: r.puts,
+                reconciled_deletes: r.deletes,
+                missing: r.missing,
+                changed: r.changed,
+                source: r.source,
+            }),
+            Err(e) => {
+                tracing::error!(%bucket, error = %e, "reconciliation failed");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e.into()),
+        None => Ok(out),
+    }
+}
+
+/// The seeder function's entry: a reconciliation request (`"mode": "reconcile"`) or a seed request.
+pub async fn seeder_dispatch(engine: &Engine, event: serde_json::Value) -> Result<serde_json::Value, LambdaError> {
+    let bad = |e: serde_json::Error| LambdaError::Engine(tidemark_core::Error::Invalid(format!("seeder request: {e}")));
+    match event.get("mode").and_then(|m| m.as_str()) {
+        Some("reconcile") => {
+            let req: ReconcileRequest = serde_json::from_value(event).map_err(bad)?;
+            let res = reconcile_handler(engine, req).await?;
+            Ok(serde_json::json!({ "reconciled": res }))
+        }
+        Some(other) => Err(LambdaError::Engine(tidemark_core::Error::Invalid(format!(
+            "seeder request has mode '{other}'; the only mode is 'reconcile' (omit it to seed)"
+        )))),
+        None => {
+            let req: SeedRequest = serde_json::from_value(event).map_err(bad)?;
+            let res = seeder_handler(engine, req).await?;
+            Ok(serde_json::to_value(res).expect("seed response serialises"))
+        }
+    }
+}
+
 /// The checkpoint's request: which buckets to seal (the schedule's constant input).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointRequest {
@@ -284,4 +363,53 @@ pub async fn checkpoint_handler(
 pub async fn restore_handler(engine: &Engine, req: RestoreRequest) -> Result<RestoreReport, LambdaError> {
     let target = engine.vault.clone();
     Ok(tidemark_core::restore::restore(engine, target, &req, &|done, total| tracing::info!(done, total, "restore progress")).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidemark_core::ports::{ObjectStore, PutOptions};
+    use tidemark_testkit::fakes::{MemControlStore, MemObjectStore, MemQueue};
+
+    fn engine(store: Arc<MemObjectStore>) -> Engine {
+        Engine {
+            source: store.clone(),
+            vault: store,
+            control: Arc::new(MemControlStore::new()),
+            queue: Arc::new(MemQueue::new()),
+            clock: Arc::new(SystemClock),
+            config: EngineConfig::new("vault"),
+            queues: QueueUrls::default(),
+        }
+    }
+
+    /// The deployed schedule's input (`infra/events/reconcile.json`'s shape) reaches reconciliation
+    /// through the seeder's entry point; other modes and malformed requests are clear errors.
+    #[tokio::test]
+    async fn the_seeder_dispatches_the_scheduled_reconcile_request() {
+        let store = Arc::new(MemObjectStore::new());
+        store.create("acme-prod-data", false);
+        store.create("vault", true);
+        let e = engine(store.clone());
+        e.control().set_protected("acme-prod-data", Utc::now()).await.unwrap();
+        store.put("acme-prod-data", "missed.txt", bytes_of("x"), &PutOptions::default()).await.unwrap();
+        let event: serde_json::Value =
+            serde_json::from_str(include_str!("../../../infra/events/reconcile.json")).expect("the console event parses");
+        let out = seeder_dispatch(&e, event).await.unwrap();
+        assert_eq!(out["reconciled"][0]["bucket"], "acme-prod-data", "{out}");
+        assert_eq!(out["reconciled"][0]["reconciled_puts"], 1, "{out}");
+        assert_eq!(out["reconciled"][0]["reconciled_deletes"], 0, "{out}");
+        assert_eq!(e.control().segments("acme-prod-data").await.unwrap().len(), 1, "one reconcile segment is registered");
+
+        let bad = seeder_dispatch(&e, serde_json::json!({"mode": "sideways", "buckets": []})).await.unwrap_err();
+        assert!(bad.to_string().contains("the only mode is 'reconcile'"), "{bad}");
+        let unknown = seeder_dispatch(&e, serde_json::json!({"mode": "reconcile", "buckets": ["not-protected"]})).await.unwrap_err();
+        assert!(unknown.to_string().contains("not protected"), "{unknown}");
+        let malformed = seeder_dispatch(&e, serde_json::json!({"prefix": "x/"})).await.unwrap_err();
+        assert!(malformed.to_string().contains("source_bucket"), "{malformed}");
+    }
+
+    fn bytes_of(s: &str) -> bytes::Bytes {
+        bytes::Bytes::from(s.to_string())
+    }
 }

@@ -1,0 +1,256 @@
+//! Reconciliation: compares the source (a listing, or an S3 Inventory report) with the catalog and captures what the events missed.
+//!
+//! EventBridge drops an event after 24 hours of failed delivery, and the local stack sends no
+//! event at all for a delete marker, so the catalog can drift from the source. Reconciliation
+//! finds the drift and writes it down as ordinary capture records in a delta segment:
+//!
+//! - a key in the source that the catalog lacks, or holds with another ETag, is captured from
+//!   the source (only if it still has the ETag the listing saw; otherwise a newer write happened,
+//!   and its own event covers it);
+//! - a key in the catalog that the source lacks becomes a delete record, once a HEAD confirms it
+//!   is still gone; the record's time is the time of that HEAD, an upper bound of the real delete
+//!   time, so no restore ever loses an object earlier than it really disappeared.
+//!
+//! The catalog is the state resolved over every live registered segment (the latest recovery
+//! point's segments plus whatever was captured since), so changes that were captured but not yet
+//! sealed are not captured twice. Keys whose catalog record is newer than the start of the
+//! source view are left alone: they changed while the view was being taken, and their events
+//! describe them better than a listing can.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::capture::{capture_batch, read_segment, write_segment, CaptureItem};
+use crate::control::{Counters, RunState, SegmentSlot};
+use crate::domain::{normalize_etag, CaptureRecord};
+use crate::engine::Engine;
+use crate::ports::ListRequest;
+use crate::resolve::resolve;
+use crate::segment::{SegmentKind, SegmentMeta};
+use crate::{Error, Result};
+
+/// What to compare the catalog with.
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileOptions {
+    /// Only keys under this prefix.
+    pub prefix: String,
+    /// Compare with this S3 Inventory report (a `file://` manifest URL) instead of a listing.
+    pub inventory_manifest: Option<String>,
+}
+
+/// What a reconciliation found and did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReconcileReport {
+    /// Objects the source view holds under the prefix.
+    pub source_objects: u64,
+    /// Objects the catalog holds under the prefix.
+    pub catalog_objects: u64,
+    /// Keys in the source that the catalog lacked.
+    pub missing: u64,
+    /// Keys the catalog held with another ETag than the source.
+    pub changed: u64,
+    /// Puts captured (missing and changed keys that could still be read as seen).
+    pub puts: u64,
+    /// Delete records written for keys gone from the source.
+    pub deletes: u64,
+    /// Keys left alone because they changed while the source view was taken.
+    pub recent: u64,
+    /// Keys that changed again before they could be captured (their own events cover them).
+    pub vanished: u64,
+    /// Where the source view came from: `listing` or `inventory`.
+    pub source: String,
+    /// The delta segments written (one per batch of changes).
+    #[serde(skip)]
+    pub segments: Vec<SegmentMeta>,
+    #[serde(skip)]
+    pub counters: Counters,
+}
+
+/// One object of the source view.
+#[derive(Debug, Clone)]
+struct Seen {
+    etag: String,
+    size: u64,
+}
+
+/// Lists the source under `prefix`.
+async fn list_source(engine: &Engine, bucket: &str, prefix: &str) -> Result<BTreeMap<String, Seen>> {
+    let mut out = BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = engine.source.list(bucket, ListRequest { prefix, continuation: token, ..Default::default() }).await?;
+        for o in page.objects {
+            out.insert(o.key, Seen { etag: normalize_etag(&o.etag), size: o.size });
+        }
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Reads the current objects of an inventory report under `prefix`; returns them with the report's start time.
+async fn read_inventory(url: &str, bucket: &str, prefix: &str) -> Result<(BTreeMap<String, Seen>, DateTime<Utc>)> {
+    let (url, bucket, prefix) = (url.to_string(), bucket.to_string(), prefix.to_string());
+    // Reading a report is CPU-bound and synchronous: keep it off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let inv = crate::inventory::Inventory::open_url(&url)?;
+        let m = inv.manifest();
+        if m.source_bucket != bucket {
+            return Err(Error::Invalid(format!("inventory report {url} describes bucket {}, not {bucket}", m.source_bucket)));
+        }
+        let started = m.creation_timestamp.and_then(DateTime::from_timestamp_millis).ok_or_else(|| Error::Inventory {
+            file: url.clone(),
+            line: None,
+            detail: "manifest has no creationTimestamp, which reconciliation needs to tell old drift from new changes".into(),
+        })?;
+        let mut opts = crate::inventory::ReadOptions::default();
+        if !prefix.is_empty() {
+            opts.prefix = Some(prefix);
+        }
+        let mut out = BTreeMap::new();
+        for r in inv.records(&opts) {
+            let r = r?;
+            let Some(etag) = r.etag else {
+                return Err(Error::Inventory {
+                    file: url.clone(),
+                    line: None,
+                    detail: "report has no ETag field, which reconciliation compares".into(),
+                });
+            };
+            out.insert(r.key, Seen { etag: normalize_etag(&etag), size: r.size });
+        }
+        Ok((out, started))
+    })
+    .await
+    .map_err(|e| Error::port("inventory reading", e.to_string(), false))?
+}
+
+/// The catalog's current state under `prefix`: resolved over every live registered segment.
+pub async fn catalog_state(engine: &Engine, bucket: &str, prefix: &str) -> Result<BTreeMap<String, CaptureRecord>> {
+    let live = engine.control().live_segments(bucket).await?;
+    let keys: Vec<String> = live.iter().map(|s| &s.meta).filter(|m| m.may_contain_prefix(prefix)).map(|m| m.key.clone()).collect();
+    let records: Vec<Vec<CaptureRecord>> = stream::iter(keys)
+        .map(|k| {
+            let (vault, vb) = (engine.vault.clone(), engine.config.vault_bucket.clone());
+            async move { read_segment(&vault, &vb, &k).await }
+        })
+        .buffered(engine.config.concurrency.max(1))
+        .try_collect()
+        .await?;
+    Ok(resolve(records.iter().flatten(), prefix, DateTime::<Utc>::MAX_UTC))
+}
+
+/// Reconciles `bucket` (under `opts.prefix`) with the catalog and records what the events missed.
+pub async fn reconcile(engine: &Engine, bucket: &str, opts: &ReconcileOptions) -> Result<ReconcileReport> {
+    let control = engine.control();
+    if !control.is_protected(bucket).await? {
+        return Err(Error::Invalid(format!(
+            "s3://{bucket} is not protected by vault {}; run `tidemark protect` first",
+            engine.config.vault_bucket
+        )));
+    }
+    let mut prefixes = vec![String::new()];
+    if !opts.prefix.is_empty() {
+        prefixes.push(opts.prefix.clone());
+    }
+    // While a seed run is unfinished the catalog is incomplete by design; reconciling then would
+    // capture the whole bucket a second time.
+    for p in &prefixes {
+        if let Some((_, run)) = control.active_run(bucket, p).await? {
+            if run.state != RunState::Complete {
+                return Err(Error::Invalid(format!(
+                    "seed run {} of s3://{bucket} is still in progress; reconcile after it completes",
+                    run.run_id
+                )));
+            }
+        }
+    }
+    let mut report = ReconcileReport::default();
+    let (source, view_started) = match &opts.inventory_manifest {
+        Some(url) => {
+            report.source = "inventory".into();
+            read_inventory(url, bucket, &opts.prefix).await?
+        }
+        None => {
+            report.source = "listing".into();
+            let started = engine.clock.now();
+            (list_source(engine, bucket, &opts.prefix).await?, started)
+        }
+    };
+    // Loaded after the source view, so a change captured while the view was taken shows up
+    // here with a time at or after `cutoff` and is left to its event.
+    let catalog = catalog_state(engine, bucket, &opts.prefix).await?;
+    let cutoff = view_started.trunc_subsecs(0);
+    report.source_objects = source.len() as u64;
+    report.catalog_objects = catalog.len() as u64;
+
+    let mut items = Vec::new();
+    for (key, seen) in &source {
+        match catalog.get(key) {
+            Some(rec) if rec.etag.as_deref() == Some(seen.etag.as_str()) => continue,
+            Some(rec) if rec.event_time >= cutoff => {
+                report.recent += 1;
+                continue;
+            }
+            Some(_) => report.changed += 1,
+            None => report.missing += 1,
+        }
+        items.push(CaptureItem {
+            key: key.clone(),
+            version_id: None,
+            if_match: Some(seen.etag.clone()),
+            size_hint: seen.size,
+            sequencer: None,
+        });
+    }
+    let mut deletes = Vec::new();
+    for (key, rec) in &catalog {
+        if source.contains_key(key) {
+            continue;
+        }
+        if rec.event_time >= cutoff {
+            report.recent += 1;
+            continue;
+        }
+        // A listing or a report is a view of the past; the key may have been written again since.
+        match engine.source.head(bucket, key, None).await? {
+            Some(_) => report.recent += 1,
+            None => deletes.push(CaptureRecord::delete(bucket, key, engine.clock.now(), None, engine.clock.now())),
+        }
+    }
+
+    let batch = engine.config.batch_objects.max(1);
+    let mut deletes = deletes.into_iter().peekable();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() || deletes.peek().is_some() {
+        let chunk: Vec<CaptureItem> = items.by_ref().take(batch).collect();
+        let mut records: Vec<CaptureRecord> = deletes.by_ref().take(batch).collect();
+        report.deletes += records.len() as u64;
+        let captured = capture_batch(engine, bucket, chunk).await?;
+        report.puts += captured.counters.objects;
+        report.vanished += captured.counters.vanished;
+        report.counters.add(&captured.counters);
+        records.extend(captured.records);
+        if records.is_empty() {
+            continue;
+        }
+        let meta = write_segment(engine, bucket, SegmentKind::Delta, records).await?;
+        let slot = SegmentSlot { meta: meta.clone(), end_cursor: None, counters: captured.counters };
+        control.register_segment(bucket, &format!("reconcile#{}", meta.key), &slot).await?;
+        report.segments.push(meta);
+    }
+    tracing::info!(
+        bucket,
+        source = %report.source,
+        puts = report.puts,
+        deletes = report.deletes,
+        missing = report.missing,
+        changed = report.changed,
+        "reconciled"
+    );
+    Ok(report)
+}
