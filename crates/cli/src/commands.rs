@@ -201,7 +201,13 @@ async fn sync(ctx: &Context, source: &str, vault: &str, reconcile: bool, invento
     if reconcile {
         before = Some(runner::drain_deltas(&engine).await?);
         let opts = ReconcileOptions { prefix: src.prefix.clone(), inventory_manifest: inventory.map(String::from) };
-        rec = Some(reconcile::reconcile(&engine, &src.bucket, &opts).await?);
+        let r = reconcile::reconcile(&engine, &src.bucket, &opts).await?;
+        // A reconciled delete is stamped with the time it was confirmed, which is now; the point
+        // sealed below must reach past it, and points lag the drain by the late-event allowance.
+        if r.deletes > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(ctx.global.engine.late_event_seconds.max(0) as u64 + 1)).await;
+        }
+        rec = Some(r);
     }
     let (mut r, sealed) = sync_engine(&engine, &src.bucket, &src.prefix, ctx.global.engine.late_event_seconds).await?;
     if let Some(b) = before {
