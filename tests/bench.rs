@@ -1,0 +1,567 @@
+//! `make bench`: tidemark's protect throughput against `s5cmd cp` on SeaweedFS, and the S3 Inventory reader against `zcat`; prints a Markdown report on stdout.
+//!
+//! This is a benchmark, not a test: figures are reported, never asserted. It exits non-zero only
+//! when a correctness check fails (a wrong object or row count) or a step cannot run. Progress
+//! goes to stderr so that stdout holds the report alone (`make bench` tees it into
+//! bench-report.md). Sizes can be lowered for a quick look with `TIDEMARK_BENCH_OBJECTS`,
+//! `TIDEMARK_BENCH_RUNS` and `TIDEMARK_BENCH_INVENTORY_ROWS`; the report states what was run.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tidemark_e2e::{s3, tidemark, tidemark_json};
+use tidemark_testkit::harness::{start_moto, start_seaweedfs, venv_bin};
+
+/// Local workers of `tidemark protect --wait`.
+const WORKERS: usize = 4;
+/// Requests each tidemark worker keeps in flight (`TIDEMARK_CONCURRENCY`).
+const CONCURRENCY: usize = 4;
+/// Size of every object of the protect benchmark.
+const OBJECT_BYTES: usize = 4096;
+/// Prefixes the source objects are spread over, so listing and planning see a realistic layout.
+const PREFIXES: usize = 20;
+
+/// What to run, from the environment with the sizes the issues ask for as defaults.
+struct Config {
+    objects: usize,
+    runs: usize,
+    inventory_rows: u64,
+    exe_dir: PathBuf,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().map_err(|_| anyhow::anyhow!("{name}={v} is not a valid number")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn main() -> ExitCode {
+    let exe_dir = match std::env::current_exe() {
+        Ok(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
+        Err(e) => {
+            eprintln!("bench: cannot find this executable: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The figures must come from the release binary built beside this one, never from a debug
+    // build an inherited TIDEMARK_BIN might point at. The variable is set before the runtime
+    // starts any thread.
+    std::env::set_var("TIDEMARK_BIN", exe_dir.join("tidemark"));
+    let cfg = match (
+        env_or("TIDEMARK_BENCH_OBJECTS", 10_000usize),
+        env_or("TIDEMARK_BENCH_RUNS", 3usize),
+        env_or("TIDEMARK_BENCH_INVENTORY_ROWS", 10_000_000u64),
+    ) {
+        (Ok(objects), Ok(runs), Ok(inventory_rows)) => {
+            Config { objects: objects.max(1), runs: runs.max(1), inventory_rows: inventory_rows.max(1), exe_dir }
+        }
+        (a, b, c) => {
+            for e in [a.err(), b.err(), c.err()].into_iter().flatten() {
+                eprintln!("bench: {e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(bench(&cfg))
+}
+
+async fn bench(cfg: &Config) -> ExitCode {
+    let started = Instant::now();
+    let mut failures: Vec<String> = Vec::new();
+    println!("{}", header(cfg));
+
+    let section = match protect_section(cfg, &mut failures).await {
+        Ok(s) => s,
+        Err(e) => {
+            failures.push(format!("the protect benchmark could not run: {e:#}"));
+            format!("## 1. Protect throughput against s5cmd (SeaweedFS)\n\nNot measured: {e:#}\n")
+        }
+    };
+    println!("{section}");
+
+    let section = match inventory_section(cfg, &mut failures) {
+        Ok(s) => s,
+        Err(e) => {
+            failures.push(format!("the inventory benchmark could not run: {e:#}"));
+            format!("## 2. S3 Inventory reader and planner\n\nNot measured: {e:#}\n")
+        }
+    };
+    println!("{section}");
+
+    println!("## Correctness\n");
+    if failures.is_empty() {
+        println!("Every count check passed (see each section).\n");
+    } else {
+        println!("**FAILED:**\n");
+        for f in &failures {
+            println!("- {f}");
+        }
+        println!();
+    }
+    println!("Load average at the end: {}. The benchmark took {:.0} s.", loadavg(), started.elapsed().as_secs_f64());
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn header(cfg: &Config) -> String {
+    let nproc = command_line("nproc", &[])
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    let rustc = command_line("rustc", &["--version"]).unwrap_or_else(|| "unknown".into());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    let mut h = String::new();
+    let _ = writeln!(h, "# tidemark benchmark report\n");
+    let _ = writeln!(h, "- Date: {}", chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC"));
+    let _ = writeln!(h, "- Machine: {nproc} CPUs (`nproc`), {cpu}; {rustc}");
+    let _ = writeln!(h, "- Load average at the start: {}", loadavg());
+    let _ = writeln!(h, "- Command: `make bench` (release build; this text is also written to bench-report.md)");
+    let _ = writeln!(h, "- tidemark binary: `{}`", cfg.exe_dir.join("tidemark").display());
+    let _ = writeln!(
+        h,
+        "\n**Ratios are the figures to quote.** This machine is shared and noisy, so absolute seconds and rates are printed for context only; \
+         both sides of each ratio ran on the same servers in the same run, interleaved."
+    );
+    h
+}
+
+/// The first line of a command's stdout, if it runs.
+fn command_line(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).stderr(Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").trim().to_string())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// One `tidemark protect` run and what it reported.
+struct ProtectRun {
+    secs: f64,
+    own_secs: f64,
+    objects: u64,
+    packs: u64,
+    tasks: u64,
+    vault_requests: u64,
+    source_requests: u64,
+}
+
+/// Starts SeaweedFS and moto, runs the interleaved protect and s5cmd runs, and always stops the
+/// servers afterwards, whatever happened in between.
+async fn protect_section(cfg: &Config, failures: &mut Vec<String>) -> Result<String> {
+    eprintln!("bench: starting SeaweedFS (S3) and moto (SQS, DynamoDB) on free loopback ports");
+    let servers = (|| -> Result<_> {
+        let weed = start_seaweedfs().context("starting SeaweedFS")?;
+        let moto = start_moto().context("starting moto")?;
+        Ok((weed, moto))
+    })();
+    let result = match &servers {
+        Ok((weed, moto)) => protect_runs(cfg, &weed.endpoint, &moto.endpoint, failures).await,
+        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+    };
+    stop_watched_servers();
+    drop(servers);
+    result
+}
+
+async fn protect_runs(cfg: &Config, weed: &str, moto: &str, failures: &mut Vec<String>) -> Result<String> {
+    let s3c = s3(weed).await;
+    let src = "bench-source";
+    let in_flight = WORKERS * CONCURRENCY;
+
+    eprintln!("bench: writing {} local files of {OBJECT_BYTES} bytes", cfg.objects);
+    let dir = tempfile::Builder::new().prefix("tidemark-bench-src").tempdir()?;
+    write_source_files(dir.path(), cfg.objects)?;
+    s3c.create_bucket().bucket(src).send().await.context("creating the source bucket")?;
+    eprintln!("bench: uploading them into s3://{src} with s5cmd");
+    let upload_secs = s5cmd(weed, 32, &["cp", "*", &format!("s3://{src}/")], Some(dir.path()))?;
+    drop(dir);
+    let listed = count_objects(&s3c, src).await?;
+    if listed != cfg.objects {
+        bail!("the source bucket holds {listed} objects after the upload, expected {}", cfg.objects);
+    }
+
+    let mut tm: Vec<ProtectRun> = Vec::new();
+    let mut s5: Vec<f64> = Vec::new();
+    let mut orders = Vec::new();
+    for i in 1..=cfg.runs {
+        // Alternating which side goes first spreads slow phases of the shared machine (and the
+        // server's growing state) over both sides.
+        let tidemark_first = i % 2 == 1;
+        orders.push(if tidemark_first { "tidemark, then s5cmd" } else { "s5cmd, then tidemark" });
+        for side in if tidemark_first { [0, 1] } else { [1, 0] } {
+            if side == 0 {
+                eprintln!("bench: run {i}/{}: tidemark protect", cfg.runs);
+                tm.push(protect_once(cfg, weed, moto, src, i, failures).await?);
+            } else {
+                eprintln!("bench: run {i}/{}: s5cmd cp", cfg.runs);
+                s5.push(s5cmd_once(cfg, &s3c, weed, src, i, in_flight, failures).await?);
+            }
+        }
+    }
+
+    let n = cfg.objects as f64;
+    let tm_rates: Vec<f64> = tm.iter().map(|r| n / r.secs).collect();
+    let s5_rates: Vec<f64> = s5.iter().map(|s| n / s).collect();
+    let ratios: Vec<f64> = tm_rates.iter().zip(&s5_rates).map(|(a, b)| a / b).collect();
+    let per_1000 = |v: u64, objects: u64| 1000.0 * v as f64 / objects.max(1) as f64;
+    let vault_per_1000: Vec<f64> = tm.iter().map(|r| per_1000(r.vault_requests, r.objects)).collect();
+    let source_per_1000: Vec<f64> = tm.iter().map(|r| per_1000(r.source_requests, r.objects)).collect();
+
+    let mut s = String::new();
+    let _ = writeln!(s, "## 1. Protect throughput against s5cmd (SeaweedFS)\n");
+    let _ = writeln!(
+        s,
+        "{} objects of {OBJECT_BYTES} bytes over {PREFIXES} prefixes, on one SeaweedFS server (S3) with moto for the control plane (SQS, DynamoDB); \
+         {} interleaved runs per side, each into a fresh vault or destination bucket.\n",
+        cfg.objects, cfg.runs
+    );
+    let _ = writeln!(s, "| | tidemark ÷ s5cmd (objects/s) | tidemark objects/s | s5cmd objects/s |");
+    let _ = writeln!(s, "|---|---:|---:|---:|");
+    let _ = writeln!(s, "| **median** | **{:.2}** | {:.0} | {:.0} |", median(&ratios), median(&tm_rates), median(&s5_rates));
+    let _ = writeln!(
+        s,
+        "\nRequests tidemark sent to the vault per 1,000 objects: **{:.1}** (median; {} packs and {} tasks per run). \
+         Requests to the source per 1,000 objects: {:.1}.\n",
+        median(&vault_per_1000),
+        tm.first().map(|r| r.packs).unwrap_or(0),
+        tm.first().map(|r| r.tasks).unwrap_or(0),
+        median(&source_per_1000)
+    );
+    let _ = writeln!(s, "| run | order | tidemark s (its own `seconds`) | tidemark objects/s | s5cmd s | s5cmd objects/s | ratio | vault requests / 1,000 |");
+    let _ = writeln!(s, "|---:|---|---:|---:|---:|---:|---:|---:|");
+    for (i, ((r, s5s), order)) in tm.iter().zip(&s5).zip(&orders).enumerate() {
+        let _ = writeln!(
+            s,
+            "| {} | {order} | {:.2} ({:.2}) | {:.0} | {:.2} | {:.0} | {:.2} | {:.1} |",
+            i + 1,
+            r.secs,
+            r.own_secs,
+            tm_rates[i],
+            s5s,
+            s5_rates[i],
+            ratios[i],
+            vault_per_1000[i]
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n- tidemark: `tidemark protect --source s3://{src} --vault s3://bench-vault-N --workers {WORKERS} --wait --no-events --json` \
+         with `TIDEMARK_CONCURRENCY={CONCURRENCY}` ({in_flight} requests in flight) and `TIDEMARK_TARGET_OBJECTS={}` (so every worker gets a partition), \
+         after `tidemark init --local --vault s3://bench-vault-N` (untimed; Object Lock vault created on SeaweedFS through `AWS_ENDPOINT_URL_S3`). \
+         Its time is the whole process, start to exit: listing, planning, queueing, GETting every object, writing packs and index segments, \
+         the control-table bookkeeping on moto and sealing the recovery point. `--no-events` because SeaweedFS has no bucket notifications.",
+        (cfg.objects / WORKERS).max(1)
+    );
+    let _ = writeln!(
+        s,
+        "- s5cmd: `s5cmd --endpoint-url <seaweedfs> --numworkers {in_flight} cp 's3://{src}/*' s3://bench-copy-N/`, the whole process; \
+         it copies each object server-side, so the bytes never leave the server, while tidemark reads every object and writes it into the vault."
+    );
+    let _ = writeln!(
+        s,
+        "- Correctness, every run: protect reported {n} objects and 0 failed, `tidemark ls s3://{src} --as-of <its recovery_point> --json` listed {n} keys, \
+         and each s5cmd destination lists {n} objects{}.",
+        if failures.is_empty() { "" } else { " (unless listed under Correctness below)" },
+        n = cfg.objects
+    );
+    let _ = writeln!(s, "- Setup, for context: uploading the source with s5cmd (32 workers) took {upload_secs:.1} s.");
+    Ok(s)
+}
+
+/// Writes `n` incompressible files of OBJECT_BYTES bytes, spread over PREFIXES directories.
+fn write_source_files(dir: &Path, n: usize) -> Result<()> {
+    for i in 0..n {
+        let sub = dir.join(format!("p{:02}", i % PREFIXES));
+        if i < PREFIXES {
+            std::fs::create_dir_all(&sub)?;
+        }
+        let mut body = Vec::with_capacity(OBJECT_BYTES);
+        let mut block = 0u32;
+        while body.len() < OBJECT_BYTES {
+            body.extend_from_slice(&Sha256::digest(format!("{i}/{block}").as_bytes()));
+            block += 1;
+        }
+        body.truncate(OBJECT_BYTES);
+        std::fs::write(sub.join(format!("obj-{i:06}.bin")), body)?;
+    }
+    Ok(())
+}
+
+async fn protect_once(cfg: &Config, weed: &str, moto: &str, src: &str, i: usize, failures: &mut Vec<String>) -> Result<ProtectRun> {
+    let vault = format!("s3://bench-vault-{i}");
+    let source = format!("s3://{src}");
+    // A name per run gives each run its own queues and control table, as a fresh deployment has.
+    let env: Vec<(&str, String)> = vec![
+        ("AWS_ENDPOINT_URL_S3", weed.to_string()),
+        ("TIDEMARK_NAME", format!("bench-{i}")),
+        ("TIDEMARK_CONCURRENCY", CONCURRENCY.to_string()),
+        ("TIDEMARK_TARGET_OBJECTS", (cfg.objects / WORKERS).max(1).to_string()),
+    ];
+    tidemark_json(moto, &env, &["init", "--local", "--vault", &vault, "--json"]).context("tidemark init --local on SeaweedFS")?;
+    let t = Instant::now();
+    let p = tidemark_json(
+        moto,
+        &env,
+        &["protect", "--source", &source, "--vault", &vault, "--workers", &WORKERS.to_string(), "--wait", "--no-events", "--json"],
+    )?;
+    let secs = t.elapsed().as_secs_f64();
+    let num = |k: &str| p[k].as_u64().unwrap_or(0);
+    if p["objects"].as_u64() != Some(cfg.objects as u64) || p["failed"].as_u64() != Some(0) {
+        failures
+            .push(format!("run {i}: protect reported {} objects and {} failed, expected {} and 0", p["objects"], p["failed"], cfg.objects));
+    }
+    match p["recovery_point"].as_str() {
+        None => failures.push(format!("run {i}: protect sealed no recovery point: {p}")),
+        Some(point) => {
+            let ls = tidemark(moto, &env, &["ls", &source, "--vault", &vault, "--as-of", point, "--json"])?;
+            let keys = String::from_utf8_lossy(&ls.stdout).lines().filter(|l| !l.trim().is_empty()).count();
+            if !ls.status.success() {
+                failures.push(format!("run {i}: tidemark ls failed: {}", String::from_utf8_lossy(&ls.stderr).trim()));
+            } else if keys != cfg.objects {
+                failures.push(format!("run {i}: tidemark ls as of {point} listed {keys} keys, expected {}", cfg.objects));
+            }
+        }
+    }
+    Ok(ProtectRun {
+        secs,
+        own_secs: p["seconds"].as_f64().unwrap_or(f64::NAN),
+        objects: num("objects"),
+        packs: num("packs"),
+        tasks: num("tasks"),
+        vault_requests: num("vault_requests"),
+        source_requests: num("source_requests"),
+    })
+}
+
+async fn s5cmd_once(
+    cfg: &Config,
+    s3c: &aws_sdk_s3::Client,
+    weed: &str,
+    src: &str,
+    i: usize,
+    workers: usize,
+    failures: &mut Vec<String>,
+) -> Result<f64> {
+    let dst = format!("bench-copy-{i}");
+    s3c.create_bucket().bucket(&dst).send().await.with_context(|| format!("creating {dst}"))?;
+    let secs = s5cmd(weed, workers, &["cp", &format!("s3://{src}/*"), &format!("s3://{dst}/")], None)?;
+    let copied = count_objects(s3c, &dst).await?;
+    if copied != cfg.objects {
+        failures.push(format!("run {i}: the s5cmd destination s3://{dst} holds {copied} objects, expected {}", cfg.objects));
+    }
+    Ok(secs)
+}
+
+/// Runs s5cmd against SeaweedFS and returns its wall-clock seconds.
+fn s5cmd(endpoint: &str, workers: usize, args: &[&str], cwd: Option<&Path>) -> Result<f64> {
+    let mut cmd = Command::new(venv_bin("s5cmd")?);
+    cmd.arg("--endpoint-url").arg(endpoint).arg("--numworkers").arg(workers.to_string()).args(args);
+    // s5cmd has no anonymous mode: SeaweedFS without identities accepts any credentials.
+    cmd.env("AWS_ACCESS_KEY_ID", "test").env("AWS_SECRET_ACCESS_KEY", "test").env("AWS_REGION", "us-east-1");
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    // One line per object on stdout would only cost time; errors arrive on stderr.
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let t = Instant::now();
+    let out = cmd.output().context("running s5cmd")?;
+    let secs = t.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!("s5cmd {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(secs)
+}
+
+async fn count_objects(s3c: &aws_sdk_s3::Client, bucket: &str) -> Result<usize> {
+    let mut n = 0;
+    let mut pages = s3c.list_objects_v2().bucket(bucket).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        n += page.with_context(|| format!("listing {bucket}"))?.contents().len();
+    }
+    Ok(n)
+}
+
+/// Stops the servers this process started through the harness, then waits for them to exit.
+///
+/// The harness runs each server under a watchdog shell and its `Drop` kills that shell with
+/// SIGKILL, which leaves the server itself running, re-parented to init. SIGTERM lets the
+/// watchdog's trap stop its server, so this sends SIGTERM to the watchdogs (children of this
+/// process, found by parent pid) and then to the servers (their children), by pid.
+fn stop_watched_servers() {
+    let me = std::process::id();
+    let procs = processes();
+    let watchdogs: Vec<u32> = procs.iter().filter(|(_, ppid, comm)| *ppid == me && comm == "sh").map(|(pid, _, _)| *pid).collect();
+    let servers: Vec<u32> = procs.iter().filter(|(_, ppid, _)| watchdogs.contains(ppid)).map(|(pid, _, _)| *pid).collect();
+    for pid in watchdogs.iter().chain(&servers) {
+        let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).stderr(Stdio::null()).status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline && servers.iter().any(|p| alive(*p)) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for pid in servers.iter().filter(|p| alive(**p)) {
+        eprintln!("bench: server {pid} ignored SIGTERM; killing it");
+        let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).stderr(Stdio::null()).status();
+    }
+}
+
+/// Whether a process exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| !matches!(stat_fields(&s), Some((_, 'Z', _)))).unwrap_or(false)
+}
+
+/// (pid, parent pid, command name) of every process.
+fn processes() -> Vec<(u32, u32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (comm, _, ppid) = stat_fields(&stat)?;
+            Some((pid, ppid, comm))
+        })
+        .collect()
+}
+
+/// (command name, state, parent pid) from a /proc/PID/stat line; the name may hold spaces and
+/// parentheses, so the fields after it are found from the last ')'.
+fn stat_fields(stat: &str) -> Option<(String, char, u32)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_string();
+    let mut rest = stat.get(close + 1..)?.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some((comm, state, ppid))
+}
+
+/// Runs the inventory benchmark binary at 1 million rows and at the configured size.
+fn inventory_section(cfg: &Config, failures: &mut Vec<String>) -> Result<String> {
+    let bin = cfg.exe_dir.join("inventory_bench");
+    if !bin.exists() {
+        bail!("{} is missing; build it with `cargo build --release -p tidemark-testkit --bins`", bin.display());
+    }
+    // Generating a 10-million-row report takes minutes, so reports are kept here and reused.
+    let dir = std::env::temp_dir().join("tidemark-bench-inventory");
+    std::fs::create_dir_all(&dir)?;
+    let mut sizes = vec![cfg.inventory_rows.min(1_000_000), cfg.inventory_rows];
+    sizes.dedup();
+    let mut results: Vec<Value> = Vec::new();
+    for &rows in &sizes {
+        eprintln!("bench: inventory reader and planner at {rows} rows (report kept in {})", dir.display());
+        let out = Command::new(&bin)
+            .arg(rows.to_string())
+            .arg("--dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("running {}", bin.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            bail!("inventory_bench {rows} failed: {}", text.trim());
+        }
+        let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let v: Value = serde_json::from_str(line).with_context(|| format!("parsing inventory_bench output: {line}"))?;
+        if v["rows"].as_u64() != Some(rows) {
+            failures.push(format!("inventory_bench {rows}: the reader read {} rows", v["rows"]));
+        }
+        results.push(v);
+    }
+
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let mib = |v: &Value, k: &str| f(v, k) / (1024.0 * 1024.0);
+    let mut s = String::new();
+    let _ = writeln!(s, "## 2. S3 Inventory reader and planner\n");
+    let _ = writeln!(
+        s,
+        "Generated CSV.gz reports (shuffled key order, one data file per million rows), read from local files through `file://` manifests by \
+         `{} N --dir {}`. The reader and the planner each run in their own child process so that each peak RSS is theirs alone.\n",
+        bin.display(),
+        dir.display()
+    );
+    let _ = writeln!(s, "| rows | files | compressed MiB | reader ÷ zcat (rows/s) | reader rows/s | zcat rows/s | reader peak RSS MiB | planner rows/s | partitions | planner balance (largest ÷ mean, objects) | balance by bytes | planner peak RSS MiB |");
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for v in &results {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.0} | **{:.2}** | {:.0} | {:.0} | {:.1} | {:.0} | {} | **{:.3}** | {:.3} | {:.1} |",
+            v["rows"],
+            v["files"],
+            mib(v, "compressed_bytes"),
+            f(v, "reader_vs_zcat"),
+            f(v, "reader_rows_per_sec"),
+            f(v, "zcat_rows_per_sec"),
+            mib(v, "reader_peak_rss"),
+            f(v, "plan_rows_per_sec"),
+            v["plan_partitions"],
+            f(v, "plan_balance"),
+            f(v, "plan_bytes_balance"),
+            mib(v, "plan_peak_rss"),
+        );
+    }
+    if let [small, large] = results.as_slice() {
+        let _ = writeln!(
+            s,
+            "\nPeak RSS at {} rows ÷ at {} rows: reader **{:.2}**, planner **{:.2}** (the memory bound of issue 3: they must be within a small factor).",
+            large["rows"],
+            small["rows"],
+            f(large, "reader_peak_rss") / f(small, "reader_peak_rss"),
+            f(large, "plan_peak_rss") / f(small, "plan_peak_rss"),
+        );
+    } else {
+        let _ = writeln!(s, "\nOnly one size was run, so there is no RSS ratio.");
+    }
+    if let Some(last) = results.last() {
+        let r = f(last, "reader_vs_zcat");
+        let _ = writeln!(
+            s,
+            "\nAt {} rows the reader runs at {:.2} × zcat's speed: the issue's target (at least 0.5) is {}.",
+            last["rows"],
+            r,
+            if r >= 0.5 { "met" } else { "**not met**" }
+        );
+    }
+    if cfg.inventory_rows != 10_000_000 {
+        let _ = writeln!(s, "\nRun at {} rows instead of 10,000,000 (`TIDEMARK_BENCH_INVENTORY_ROWS`).", cfg.inventory_rows);
+    }
+    let generated: Vec<String> =
+        results.iter().filter_map(|v| v["generate_secs"].as_f64().map(|g| format!("{} rows in {g:.0} s", v["rows"]))).collect();
+    let _ = writeln!(
+        s,
+        "\nReports generated in this run: {}. zcat ran over the same files after a warm-up pass, so neither side paid for the disk.",
+        if generated.is_empty() { "none (reused)".to_string() } else { generated.join(", ") }
+    );
+    Ok(s)
+}
