@@ -37,7 +37,7 @@ test-rust:
 ## Benchmarks (not tests): report in bench-report.md.
 bench: venv
 	$(CARGO) build --release -p tidemark-cli -p tidemark-e2e -p tidemark-testkit --bins
-	$(CARGO_TARGET_DIR)/release/tidemark-bench | tee bench-report.md
+	set -o pipefail; $(CARGO_TARGET_DIR)/release/tidemark-bench | tee bench-report.md
 
 ## Delta-path load test: changes at 278/s for TIDEMARK_BENCH_DELTA_SECONDS (default 600) on moto;
 ## latency, RPO and exact restores in bench-delta-report.md with bench-delta-plot.svg.

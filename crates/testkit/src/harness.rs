@@ -39,6 +39,16 @@ pub struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // SIGTERM lets the watchdog's trap stop the server it started; SIGKILL would orphan it.
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -46,7 +56,7 @@ impl Drop for Server {
 
 /// Spawns `program args…` under a watchdog that kills it once process `parent` is gone.
 fn spawn_watched(program: &PathBuf, args: &[String], log: &std::path::Path) -> Result<Child> {
-    let script = r#"parent=$1; shift; "$@" & child=$!; trap 'kill $child 2>/dev/null; exit 0' TERM INT; while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done; kill "$child" 2>/dev/null; wait "$child" 2>/dev/null"#;
+    let script = r#"parent=$1; shift; "$@" & child=$!; trap 'kill -9 $child 2>/dev/null; wait $child 2>/dev/null; exit 0' TERM INT; while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done; kill -9 "$child" 2>/dev/null; wait "$child" 2>/dev/null"#;
     let logf = std::fs::File::create(log)?;
     let child = Command::new("sh")
         .arg("-c")
