@@ -347,14 +347,15 @@ fn tag_is_delete(k: &(String, String)) -> bool {
 struct PointRec {
     time: DateTime<Utc>,
     sealed_at: DateTime<Utc>,
-    segments: usize,
+    /// Segments the point lists (unknown for the point `protect` sealed).
+    segments: Option<usize>,
 }
 
 async fn seal_now(engine: &Engine, state: &Mutex<DeltaState>, allowance: chrono::Duration) -> Result<Option<PointRec>> {
     let Some(w) = state.lock().unwrap().watermark(allowance) else { return Ok(None) };
     let now = Utc::now();
     match point::seal(&engine.vault, engine.control.as_ref(), VAULT, SOURCE, &[String::new()], w.min(now), now).await? {
-        Sealed::New(p) => Ok(Some(PointRec { time: p.time, sealed_at: p.sealed_at, segments: p.segments.len() })),
+        Sealed::New(p) => Ok(Some(PointRec { time: p.time, sealed_at: p.sealed_at, segments: Some(p.segments.len()) })),
         _ => Ok(None),
     }
 }
@@ -544,18 +545,16 @@ async fn main() -> Result<()> {
     let points: Arc<Mutex<Vec<PointRec>>> = Arc::new(Mutex::new(Vec::new()));
     if let Some(t) = p["recovery_point"].as_str() {
         let t: DateTime<Utc> = t.parse()?;
-        points.lock().unwrap().push(PointRec { time: t, sealed_at: Utc::now(), segments: 0 });
+        points.lock().unwrap().push(PointRec { time: t, sealed_at: Utc::now(), segments: None });
     }
     let run_start = Utc::now();
     let stop_cp = Arc::new(AtomicBool::new(false));
     let rpo: Arc<Mutex<Vec<(f64, f64, u64)>>> = Arc::new(Mutex::new(Vec::new()));
     let compactions: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
     let checkpoint = {
-        let (engine, state, points, stop, rpo, compactions) =
-            (engine.clone(), state.clone(), points.clone(), stop_cp.clone(), rpo.clone(), compactions.clone());
+        let (engine, state, points, stop, rpo) = (engine.clone(), state.clone(), points.clone(), stop_cp.clone(), rpo.clone());
         tokio::spawn(async move {
             let mut last_cp = Instant::now();
-            let mut last_compact = Instant::now();
             let (mut ticks, mut depth) = (0u64, 0u64);
             while !stop.load(Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -567,6 +566,27 @@ async fn main() -> Result<()> {
                         Err(e) => eprintln!("checkpoint: {e}"),
                     }
                 }
+                let now = Utc::now();
+                let latest = points.lock().unwrap().last().map(|p| p.time);
+                // moto computes the depth by walking the queue, so it is sampled every fifth second.
+                ticks += 1;
+                if ticks % 5 == 1 {
+                    depth = engine.queue.depth(&engine.queues.delta).await.unwrap_or(depth);
+                }
+                if let Some(l) = latest {
+                    let x = (now - run_start).num_milliseconds() as f64 / 1000.0;
+                    rpo.lock().unwrap().push((x, (now - l).num_milliseconds() as f64 / 1000.0, depth));
+                }
+            }
+        })
+    };
+    // Compaction runs beside the checkpoint, not in its loop, so a slow merge never delays a seal.
+    let compactor = {
+        let (engine, stop, compactions) = (engine.clone(), stop_cp.clone(), compactions.clone());
+        tokio::spawn(async move {
+            let mut last_compact = Instant::now();
+            while !stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
                 if compact_s > 0 && last_compact.elapsed().as_secs() >= compact_s {
                     last_compact = Instant::now();
                     let t = Instant::now();
@@ -583,17 +603,6 @@ async fn main() -> Result<()> {
                         )),
                         Err(e) => eprintln!("compaction: {e}"),
                     }
-                }
-                let now = Utc::now();
-                let latest = points.lock().unwrap().last().map(|p| p.time);
-                // moto computes the depth by walking the queue, so it is sampled every fifth second.
-                ticks += 1;
-                if ticks % 5 == 1 {
-                    depth = engine.queue.depth(&engine.queues.delta).await.unwrap_or(depth);
-                }
-                if let Some(l) = latest {
-                    let x = (now - run_start).num_milliseconds() as f64 / 1000.0;
-                    rpo.lock().unwrap().push((x, (now - l).num_milliseconds() as f64 / 1000.0, depth));
                 }
             }
         })
@@ -641,6 +650,7 @@ async fn main() -> Result<()> {
     stop_cp.store(true, Ordering::SeqCst);
     stop_rx.store(true, Ordering::SeqCst);
     let _ = checkpoint.await;
+    let _ = compactor.await;
     let _ = progress.await;
     recv.await??;
 
@@ -861,7 +871,7 @@ async fn main() -> Result<()> {
             p.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             p.sealed_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             (p.sealed_at - p.time).num_milliseconds() as f64 / 1000.0,
-            p.segments
+            p.segments.map(|n| n.to_string()).unwrap_or_else(|| "(sealed by protect)".into())
         ));
     }
     md.push_str(&format!("\nGenerator finished at {}.\n", gen_end.to_rfc3339()));
