@@ -53,9 +53,14 @@ impl Context {
         let work = admin::queue_url(&self.clients, &self.names.work_queue).await?;
         let delta = admin::queue_url(&self.clients, &self.names.delta_queue).await?;
         let s3: Arc<S3Store> = Arc::new(S3Store::new(self.clients.s3.clone()));
+        // Under the scheduler, source reads use the client that surfaces `503 SlowDown` so that
+        // every throttle is counted; without it, the SDK retries them as it always did.
+        let source = match config.scheduler {
+            Some(_) => Arc::new(S3Store::new(self.clients.s3_source.clone())),
+            None => s3.clone(),
+        };
         Ok(Engine {
-            // Source reads use the client that surfaces `503 SlowDown` to the scheduler.
-            source: Arc::new(S3Store::new(self.clients.s3_source.clone())),
+            source,
             vault: s3,
             control: Arc::new(DynamoControlStore::new(self.clients.dynamodb.clone(), &self.names.table)),
             queue: Arc::new(SqsQueue::new(self.clients.sqs.clone())),

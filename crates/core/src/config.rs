@@ -76,7 +76,9 @@ impl EngineConfig {
 
     /// The scheduler configuration for an operator's ceiling (requests per second per prefix,
     /// application and backup together) and the backup's share of it; the other controller
-    /// settings keep their defaults, except that the starting rate is capped by the ceiling.
+    /// settings keep their defaults, except that the starting rate is capped by the ceiling and
+    /// a deferral lasts at most one claim lease: a claim that is not renewed lapses within a
+    /// lease, so after that long the prefix's room has changed and is worth asking about again.
     pub fn scheduler_for(ceiling_rps: f64, backup_share: f64) -> crate::scheduler::ControllerConfig {
         let defaults = crate::scheduler::ControllerConfig::default();
         let cap = ceiling_rps * backup_share;
@@ -85,14 +87,17 @@ impl EngineConfig {
             backup_share,
             initial_rps: defaults.initial_rps.min(cap),
             min_rps: defaults.min_rps.min(cap),
+            max_defer_ms: defaults.max_defer_ms.min(defaults.lease_ms),
             ..defaults
         }
     }
 
     /// The rate one worker asks for on a prefix: what its concurrency can drive, assuming about
-    /// 10 ms per small-object request, but never more than the backup may send to one prefix.
+    /// 10 ms per small-object request, but at most a quarter of what the backup may send to one
+    /// prefix, so that a hot prefix is always shared by several workers and one slow worker never
+    /// holds all of it.
     pub fn want_rps(&self) -> f64 {
         let cap = self.scheduler.as_ref().map_or(f64::INFINITY, |s| s.cap_rps());
-        (self.concurrency.max(1) as f64 * 100.0).min(cap)
+        (self.concurrency.max(1) as f64 * 100.0).min(cap / 4.0)
     }
 }

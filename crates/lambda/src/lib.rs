@@ -90,8 +90,11 @@ impl LambdaConfig {
         let clients = AwsClients::load(&ClientOptions::default()).await;
         let s3 = Arc::new(S3Store::new(clients.s3.clone()));
         Engine {
-            // Source reads surface `503 SlowDown` to the scheduler instead of retrying it.
-            source: Arc::new(S3Store::new(clients.s3_source.clone())),
+            // Under the scheduler, source reads surface `503 SlowDown` to it instead of retrying.
+            source: match self.engine.scheduler {
+                Some(_) => Arc::new(S3Store::new(clients.s3_source.clone())),
+                None => s3.clone(),
+            },
             vault: s3,
             control: Arc::new(DynamoControlStore::new(clients.dynamodb.clone(), &self.control_table)),
             queue: Arc::new(SqsQueue::new(clients.sqs.clone())),
