@@ -133,7 +133,9 @@ async fn generate(s3: aws_sdk_s3::Client, keys: Arc<Mutex<Keys>>, rate: f64, sec
     let errors = Arc::new(AtomicU64::new(0));
     loop {
         let due = start + Duration::from_secs_f64(i as f64 / rate);
-        if due.duration_since(start).as_secs() >= seconds {
+        // Under overload the schedule falls behind; the run still ends on time, and the report
+        // shows the rate that was achieved rather than the one asked for.
+        if due.duration_since(start).as_secs() >= seconds || start.elapsed().as_secs() >= seconds {
             break;
         }
         tokio::time::sleep_until(due.into()).await;
