@@ -128,7 +128,15 @@ impl<'a> Pressure<'a> {
             state.record(&config, now, observation);
             let admission = state.admit(&config, &worker, want, now);
             state.prune(&config, now);
-            admission
+            match admission {
+                // The rate itself has room; other workers' claims fill it. Those are released
+                // when their tasks end or yield, which the curve cannot predict, so look again
+                // after the shortest deferral rather than when the curve would get there.
+                Admission::Defer(d) if state.allowed_rps(&config, now) >= config.min_slice * want => {
+                    Admission::Defer(d.min(Duration::from_millis(config.min_defer_ms)))
+                }
+                other => other,
+            }
         })
         .await
     }
