@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 
 pub use self::csv::decode_key;
 pub use self::manifest::{Columns, DataFile, FileFormat, Manifest};
-pub use self::plan::{plan, plan_from_manifest, InventoryPlan, PlanOptions};
 pub use self::object_source::{parse_s3_url, ObjectStoreSource};
+pub use self::plan::{plan, plan_from_manifest, InventoryPlan, PlanOptions};
 pub use self::source::{InventorySource, LocalDirSource};
 
 use self::csv::CsvRecords;
