@@ -49,11 +49,18 @@ pub(crate) fn truncate(s: &str) -> String {
 }
 
 /// The top-level prefix the task's next batch reads from: that of its cursor, or of its
-/// partition's start, or of the run's prefix when the partition starts at the beginning.
-fn batch_prefix(task: &crate::control::TaskRecord) -> String {
+/// partition's start, or of the run's prefix. A task that starts at the beginning of the bucket
+/// does not know its first key, so it asks for it (one single-key listing), rather than be
+/// admitted on the bucket's root when its keys live under some prefix.
+async fn batch_prefix(engine: &Engine, task: &crate::control::TaskRecord) -> Result<String> {
     let at = task.cursor.as_deref().filter(|c| !c.is_empty()).unwrap_or(&task.partition.start);
     let at = if at.is_empty() { task.prefix.as_str() } else { at };
-    top_prefix(at).to_string()
+    if !top_prefix(at).is_empty() || at.contains('/') {
+        return Ok(top_prefix(at).to_string());
+    }
+    let req = ListRequest { prefix: &task.prefix, start_after: (!at.is_empty()).then_some(at), max_keys: Some(1), ..Default::default() };
+    let page = engine.source.list(&task.source_bucket, req).await?;
+    Ok(page.objects.first().map_or_else(String::new, |o| top_prefix(&o.key).to_string()))
 }
 
 /// Processes one task to completion (or until its lease is lost, or its prefix has no room).
@@ -79,10 +86,13 @@ pub async fn process_task(engine: &Engine, msg: &TaskMessage, owner: &str) -> Re
     let pacer = Pacer::new(f64::INFINITY);
     // What the source answered since the last report, and the prefix it was about.
     let mut seen = Observation::default();
-    let mut seen_prefix = batch_prefix(&lease.task);
+    let mut seen_prefix = match pressure {
+        Some(_) => batch_prefix(engine, &lease.task).await?,
+        None => String::new(),
+    };
     loop {
         if let Some(p) = pressure.as_mut() {
-            let prefix = batch_prefix(&lease.task);
+            let prefix = batch_prefix(engine, &lease.task).await?;
             if prefix != seen_prefix {
                 // The task crossed into another top-level prefix: settle the old one first.
                 p.release(&seen_prefix, millis(engine.clock.now()), std::mem::take(&mut seen)).await?;
