@@ -13,18 +13,16 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use bytes::Bytes;
 use chrono::Utc;
 use tidemark_core::config::EngineConfig;
-use tidemark_core::domain::ObjectInfo;
 use tidemark_core::engine::{Engine, QueueUrls};
-use tidemark_core::ports::{Fetch, ListPage, ListRequest, ObjectRef, ObjectStore, PutOptions, Queue, SystemClock, Written};
+use tidemark_core::ports::{Fetch, ListRequest, ObjectStore, PutOptions, Queue, SystemClock};
 use tidemark_core::restore::{RestoreMode, RestoreRequest};
 use tidemark_core::Result;
 use tidemark_lambda::{checkpoint_handler, delta_handler, restore_handler, seeder_handler, worker_handler, CheckpointRequest, SeedRequest};
-use tidemark_testkit::fakes::{MemControlStore, MemObjectStore, MemQueue};
+use tidemark_testkit::fakes::{GetHook, HookedStore, MemControlStore, MemObjectStore, MemQueue};
 
-/// An S3 that deletes or overwrites chosen keys just before they are read: the races between a
-/// worker's listing and its copy.
-struct RacingStore {
-    inner: Arc<MemObjectStore>,
+/// Before a read, deletes or overwrites chosen keys (the races between a worker's listing and
+/// its copy), fails every read after a number of them (a crash), or refuses some keys for good.
+struct Racing {
     delete_before_get: Mutex<Vec<String>>,
     overwrite_before_get: Mutex<Vec<String>>,
     /// After this many more reads every read fails, as if the process had died.
@@ -34,20 +32,8 @@ struct RacingStore {
 }
 
 #[async_trait]
-impl ObjectStore for RacingStore {
-    async fn bucket_exists(&self, b: &str) -> Result<bool> {
-        self.inner.bucket_exists(b).await
-    }
-    async fn create_bucket(&self, b: &str) -> Result<()> {
-        self.inner.create_bucket(b).await
-    }
-    async fn list(&self, b: &str, r: ListRequest<'_>) -> Result<ListPage> {
-        self.inner.list(b, r).await
-    }
-    async fn head(&self, b: &str, k: &str, v: Option<&str>) -> Result<Option<ObjectInfo>> {
-        self.inner.head(b, k, v).await
-    }
-    async fn get(&self, b: &str, k: &str, v: Option<&str>, m: Option<&str>) -> Result<Fetch<(ObjectInfo, Bytes)>> {
+impl GetHook for Racing {
+    async fn before_get(&self, inner: &MemObjectStore, b: &str, k: &str) -> Result<()> {
         if self.denied.lock().unwrap().iter().any(|d| d == k) {
             return Err(tidemark_core::Error::port("GetObject", "AccessDenied: Access Denied", false));
         }
@@ -59,55 +45,19 @@ impl ObjectStore for RacingStore {
         }
         let del = std::mem::take(&mut *self.delete_before_get.lock().unwrap());
         for key in del.iter().filter(|d| d.as_str() == k) {
-            self.inner.delete(b, key).await?;
+            inner.delete(b, key).await?;
         }
         self.delete_before_get.lock().unwrap().extend(del.into_iter().filter(|d| d != k));
         let ow = std::mem::take(&mut *self.overwrite_before_get.lock().unwrap());
         for key in ow.iter().filter(|d| d.as_str() == k) {
-            self.inner.put(b, key, Bytes::from_static(b"newer version"), &PutOptions::default()).await?;
+            inner.put(b, key, Bytes::from_static(b"newer version"), &PutOptions::default()).await?;
         }
         self.overwrite_before_get.lock().unwrap().extend(ow.into_iter().filter(|d| d != k));
-        self.inner.get(b, k, v, m).await
-    }
-    async fn get_range(&self, b: &str, k: &str, v: Option<&str>, o: u64, l: u64) -> Result<Bytes> {
-        self.inner.get_range(b, k, v, o, l).await
-    }
-    async fn put(&self, b: &str, k: &str, body: Bytes, o: &PutOptions) -> Result<Written> {
-        self.inner.put(b, k, body, o).await
-    }
-    async fn copy(&self, s: &ObjectRef, m: Option<&str>, b: &str, k: &str) -> Result<Fetch<Written>> {
-        self.inner.copy(s, m, b, k).await
-    }
-    async fn create_multipart(&self, b: &str, k: &str, o: &PutOptions) -> Result<String> {
-        self.inner.create_multipart(b, k, o).await
-    }
-    async fn upload_part(&self, b: &str, k: &str, u: &str, n: i32, body: Bytes) -> Result<String> {
-        self.inner.upload_part(b, k, u, n, body).await
-    }
-    #[allow(clippy::too_many_arguments)]
-    async fn upload_part_copy(
-        &self,
-        b: &str,
-        k: &str,
-        u: &str,
-        n: i32,
-        s: &ObjectRef,
-        m: Option<&str>,
-        f: u64,
-        l: u64,
-    ) -> Result<Fetch<String>> {
-        self.inner.upload_part_copy(b, k, u, n, s, m, f, l).await
-    }
-    async fn complete_multipart(&self, b: &str, k: &str, u: &str, p: &[(i32, String)]) -> Result<Written> {
-        self.inner.complete_multipart(b, k, u, p).await
-    }
-    async fn abort_multipart(&self, b: &str, k: &str, u: &str) -> Result<()> {
-        self.inner.abort_multipart(b, k, u).await
-    }
-    async fn delete(&self, b: &str, k: &str) -> Result<()> {
-        self.inner.delete(b, k).await
+        Ok(())
     }
 }
+
+type RacingStore = HookedStore<Racing>;
 
 struct World {
     engine: Engine,
@@ -120,12 +70,14 @@ fn world() -> World {
     let s3 = Arc::new(MemObjectStore::new());
     s3.create("src", false);
     s3.create("vault", true);
-    let racing = Arc::new(RacingStore {
+    let racing = Arc::new(HookedStore {
         inner: s3.clone(),
-        delete_before_get: Mutex::new(vec![]),
-        overwrite_before_get: Mutex::new(vec![]),
-        reads_left: Mutex::new(None),
-        denied: Mutex::new(vec![]),
+        hook: Racing {
+            delete_before_get: Mutex::new(vec![]),
+            overwrite_before_get: Mutex::new(vec![]),
+            reads_left: Mutex::new(None),
+            denied: Mutex::new(vec![]),
+        },
     });
     let queue = Arc::new(MemQueue::new());
     queue.set_redrive("work", "work-dlq", 3);
@@ -222,8 +174,8 @@ async fn seed_capture_delta_and_restore_with_real_payloads() {
     put(&w.s3, "big/single", &vec![1u8; 3000]).await;
     put(&w.s3, "big/multipart", &vec![2u8; 7 * 1024 * 1024]).await;
     // Races between listing and copy.
-    w.racing.delete_before_get.lock().unwrap().push("p1/obj 1+%=é".into());
-    w.racing.overwrite_before_get.lock().unwrap().push("p2/obj 2+%=é".into());
+    w.racing.hook.delete_before_get.lock().unwrap().push("p1/obj 1+%=é".into());
+    w.racing.hook.overwrite_before_get.lock().unwrap().push("p2/obj 2+%=é".into());
 
     let seeded = seeder_handler(
         &w.engine,
@@ -318,12 +270,12 @@ async fn a_killed_worker_resumes_without_duplicate_records() {
     let mut dying = w.engine.clone();
     dying.config.lease_seconds = 0;
     dying.config.concurrency = 1;
-    *w.racing.reads_left.lock().unwrap() = Some(20);
+    *w.racing.hook.reads_left.lock().unwrap() = Some(20);
     let err = tidemark_core::worker::process_task(&dying, &task, "dying").await.unwrap_err();
     assert!(err.is_transient(), "{err}");
     let (_, t) = control.get_task(&task.run_id, &task.task_id).await.unwrap().unwrap();
     assert_eq!((t.batch, t.cursor.as_deref(), t.done), (2, Some("k013"), false), "two batches checkpointed");
-    *w.racing.reads_left.lock().unwrap() = None;
+    *w.racing.hook.reads_left.lock().unwrap() = None;
     // A second worker takes over once the lease has expired and resumes from the cursor.
     let r = tidemark_core::worker::process_task(&w.engine, &task, "alive").await.unwrap();
     assert!(matches!(r, tidemark_core::worker::TaskOutcome::Finished(_)));
@@ -341,7 +293,7 @@ async fn an_unreadable_object_is_counted_as_failed_and_the_rest_is_captured() {
     for i in 0..12 {
         put(&w.s3, &format!("k{i:02}"), b"data").await;
     }
-    w.racing.denied.lock().unwrap().push("k05".into());
+    w.racing.hook.denied.lock().unwrap().push("k05".into());
     let seeded = seeder_handler(
         &w.engine,
         SeedRequest { source_bucket: "src".into(), prefix: String::new(), target_objects: Some(1000), inventory_manifest: None },

@@ -518,3 +518,74 @@ impl Clock for ManualClock {
         *self.0.lock().unwrap()
     }
 }
+
+/// Something that runs before every GET of a [`HookedStore`]: it may change the store first (a
+/// race between listing and reading) or fail the read (throttling, access denied, a crash).
+#[async_trait]
+pub trait GetHook: Send + Sync {
+    async fn before_get(&self, inner: &MemObjectStore, bucket: &str, key: &str) -> Result<()>;
+}
+
+/// An in-memory S3 whose reads pass through a [`GetHook`]; every other call goes straight through.
+pub struct HookedStore<H> {
+    pub inner: std::sync::Arc<MemObjectStore>,
+    pub hook: H,
+}
+
+#[async_trait]
+impl<H: GetHook> ObjectStore for HookedStore<H> {
+    async fn bucket_exists(&self, b: &str) -> Result<bool> {
+        self.inner.bucket_exists(b).await
+    }
+    async fn create_bucket(&self, b: &str) -> Result<()> {
+        self.inner.create_bucket(b).await
+    }
+    async fn list(&self, b: &str, r: ListRequest<'_>) -> Result<ListPage> {
+        self.inner.list(b, r).await
+    }
+    async fn head(&self, b: &str, k: &str, v: Option<&str>) -> Result<Option<ObjectInfo>> {
+        self.inner.head(b, k, v).await
+    }
+    async fn get(&self, b: &str, k: &str, v: Option<&str>, m: Option<&str>) -> Result<Fetch<(ObjectInfo, Bytes)>> {
+        self.hook.before_get(&self.inner, b, k).await?;
+        self.inner.get(b, k, v, m).await
+    }
+    async fn get_range(&self, b: &str, k: &str, v: Option<&str>, o: u64, l: u64) -> Result<Bytes> {
+        self.inner.get_range(b, k, v, o, l).await
+    }
+    async fn put(&self, b: &str, k: &str, body: Bytes, o: &PutOptions) -> Result<Written> {
+        self.inner.put(b, k, body, o).await
+    }
+    async fn copy(&self, s: &ObjectRef, m: Option<&str>, b: &str, k: &str) -> Result<Fetch<Written>> {
+        self.inner.copy(s, m, b, k).await
+    }
+    async fn create_multipart(&self, b: &str, k: &str, o: &PutOptions) -> Result<String> {
+        self.inner.create_multipart(b, k, o).await
+    }
+    async fn upload_part(&self, b: &str, k: &str, u: &str, n: i32, body: Bytes) -> Result<String> {
+        self.inner.upload_part(b, k, u, n, body).await
+    }
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_part_copy(
+        &self,
+        b: &str,
+        k: &str,
+        u: &str,
+        n: i32,
+        s: &ObjectRef,
+        m: Option<&str>,
+        f: u64,
+        l: u64,
+    ) -> Result<Fetch<String>> {
+        self.inner.upload_part_copy(b, k, u, n, s, m, f, l).await
+    }
+    async fn complete_multipart(&self, b: &str, k: &str, u: &str, p: &[(i32, String)]) -> Result<Written> {
+        self.inner.complete_multipart(b, k, u, p).await
+    }
+    async fn abort_multipart(&self, b: &str, k: &str, u: &str) -> Result<()> {
+        self.inner.abort_multipart(b, k, u).await
+    }
+    async fn delete(&self, b: &str, k: &str) -> Result<()> {
+        self.inner.delete(b, k).await
+    }
+}

@@ -10,81 +10,30 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use tidemark_core::config::EngineConfig;
-use tidemark_core::domain::ObjectInfo;
 use tidemark_core::engine::{Engine, QueueUrls};
 use tidemark_core::partition::PlanTargets;
-use tidemark_core::ports::{Fetch, ListPage, ListRequest, ObjectRef, ObjectStore, PutOptions, SystemClock, Written};
+use tidemark_core::ports::{ObjectStore, PutOptions, SystemClock};
 use tidemark_core::pressure::{load, millis, Pressure};
 use tidemark_core::scheduler::{Admission, Observation};
 use tidemark_core::seed::{seed, PlanSource};
 use tidemark_core::worker::{process_task, TaskMessage, TaskOutcome};
 use tidemark_core::{Error, Result};
-use tidemark_testkit::fakes::{MemControlStore, MemObjectStore, MemQueue};
+use tidemark_testkit::fakes::{GetHook, HookedStore, MemControlStore, MemObjectStore, MemQueue};
 
-/// A source whose object reads are refused with `503 SlowDown` while `throttle_gets` lasts.
+/// Refuses object reads with `503 SlowDown` while `throttle_gets` lasts.
 struct Throttling {
-    inner: Arc<MemObjectStore>,
     throttle_gets: AtomicU64,
 }
 
 #[async_trait]
-impl ObjectStore for Throttling {
-    async fn bucket_exists(&self, b: &str) -> Result<bool> {
-        self.inner.bucket_exists(b).await
-    }
-    async fn create_bucket(&self, b: &str) -> Result<()> {
-        self.inner.create_bucket(b).await
-    }
-    async fn list(&self, b: &str, r: ListRequest<'_>) -> Result<ListPage> {
-        self.inner.list(b, r).await
-    }
-    async fn head(&self, b: &str, k: &str, v: Option<&str>) -> Result<Option<ObjectInfo>> {
-        self.inner.head(b, k, v).await
-    }
-    async fn get(&self, b: &str, k: &str, v: Option<&str>, m: Option<&str>) -> Result<Fetch<(ObjectInfo, Bytes)>> {
+impl GetHook for Throttling {
+    async fn before_get(&self, _inner: &MemObjectStore, _b: &str, _k: &str) -> Result<()> {
         let left = self.throttle_gets.load(Ordering::SeqCst);
         if left > 0 {
             self.throttle_gets.store(left - 1, Ordering::SeqCst);
             return Err(Error::Throttled { operation: "GetObject".into(), prefix: "hot".into() });
         }
-        self.inner.get(b, k, v, m).await
-    }
-    async fn get_range(&self, b: &str, k: &str, v: Option<&str>, o: u64, l: u64) -> Result<Bytes> {
-        self.inner.get_range(b, k, v, o, l).await
-    }
-    async fn put(&self, b: &str, k: &str, body: Bytes, o: &PutOptions) -> Result<Written> {
-        self.inner.put(b, k, body, o).await
-    }
-    async fn copy(&self, s: &ObjectRef, m: Option<&str>, b: &str, k: &str) -> Result<Fetch<Written>> {
-        self.inner.copy(s, m, b, k).await
-    }
-    async fn create_multipart(&self, b: &str, k: &str, o: &PutOptions) -> Result<String> {
-        self.inner.create_multipart(b, k, o).await
-    }
-    async fn upload_part(&self, b: &str, k: &str, u: &str, n: i32, body: Bytes) -> Result<String> {
-        self.inner.upload_part(b, k, u, n, body).await
-    }
-    async fn upload_part_copy(
-        &self,
-        b: &str,
-        k: &str,
-        u: &str,
-        n: i32,
-        s: &ObjectRef,
-        m: Option<&str>,
-        f: u64,
-        l: u64,
-    ) -> Result<Fetch<String>> {
-        self.inner.upload_part_copy(b, k, u, n, s, m, f, l).await
-    }
-    async fn complete_multipart(&self, b: &str, k: &str, u: &str, p: &[(i32, String)]) -> Result<Written> {
-        self.inner.complete_multipart(b, k, u, p).await
-    }
-    async fn abort_multipart(&self, b: &str, k: &str, u: &str) -> Result<()> {
-        self.inner.abort_multipart(b, k, u).await
-    }
-    async fn delete(&self, b: &str, k: &str) -> Result<()> {
-        self.inner.delete(b, k).await
+        Ok(())
     }
 }
 
@@ -92,14 +41,14 @@ const OBJECTS: usize = 30;
 
 /// An engine on the fakes with the scheduler on, a source of `OBJECTS` objects under `hot/`, and
 /// one seeded task.
-async fn world() -> anyhow::Result<(Engine, Arc<Throttling>, TaskMessage)> {
+async fn world() -> anyhow::Result<(Engine, Arc<HookedStore<Throttling>>, TaskMessage)> {
     let s3 = Arc::new(MemObjectStore::new());
     s3.create("src", false);
     s3.create("vault", true);
     for i in 0..OBJECTS {
         s3.put("src", &format!("hot/{i:03}"), Bytes::from(format!("object {i}")), &PutOptions::default()).await?;
     }
-    let source = Arc::new(Throttling { inner: s3.clone(), throttle_gets: AtomicU64::new(0) });
+    let source = Arc::new(HookedStore { inner: s3.clone(), hook: Throttling { throttle_gets: AtomicU64::new(0) } });
     let mut config = EngineConfig::new("vault");
     config.batch_objects = 10;
     config.concurrency = 4;
@@ -172,7 +121,7 @@ async fn throttles_are_retried_in_the_batch_and_cut_the_prefix() -> anyhow::Resu
     let (engine, source, msg) = world().await?;
     let cfg = engine.config.scheduler.clone().expect("scheduler on");
     // Three refusals: each object is retried within its batch, so the task finishes.
-    source.throttle_gets.store(3, Ordering::SeqCst);
+    source.hook.throttle_gets.store(3, Ordering::SeqCst);
     seen_long_ago(&engine).await?;
     let before = millis(chrono::Utc::now());
     let outcome = process_task(&engine, &msg, "me").await?;
@@ -188,7 +137,7 @@ async fn throttles_are_retried_in_the_batch_and_cut_the_prefix() -> anyhow::Resu
 async fn a_batch_throttled_beyond_its_retries_yields_the_task() -> anyhow::Result<()> {
     let (engine, source, msg) = world().await?;
     let cfg = engine.config.scheduler.clone().expect("scheduler on");
-    source.throttle_gets.store(u64::MAX, Ordering::SeqCst);
+    source.hook.throttle_gets.store(u64::MAX, Ordering::SeqCst);
     seen_long_ago(&engine).await?;
     let outcome = process_task(&engine, &msg, "me").await?;
     assert_eq!(outcome, TaskOutcome::Deferred(Duration::from_millis(cfg.min_defer_ms)));
