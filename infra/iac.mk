@@ -66,7 +66,7 @@ iac-sync: $(IAC_VENV)/tools/.installed
 # cargo-lambda finds zig through the venv's python (ziglang) on PATH.
 package: $(IAC_VENV)/package/.installed
 	@case "$(ARCH)" in arm64|aarch64) ;; x86_64|x86-64|amd64) ;; *) echo "ARCH must be x86_64 or arm64" >&2; exit 2;; esac
-	PATH="$(abspath $(IAC_VENV)/package/bin):$$PATH" cargo lambda build --release --output-format zip \
+	PATH="$(abspath $(IAC_VENV)/package/bin):$$PATH" cargo lambda build --release --output-format zip --lambda-dir target/lambda \
 		--package $(LAMBDA_PACKAGE) $(if $(filter arm64 aarch64,$(ARCH)),--arm64,--x86-64)
 	@for b in $(LAMBDA_BINARIES); do \
 		test -f target/lambda/$$b/bootstrap.zip || { echo "missing target/lambda/$$b/bootstrap.zip" >&2; exit 1; }; \
