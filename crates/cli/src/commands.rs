@@ -211,12 +211,7 @@ async fn sync(ctx: &Context, source: &str, vault: &str, reconcile: bool, invento
     }
     let (mut r, sealed) = sync_engine(&engine, &src.bucket, &src.prefix, ctx.global.engine.late_event_seconds).await?;
     if let Some(b) = before {
-        r.captured += b.captured;
-        r.deleted += b.deleted;
-        r.ignored += b.ignored;
-        r.duplicates += b.duplicates;
-        r.superseded += b.superseded;
-        r.failed.extend(b.failed);
+        r.absorb(b);
     }
     let mut failed_ids: Vec<&String> = r.failed.iter().map(|(id, _)| id).collect();
     failed_ids.sort();

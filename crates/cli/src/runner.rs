@@ -20,6 +20,9 @@ pub async fn work_until_complete(engine: &Engine, run_id: &str, workers: usize, 
         let (engine, stop, owner) = (engine.clone(), stop.clone(), format!("{owner}-{i}"));
         handles.push(tokio::spawn(async move { worker_loop(&engine, &owner, &stop).await }));
     }
+    // A process killed between its last task and marking the run complete leaves that step to
+    // whoever runs next; once is enough, as workers mark the run after every task they finish.
+    tidemark_core::worker::finish_run_if_complete(engine, run_id).await?;
     let mut last_print = std::time::Instant::now();
     let result = loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -32,9 +35,6 @@ pub async fn work_until_complete(engine: &Engine, run_id: &str, workers: usize, 
             }
         }
         let control = engine.control();
-        // A process killed between its last task and marking the run complete leaves that step
-        // to whoever runs next: do it here, or a resumed run would wait for nothing forever.
-        tidemark_core::worker::finish_run_if_complete(engine, run_id).await?;
         let Some((_, run)) = control.get_run(run_id).await? else { break Err(anyhow::anyhow!("run {run_id} vanished")) };
         if run.state == RunState::Complete {
             break Ok(());
@@ -122,13 +122,7 @@ pub async fn drain_deltas(engine: &Engine) -> Result<DeltaReport> {
                 engine.queue.delete(&engine.queues.delta, &m.receipt).await?;
             }
         }
-        total.captured += report.captured;
-        total.deleted += report.deleted;
-        total.ignored += report.ignored;
-        total.duplicates += report.duplicates;
-        total.superseded += report.superseded;
-        total.failed.extend(report.failed);
-        total.counters.add(&report.counters);
+        total.absorb(report);
     }
     Ok(total)
 }

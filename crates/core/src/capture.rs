@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::SubsecRound;
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::control::Counters;
 use crate::domain::{new_id, stable_id, CaptureKind, CaptureRecord, Location, ObjectInfo};
@@ -325,6 +325,33 @@ pub async fn write_segment(engine: &Engine, bucket: &str, kind: SegmentKind, rec
     let (bytes, meta) = segment::encode(&key, bucket, kind, records)?;
     let opts = PutOptions { content_type: Some("application/x-ndjson".into()), if_none_match: true, ..Default::default() };
     engine.vault.put(&engine.config.vault_bucket, &key, Bytes::from(bytes), &opts).await?;
+    Ok(meta)
+}
+
+/// Reads and verifies several segments, `concurrency` at a time, in the order given.
+pub async fn read_segments(engine: &Engine, keys: Vec<String>) -> Result<Vec<Vec<CaptureRecord>>> {
+    let vb = engine.config.vault_bucket.as_str();
+    stream::iter(keys)
+        .map(|k| async move { read_segment(&engine.vault, vb, &k).await })
+        .buffered(engine.config.concurrency.max(1))
+        .try_collect()
+        .await
+}
+
+/// Writes records as a new segment and registers it under `{slot_kind}#{segment key}`.
+///
+/// Delta batches and reconciliation both record changes this way; each segment key is new, so
+/// each slot is registered exactly once.
+pub async fn write_registered_segment(
+    engine: &Engine,
+    bucket: &str,
+    slot_kind: &str,
+    records: Vec<CaptureRecord>,
+    counters: Counters,
+) -> Result<SegmentMeta> {
+    let meta = write_segment(engine, bucket, SegmentKind::Delta, records).await?;
+    let slot = crate::control::SegmentSlot { meta: meta.clone(), end_cursor: None, counters };
+    engine.control().register_segment(bucket, &format!("{slot_kind}#{}", meta.key), &slot).await?;
     Ok(meta)
 }
 

@@ -8,9 +8,8 @@
 //! vault stays immutable: nothing is deleted or overwritten, and older points still name (and
 //! restore from) the small segments.
 
-use futures::stream::{self, StreamExt, TryStreamExt};
 
-use crate::capture::{read_segment, write_segment};
+use crate::capture::{read_segments, write_segment};
 use crate::control::{Counters, RegistrySlot, SegmentSlot};
 use crate::domain::{stable_id, CaptureRecord};
 use crate::engine::Engine;
@@ -98,14 +97,7 @@ pub async fn compact(engine: &Engine, bucket: &str, opts: &CompactOptions) -> Re
     let mut report = CompactReport { segments_before: live.len(), ..Default::default() };
     for group in plan_groups(&live, opts) {
         let keys: Vec<String> = group.iter().map(|m| m.key.clone()).collect();
-        let inputs: Vec<Vec<CaptureRecord>> = stream::iter(keys.clone())
-            .map(|k| {
-                let (vault, vb) = (engine.vault.clone(), engine.config.vault_bucket.clone());
-                async move { read_segment(&vault, &vb, &k).await }
-            })
-            .buffered(engine.config.concurrency.max(1))
-            .try_collect()
-            .await?;
+        let inputs = read_segments(engine, keys.clone()).await?;
         let records_in: u64 = inputs.iter().map(|r| r.len() as u64).sum();
         let merged = merge_records(inputs);
         let records_out = merged.len() as u64;

@@ -11,12 +11,12 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::Duration;
 
-use crate::capture::{capture_batch, write_segment, CaptureItem};
-use crate::control::{Counters, SegmentSlot};
+use crate::capture::{capture_batch, write_registered_segment, CaptureItem};
+use crate::control::Counters;
 use crate::domain::CaptureRecord;
 use crate::engine::Engine;
 use crate::events::{key_candidates, parse_change, ChangeEvent, ChangeKind};
-use crate::segment::{SegmentKind, SegmentMeta};
+use crate::segment::SegmentMeta;
 use crate::Result;
 
 /// One message of a delta batch.
@@ -43,6 +43,19 @@ pub struct DeltaReport {
     pub failed: Vec<(String, String)>,
     pub segment: Option<SegmentMeta>,
     pub counters: Counters,
+}
+
+impl DeltaReport {
+    /// Adds another batch's report to this one (the totals of a drain).
+    pub fn absorb(&mut self, other: DeltaReport) {
+        self.captured += other.captured;
+        self.deleted += other.deleted;
+        self.ignored += other.ignored;
+        self.duplicates += other.duplicates;
+        self.superseded += other.superseded;
+        self.failed.extend(other.failed);
+        self.counters.add(&other.counters);
+    }
 }
 
 /// How long dedup marks live: longer than EventBridge's 24-hour retry window.
@@ -159,10 +172,7 @@ async fn capture_bucket_changes(engine: &Engine, bucket: &str, evs: &[ChangeEven
     if records.is_empty() {
         return Ok(());
     }
-    let meta = write_segment(engine, bucket, SegmentKind::Delta, records).await?;
-    let slot = SegmentSlot { meta: meta.clone(), end_cursor: None, counters: batch.counters };
-    engine.control().register_segment(bucket, &format!("delta#{}", meta.key), &slot).await?;
-    report.segment = Some(meta);
+    report.segment = Some(write_registered_segment(engine, bucket, "delta", records, batch.counters).await?);
     Ok(())
 }
 

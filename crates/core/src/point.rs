@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::control::{Control, RunState};
-use crate::ports::{ControlStore, ListRequest, ObjectStore, PutOptions};
+use crate::ports::{ControlStore, ObjectStore, PutOptions};
 use crate::segment::SegmentMeta;
 use crate::vault;
 use crate::{Error, Result};
@@ -25,17 +25,8 @@ pub struct RecoveryPoint {
 
 /// Lists the keys of every recovery point of a bucket, oldest first.
 pub async fn list_points(vault: &dyn ObjectStore, vault_bucket: &str, bucket: &str) -> Result<Vec<String>> {
-    let prefix = vault::points_prefix(bucket);
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let page = vault.list(vault_bucket, ListRequest { prefix: &prefix, continuation: token, ..Default::default() }).await?;
-        keys.extend(page.objects.into_iter().map(|o| o.key).filter(|k| k.ends_with(".json")));
-        match page.next_token {
-            Some(t) => token = Some(t),
-            None => break,
-        }
-    }
+    let page = crate::ports::list_all(vault, vault_bucket, &vault::points_prefix(bucket), None).await?;
+    let mut keys: Vec<String> = page.objects.into_iter().map(|o| o.key).filter(|k| k.ends_with(".json")).collect();
     keys.sort();
     Ok(keys)
 }

@@ -113,6 +113,24 @@ pub trait ObjectStore: Send + Sync {
     async fn delete(&self, bucket: &str, key: &str) -> Result<()>;
 }
 
+/// Lists everything under `prefix`, following continuation tokens, as one page.
+///
+/// Every caller that needs a whole prefix (recovery points, a restore target, reconciliation,
+/// listing-based planning) pages the same way; this is that one loop.
+pub async fn list_all(store: &dyn ObjectStore, bucket: &str, prefix: &str, delimiter: Option<&str>) -> Result<ListPage> {
+    let mut all = ListPage::default();
+    let mut token = None;
+    loop {
+        let page = store.list(bucket, ListRequest { prefix, delimiter, continuation: token, ..Default::default() }).await?;
+        all.objects.extend(page.objects);
+        all.common_prefixes.extend(page.common_prefixes);
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => return Ok(all),
+        }
+    }
+}
+
 /// A message received from a queue.
 #[derive(Debug, Clone)]
 pub struct Message {

@@ -20,16 +20,14 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use crate::capture::{capture_batch, read_segment, write_segment, CaptureItem};
-use crate::control::{Counters, RunState, SegmentSlot};
+use crate::capture::{capture_batch, read_segments, write_registered_segment, CaptureItem};
+use crate::control::{Counters, RunState};
 use crate::domain::{normalize_etag, CaptureRecord};
 use crate::engine::Engine;
-use crate::ports::ListRequest;
 use crate::resolve::resolve;
-use crate::segment::{SegmentKind, SegmentMeta};
+use crate::segment::SegmentMeta;
 use crate::{Error, Result};
 
 /// What to compare the catalog with.
@@ -78,18 +76,8 @@ struct Seen {
 
 /// Lists the source under `prefix`.
 async fn list_source(engine: &Engine, bucket: &str, prefix: &str) -> Result<BTreeMap<String, Seen>> {
-    let mut out = BTreeMap::new();
-    let mut token = None;
-    loop {
-        let page = engine.source.list(bucket, ListRequest { prefix, continuation: token, ..Default::default() }).await?;
-        for o in page.objects {
-            out.insert(o.key, Seen { etag: normalize_etag(&o.etag), size: o.size });
-        }
-        match page.next_token {
-            Some(t) => token = Some(t),
-            None => return Ok(out),
-        }
-    }
+    let page = crate::ports::list_all(engine.source.as_ref(), bucket, prefix, None).await?;
+    Ok(page.objects.into_iter().map(|o| (o.key, Seen { etag: normalize_etag(&o.etag), size: o.size })).collect())
 }
 
 /// Reads the current objects of an inventory report under `prefix`; returns them with the report's start time.
@@ -133,14 +121,7 @@ async fn read_inventory(url: &str, bucket: &str, prefix: &str) -> Result<(BTreeM
 pub async fn catalog_state(engine: &Engine, bucket: &str, prefix: &str) -> Result<BTreeMap<String, CaptureRecord>> {
     let live = engine.control().live_segments(bucket).await?;
     let keys: Vec<String> = live.iter().map(|s| &s.meta).filter(|m| m.may_contain_prefix(prefix)).map(|m| m.key.clone()).collect();
-    let records: Vec<Vec<CaptureRecord>> = stream::iter(keys)
-        .map(|k| {
-            let (vault, vb) = (engine.vault.clone(), engine.config.vault_bucket.clone());
-            async move { read_segment(&vault, &vb, &k).await }
-        })
-        .buffered(engine.config.concurrency.max(1))
-        .try_collect()
-        .await?;
+    let records = read_segments(engine, keys).await?;
     Ok(resolve(records.iter().flatten(), prefix, DateTime::<Utc>::MAX_UTC))
 }
 
@@ -238,10 +219,7 @@ pub async fn reconcile(engine: &Engine, bucket: &str, opts: &ReconcileOptions) -
         if records.is_empty() {
             continue;
         }
-        let meta = write_segment(engine, bucket, SegmentKind::Delta, records).await?;
-        let slot = SegmentSlot { meta: meta.clone(), end_cursor: None, counters: captured.counters };
-        control.register_segment(bucket, &format!("reconcile#{}", meta.key), &slot).await?;
-        report.segments.push(meta);
+        report.segments.push(write_registered_segment(engine, bucket, "reconcile", records, captured.counters).await?);
     }
     tracing::info!(
         bucket,

@@ -9,15 +9,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::capture::{part_ranges, read_segment};
+use crate::capture::{part_ranges, read_segments};
 use crate::domain::{CaptureRecord, Location};
 use crate::engine::Engine;
 use crate::pack::decode_blob;
 use crate::point::{point_for, RecoveryPoint};
-use crate::ports::{Fetch, ListRequest, ObjectRef, ObjectStore, PutOptions};
+use crate::ports::{Fetch, ObjectRef, ObjectStore, PutOptions};
 use crate::resolve::resolve;
 use crate::{Error, Result};
 
@@ -93,14 +93,7 @@ pub async fn load_state(
     }
     let point = point_for(engine.vault.as_ref(), &vault_bucket, bucket, as_of).await?;
     let keys: Vec<String> = point.segments.iter().filter(|s| s.may_contain_prefix(prefix)).map(|s| s.key.clone()).collect();
-    let records: Vec<Vec<CaptureRecord>> = stream::iter(keys)
-        .map(|k| {
-            let (vault, vb) = (engine.vault.clone(), vault_bucket.clone());
-            async move { read_segment(&vault, &vb, &k).await }
-        })
-        .buffered(engine.config.concurrency.max(1))
-        .try_collect()
-        .await?;
+    let records = read_segments(engine, keys).await?;
     let state = resolve(records.iter().flatten(), prefix, as_of);
     Ok((point, state))
 }
@@ -208,16 +201,8 @@ fn overlaps(a: &str, b: &str) -> bool {
 }
 
 async fn list_current(store: &dyn ObjectStore, bucket: &str, prefix: &str) -> Result<HashMap<String, String>> {
-    let mut out = HashMap::new();
-    let mut token = None;
-    loop {
-        let page = store.list(bucket, ListRequest { prefix, continuation: token, ..Default::default() }).await?;
-        out.extend(page.objects.into_iter().map(|o| (o.key, o.etag)));
-        match page.next_token {
-            Some(t) => token = Some(t),
-            None => return Ok(out),
-        }
-    }
+    let page = crate::ports::list_all(store, bucket, prefix, None).await?;
+    Ok(page.objects.into_iter().map(|o| (o.key, o.etag)).collect())
 }
 
 /// Restores one object and verifies it.

@@ -12,7 +12,7 @@ use crate::control::{Counters, RunRecord, RunState, TaskRecord};
 use crate::domain::{new_id, stable_id};
 use crate::engine::Engine;
 use crate::partition::{Partition, PlanTargets, Planner};
-use crate::ports::{ListRequest, ObjectStore};
+use crate::ports::{list_all, ListPage, ObjectStore};
 use crate::worker::TaskMessage;
 use crate::{Error, Result};
 
@@ -187,39 +187,18 @@ fn interleave(partitions: &[Partition], ids: Vec<String>) -> Vec<String> {
 
 /// Plans partitions by listing: discovers top-level prefixes with the delimiter, lists them in parallel.
 pub async fn plan_by_listing(engine: &Engine, bucket: &str, prefix: &str, targets: PlanTargets) -> Result<Vec<Partition>> {
-    let top = engine.source.list(bucket, ListRequest { prefix, delimiter: Some("/"), ..Default::default() }).await?;
-    let mut groups = vec![];
-    let mut token = top.next_token.clone();
-    let mut root_objects: Vec<(String, u64)> = top.objects.iter().map(|o| (o.key.clone(), o.size)).collect();
-    groups.extend(top.common_prefixes.clone());
-    while let Some(t) = token {
-        let page =
-            engine.source.list(bucket, ListRequest { prefix, delimiter: Some("/"), continuation: Some(t), ..Default::default() }).await?;
-        root_objects.extend(page.objects.iter().map(|o| (o.key.clone(), o.size)));
-        groups.extend(page.common_prefixes);
-        token = page.next_token;
-    }
-    let listed: Vec<Vec<(String, u64)>> =
-        stream::iter(groups).map(|p| list_all(engine, bucket, p)).buffered(engine.config.concurrency.max(1)).try_collect().await?;
-    let mut all: Vec<(String, u64)> = root_objects;
-    all.extend(listed.into_iter().flatten());
+    let top = list_all(engine.source.as_ref(), bucket, prefix, Some("/")).await?;
+    let listed: Vec<ListPage> = stream::iter(top.common_prefixes)
+        .map(|p| async move { list_all(engine.source.as_ref(), bucket, &p, None).await })
+        .buffered(engine.config.concurrency.max(1))
+        .try_collect()
+        .await?;
+    let mut all: Vec<(String, u64)> =
+        top.objects.into_iter().chain(listed.into_iter().flat_map(|p| p.objects)).map(|o| (o.key, o.size)).collect();
     all.sort();
     let mut planner = Planner::new(targets);
     for (k, s) in &all {
         planner.push(k, *s)?;
     }
     Ok(planner.finish())
-}
-
-async fn list_all(engine: &Engine, bucket: &str, prefix: String) -> Result<Vec<(String, u64)>> {
-    let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        let page = engine.source.list(bucket, ListRequest { prefix: &prefix, continuation: token, ..Default::default() }).await?;
-        out.extend(page.objects.into_iter().map(|o| (o.key, o.size)));
-        match page.next_token {
-            Some(t) => token = Some(t),
-            None => return Ok(out),
-        }
-    }
 }
