@@ -8,7 +8,6 @@
 //! vault stays immutable: nothing is deleted or overwritten, and older points still name (and
 //! restore from) the small segments.
 
-
 use crate::capture::{read_segments, write_segment};
 use crate::control::{Counters, RegistrySlot, SegmentSlot};
 use crate::domain::{stable_id, CaptureRecord};
