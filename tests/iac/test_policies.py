@@ -17,7 +17,7 @@ import pytest
 
 import iac_model as m
 
-NO_RESOURCE_LEVEL_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+NO_RESOURCE_LEVEL_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "cloudwatch:GetMetricStatistics"}
 READ_ACTIONS = {
     "s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging",
     "s3:GetObjectAcl", "s3:GetObjectVersionAcl", "s3:ListBucket", "s3:ListBucketVersions",

@@ -48,6 +48,7 @@ pub struct AwsClients {
     pub sqs: aws_sdk_sqs::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub events: aws_sdk_eventbridge::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 fn is_local(url: &str) -> bool {
@@ -91,6 +92,7 @@ impl AwsClients {
             sqs: aws_sdk_sqs::Client::new(&shared),
             dynamodb: aws_sdk_dynamodb::Client::new(&shared),
             events: aws_sdk_eventbridge::Client::new(&shared),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&shared),
         }
     }
 }

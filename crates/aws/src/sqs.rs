@@ -1,23 +1,70 @@
-//! The SQS adapter of the [`Queue`] port.
+//! The SQS adapter of the [`Queue`] port, with the queue's age metric read from CloudWatch.
 
 use async_trait::async_trait;
+use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use tidemark_core::ports::{Message, Queue};
+use chrono::{DateTime, Duration, Utc};
+use tidemark_core::ports::{Backlog, Message, Queue};
 use tidemark_core::Result;
 
 use crate::errors::map;
+
+/// How far back the checkpoint looks for a datapoint of the queue's age metric.
+const AGE_LOOKBACK_MINUTES: i64 = 15;
 
 /// SQS through the AWS SDK; queues are named by URL.
 #[derive(Clone, Debug)]
 pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
+    /// Reads `AWS/SQS ApproximateAgeOfOldestMessage`, the only measure SQS offers of its oldest
+    /// unhandled message (GetQueueAttributes has counts, not ages).
+    metrics: Option<aws_sdk_cloudwatch::Client>,
 }
 
 impl SqsQueue {
-    /// Wraps a client.
+    /// Wraps a client; without a CloudWatch client only an empty queue is evidence for the watermark.
     pub fn new(client: aws_sdk_sqs::Client) -> Self {
-        SqsQueue { client }
+        SqsQueue { client, metrics: None }
     }
+
+    /// Also reads the queue's age metric, so a checkpoint can seal while changes keep arriving.
+    pub fn with_age_metric(mut self, metrics: aws_sdk_cloudwatch::Client) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The latest `ApproximateAgeOfOldestMessage` datapoint (its period's start and its maximum, in seconds).
+    async fn latest_age(
+        &self,
+        metrics: &aws_sdk_cloudwatch::Client,
+        queue: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(DateTime<Utc>, f64)>> {
+        let name = queue_name(queue);
+        let secs = |t: DateTime<Utc>| aws_sdk_cloudwatch::primitives::DateTime::from_secs(t.timestamp());
+        let out = metrics
+            .get_metric_statistics()
+            .namespace("AWS/SQS")
+            .metric_name("ApproximateAgeOfOldestMessage")
+            .dimensions(Dimension::builder().name("QueueName").value(name).build())
+            .start_time(secs(now - Duration::minutes(AGE_LOOKBACK_MINUTES)))
+            .end_time(secs(now + Duration::minutes(1)))
+            .period(60)
+            .statistics(Statistic::Maximum)
+            .send()
+            .await
+            .map_err(|e| map("GetMetricStatistics", e))?;
+        Ok(out
+            .datapoints()
+            .iter()
+            .filter_map(|d| Some((DateTime::from_timestamp(d.timestamp()?.secs(), 0)?, d.maximum()?)))
+            .max_by_key(|(t, _)| *t))
+    }
+}
+
+/// The queue's name: the last path segment of its URL (the metric's `QueueName` dimension).
+fn queue_name(url: &str) -> &str {
+    url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
 }
 
 #[async_trait]
@@ -91,5 +138,37 @@ impl Queue for SqsQueue {
             .await
             .map_err(|e| map("GetQueueAttributes", e))?;
         Ok(out.attributes().map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum()).unwrap_or(0))
+    }
+
+    /// An empty queue is evidence as of now; otherwise the latest datapoint of the age metric says
+    /// that, at the start of its minute, nothing older than its maximum age was left unhandled.
+    async fn oldest_unhandled(&self, queue: &str) -> Result<Backlog> {
+        let now = Utc::now();
+        if self.depth(queue).await? == 0 {
+            return Ok(Backlog::Empty { at: now });
+        }
+        let Some(metrics) = &self.metrics else {
+            return Ok(Backlog::Unknown { reason: "the queue is not empty and its age metric is not read here".into() });
+        };
+        Ok(match self.latest_age(metrics, queue, now).await? {
+            Some((at, age)) => Backlog::Oldest { at, oldest_sent: at - Duration::milliseconds((age * 1000.0).ceil() as i64) },
+            None => Backlog::Unknown {
+                reason: format!(
+                    "no ApproximateAgeOfOldestMessage datapoint for queue {} in the last {AGE_LOOKBACK_MINUTES} minutes",
+                    queue_name(queue)
+                ),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::queue_name;
+
+    #[test]
+    fn the_metric_dimension_is_the_last_segment_of_the_queue_url() {
+        assert_eq!(queue_name("https://sqs.eu-west-1.amazonaws.com/123456789012/tidemark-delta"), "tidemark-delta");
+        assert_eq!(queue_name("http://127.0.0.1:5000/123456789012/q/"), "q");
     }
 }

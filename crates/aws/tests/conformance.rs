@@ -31,11 +31,53 @@ async fn adapters_conform_on_moto() -> Result<()> {
     conformance::versioned_object_store(&s3, "versioned").await;
 
     let (url, _) = admin::ensure_queue(&c, "conf-q", 30).await?;
-    conformance::queue(&SqsQueue::new(c.sqs.clone()), &url).await;
+    conformance::queue(&SqsQueue::new(c.sqs.clone()).with_age_metric(c.cloudwatch.clone()), &url).await;
 
     admin::ensure_table(&c, "conf-control").await?;
     admin::ensure_table(&c, "conf-control").await?;
     conformance::control_store(&DynamoControlStore::new(c.dynamodb.clone(), "conf-control"), "pk").await;
+    Ok(())
+}
+
+/// The checkpoint's evidence on a busy queue: the adapter reads SQS's own age metric. moto does
+/// not publish SQS metrics, so the test publishes the datapoint SQS would (namespace `AWS/SQS`,
+/// dimension `QueueName`) into moto's CloudWatch and checks what the adapter makes of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_queue_reports_its_oldest_message_from_the_age_metric() -> Result<()> {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+    use tidemark_core::ports::{Backlog, Queue};
+    let moto = harness::start_moto()?;
+    let c = clients(&moto.endpoint).await;
+    let (url, _) = admin::ensure_queue(&c, "busy-q", 30).await?;
+    let (other, _) = admin::ensure_queue(&c, "other-q", 30).await?;
+    let q = SqsQueue::new(c.sqs.clone()).with_age_metric(c.cloudwatch.clone());
+    q.send(&url, "change", 0).await?;
+    q.send(&other, "change", 0).await?;
+    match q.oldest_unhandled(&url).await? {
+        Backlog::Unknown { reason } => assert!(reason.contains("busy-q"), "{reason}"),
+        b => panic!("no datapoint yet, but the queue claims {b:?}"),
+    }
+    let minute = chrono::Utc::now().timestamp() / 60 * 60;
+    let publish = |queue: &str, age: f64| {
+        c.cloudwatch.put_metric_data().namespace("AWS/SQS").metric_data(
+            MetricDatum::builder()
+                .metric_name("ApproximateAgeOfOldestMessage")
+                .dimensions(Dimension::builder().name("QueueName").value(queue).build())
+                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_secs(minute))
+                .value(age)
+                .unit(StandardUnit::Seconds)
+                .build(),
+        )
+    };
+    publish("busy-q", 42.0).send().await?;
+    publish("other-q", 900.0).send().await?;
+    match q.oldest_unhandled(&url).await? {
+        Backlog::Oldest { at, oldest_sent } => {
+            assert_eq!(at.timestamp(), minute, "the datapoint's minute");
+            assert_eq!((at - oldest_sent).num_seconds(), 42, "the busy queue's own age, not the other queue's");
+        }
+        b => panic!("expected the oldest message from the metric, got {b:?}"),
+    }
     Ok(())
 }
 

@@ -145,3 +145,18 @@ impl TruncMs for DateTime<Utc> {
 pub fn watermark_after_drain(drain_started: DateTime<Utc>, late_allowance: Duration) -> DateTime<Utc> {
     drain_started - late_allowance
 }
+
+/// The watermark the delta queue's backlog allows, if any.
+///
+/// A change reaches the queue some time after it happened (EventBridge delivery, retries), so the
+/// watermark stays `late_allowance` behind the oldest message still unhandled, or behind the moment
+/// the queue was seen empty. `None` when the queue cannot tell: sealing then waits, and the RPO
+/// metric shows it.
+pub fn watermark_from_backlog(backlog: &crate::ports::Backlog, late_allowance: Duration) -> Option<DateTime<Utc>> {
+    use crate::ports::Backlog;
+    match backlog {
+        Backlog::Empty { at } => Some(*at - late_allowance),
+        Backlog::Oldest { at, oldest_sent } => Some((*oldest_sent).min(*at) - late_allowance),
+        Backlog::Unknown { .. } => None,
+    }
+}

@@ -154,6 +154,20 @@ pub trait Queue: Send + Sync {
     async fn change_visibility(&self, queue: &str, receipt: &str, visibility_seconds: i32) -> Result<()>;
     /// Approximate number of messages visible plus in flight.
     async fn depth(&self, queue: &str) -> Result<u64>;
+    /// What the queue can tell about its oldest message not yet handled (deleted): the checkpoint's
+    /// evidence for the watermark while changes keep arriving.
+    async fn oldest_unhandled(&self, queue: &str) -> Result<Backlog>;
+}
+
+/// A queue's evidence about the messages it still holds (visible, delayed or in flight).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backlog {
+    /// As of `at`, the queue held no message at all.
+    Empty { at: DateTime<Utc> },
+    /// As of `at`, every message sent before `oldest_sent` had been handled.
+    Oldest { at: DateTime<Utc>, oldest_sent: DateTime<Utc> },
+    /// The queue cannot say (for example, no recent datapoint of its age metric); nothing may be sealed on it.
+    Unknown { reason: String },
 }
 
 /// One item of the control store: a JSON body under a partition and sort key, with a version for compare-and-set.

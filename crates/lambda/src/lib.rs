@@ -15,7 +15,7 @@ use tidemark_core::delta::{process_batch, DeltaMessage};
 use tidemark_core::engine::{Engine, QueueUrls};
 use tidemark_core::partition::PlanTargets;
 use tidemark_core::point::{self, Sealed};
-use tidemark_core::ports::SystemClock;
+use tidemark_core::ports::{Backlog, SystemClock};
 use tidemark_core::restore::{RestoreReport, RestoreRequest};
 use tidemark_core::worker::{parse_task_message, process_task, TaskOutcome};
 
@@ -97,7 +97,7 @@ impl LambdaConfig {
             },
             vault: s3,
             control: Arc::new(DynamoControlStore::new(clients.dynamodb.clone(), &self.control_table)),
-            queue: Arc::new(SqsQueue::new(clients.sqs.clone())),
+            queue: Arc::new(SqsQueue::new(clients.sqs.clone()).with_age_metric(clients.cloudwatch.clone())),
             clock: Arc::new(SystemClock),
             config: self.engine.clone(),
             queues: self.queues.clone(),
@@ -308,42 +308,40 @@ pub struct CheckpointResult {
     pub note: Option<String>,
 }
 
-/// Checkpoint: when the delta queue is drained, seals a point at now minus the late-event allowance.
+/// Checkpoint: seals a point at the watermark the delta queue's backlog allows.
 ///
-/// While changes are still queued it seals nothing and the RPO grows, which the RPO alarm sees.
-/// The RPO is printed in CloudWatch Embedded Metric Format.
+/// The watermark is the late-event allowance behind the oldest change not yet handled (read from
+/// SQS's `ApproximateAgeOfOldestMessage` while changes keep arriving) or behind now when the queue
+/// is empty. When the queue cannot tell, nothing is sealed and the RPO grows, which the RPO alarm
+/// sees. The RPO is printed in CloudWatch Embedded Metric Format.
 pub async fn checkpoint_handler(
     engine: &Engine,
     req: CheckpointRequest,
     late_event_seconds: i64,
 ) -> Result<Vec<CheckpointResult>, LambdaError> {
-    let now = Utc::now();
-    let backlog = engine.queue.depth(&engine.queues.delta).await?;
+    let now = engine.clock.now();
+    let backlog = engine.queue.oldest_unhandled(&engine.queues.delta).await?;
+    let watermark = point::watermark_from_backlog(&backlog, Duration::seconds(late_event_seconds)).map(|w| w.min(now));
     let mut out = Vec::new();
     for bucket in req.buckets {
         let mut res = CheckpointResult { bucket: bucket.clone(), recovery_point: None, sealed: false, rpo_seconds: None, note: None };
-        if backlog == 0 {
-            let watermark = now - Duration::seconds(late_event_seconds);
-            match point::seal(
-                &engine.vault,
-                engine.control.as_ref(),
-                &engine.config.vault_bucket,
-                &bucket,
-                &[String::new()],
-                watermark,
-                now,
-            )
-            .await?
-            {
-                Sealed::New(p) => {
-                    res.recovery_point = Some(p.time);
-                    res.sealed = true;
+        match watermark {
+            Some(w) => {
+                match point::seal(&engine.vault, engine.control.as_ref(), &engine.config.vault_bucket, &bucket, &[String::new()], w, now)
+                    .await?
+                {
+                    Sealed::New(p) => {
+                        res.recovery_point = Some(p.time);
+                        res.sealed = true;
+                    }
+                    Sealed::UpToDate(t) => res.recovery_point = Some(t),
+                    Sealed::SeedInProgress(run) => res.note = Some(format!("seed run {run} in progress")),
                 }
-                Sealed::UpToDate(t) => res.recovery_point = Some(t),
-                Sealed::SeedInProgress(run) => res.note = Some(format!("seed run {run} in progress")),
+                if let Backlog::Oldest { oldest_sent, .. } = &backlog {
+                    res.note.get_or_insert_with(|| format!("oldest unhandled change sent at {}", oldest_sent.to_rfc3339()));
+                }
             }
-        } else {
-            res.note = Some(format!("{backlog} changes queued; not sealing"));
+            None => res.note = Some(format!("not sealing: {}", backlog_reason(&backlog))),
         }
         if res.recovery_point.is_none() {
             if let Some((_, latest)) = point::recoverable_range(engine.vault.as_ref(), &engine.config.vault_bucket, &bucket).await? {
@@ -360,6 +358,13 @@ pub async fn checkpoint_handler(
         out.push(res);
     }
     Ok(out)
+}
+
+fn backlog_reason(b: &Backlog) -> String {
+    match b {
+        Backlog::Unknown { reason } => reason.clone(),
+        other => format!("{other:?}"),
+    }
 }
 
 /// Restore: runs a restore request (REST API, console test event) with the function's S3 client.

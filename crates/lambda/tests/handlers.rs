@@ -306,3 +306,63 @@ async fn an_unreadable_object_is_counted_as_failed_and_the_rest_is_captured() {
     let (objects, failed): (u64, u64) = tasks.iter().fold((0, 0), |(o, f), t| (o + t.counters.objects, f + t.counters.failed));
     assert_eq!((objects, failed), (11, 1));
 }
+
+/// Under continuous changes the delta queue is never empty, yet points must keep being sealed:
+/// the checkpoint seals the late-event allowance behind the oldest change still unhandled (here
+/// one held in flight by a slow delta invocation), never past it, and catches up once it is handled.
+#[tokio::test]
+async fn the_checkpoint_seals_behind_the_oldest_unhandled_change_while_changes_keep_arriving() {
+    let w = world();
+    put(&w.s3, "base", b"base").await;
+    let req = SeedRequest { source_bucket: "src".into(), prefix: String::new(), target_objects: None, inventory_manifest: None };
+    seeder_handler(&w.engine, req).await.unwrap();
+    drain_work(&w).await;
+    let checkpoint = || checkpoint_handler(&w.engine, CheckpointRequest { buckets: vec!["src".into()] }, 2);
+    assert!(checkpoint().await.unwrap()[0].recovery_point.is_some(), "the seeded bucket has a point");
+
+    // Event times have one-second precision: the changes are 2.5 s apart so the allowance of 2 s
+    // separates them cleanly.
+    let change = |key: &'static str| {
+        let w = &w;
+        async move {
+            let etag = put(&w.s3, key, key.as_bytes()).await;
+            w.queue.send("delta", &aws_event("Object Created", "src", key, &etag, "0062E8A3C1A0D7F2C5"), 0).await.unwrap();
+            w.queue.receive("delta", 10, 0, 300).await.unwrap()
+        }
+    };
+    let handle = |msgs: Vec<tidemark_core::ports::Message>| {
+        let w = &w;
+        async move {
+            let event = sqs_event(&msgs.iter().map(|m| (m.id.as_str(), m.body.clone())).collect::<Vec<_>>());
+            assert!(delta_handler(&w.engine, event).await.batch_item_failures.is_empty());
+            for m in msgs {
+                w.queue.delete("delta", &m.receipt).await.unwrap();
+            }
+        }
+    };
+    let first = change("x1").await;
+    handle(first).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let x2_sent = Utc::now();
+    let slow = change("x2").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let third = change("x3").await;
+    assert_eq!(third.len(), 1, "x2 is in flight, only x3 is received");
+    handle(third).await;
+
+    let busy = checkpoint().await.unwrap();
+    assert!(busy[0].sealed, "a busy queue must not stop sealing: {busy:?}");
+    let t = busy[0].recovery_point.unwrap();
+    assert!(t <= x2_sent - chrono::Duration::seconds(2), "the point stays behind the unhandled change: {t} vs {x2_sent}");
+    assert!(busy[0].note.as_deref().unwrap_or("").contains("oldest unhandled change"), "{busy:?}");
+    let (_, at_t) = tidemark_core::restore::load_state(&w.engine, "src", "", t).await.unwrap();
+    let keys: Vec<&str> = at_t.keys().map(String::as_str).collect();
+    assert_eq!(keys, vec!["base", "x1"], "as of the point: the handled change before it, nothing after");
+
+    handle(slow).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let caught_up = checkpoint().await.unwrap();
+    assert!(caught_up[0].sealed && caught_up[0].recovery_point.unwrap() > t, "{caught_up:?}");
+    let (_, now_state) = tidemark_core::restore::load_state(&w.engine, "src", "", caught_up[0].recovery_point.unwrap()).await.unwrap();
+    assert_eq!(now_state.keys().map(String::as_str).collect::<Vec<_>>(), vec!["base", "x1", "x2", "x3"]);
+}

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use md5::{Digest, Md5};
-use tidemark_core::ports::{ControlStore, Fetch, ListRequest, ObjectRef, ObjectStore, PutOptions, Queue};
+use tidemark_core::ports::{Backlog, ControlStore, Fetch, ListRequest, ObjectRef, ObjectStore, PutOptions, Queue};
 
 fn md5_hex(b: &[u8]) -> String {
     hex::encode(Md5::digest(b))
@@ -164,8 +164,19 @@ pub async fn versioned_object_store(s: &dyn ObjectStore, bucket: &str) {
 
 /// The SQS behaviours the engine relies on. `queue` must exist and be empty.
 pub async fn queue(q: &dyn Queue, queue: &str) {
+    assert!(matches!(q.oldest_unhandled(queue).await.unwrap(), Backlog::Empty { .. }), "an empty queue says so");
+    let before_send = chrono::Utc::now();
     q.send(queue, "a", 0).await.unwrap();
     q.send(queue, "b", 0).await.unwrap();
+    // A queue that holds messages must never claim to be empty, nor that its oldest message is
+    // younger than it is; one that cannot tell says Unknown, which seals nothing.
+    match q.oldest_unhandled(queue).await.unwrap() {
+        Backlog::Empty { .. } => panic!("a queue holding two messages claims to be empty"),
+        Backlog::Oldest { oldest_sent, .. } => {
+            assert!(oldest_sent <= before_send + chrono::Duration::seconds(1), "oldest {oldest_sent} vs sent after {before_send}")
+        }
+        Backlog::Unknown { .. } => {}
+    }
     let mut got = Vec::new();
     for _ in 0..5 {
         got.extend(q.receive(queue, 10, 1, 30).await.unwrap());
@@ -187,6 +198,7 @@ pub async fn queue(q: &dyn Queue, queue: &str) {
     let b = got.iter().find(|m| m.body == "b").unwrap();
     q.delete(queue, &b.receipt).await.unwrap();
     assert_eq!(q.depth(queue).await.unwrap(), 0, "deleted messages are gone");
+    assert!(matches!(q.oldest_unhandled(queue).await.unwrap(), Backlog::Empty { .. }), "a drained queue says so");
 }
 
 /// The DynamoDB behaviours the engine relies on. `pk` must be unused.

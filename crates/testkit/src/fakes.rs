@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use md5::{Digest, Md5};
 use tidemark_core::domain::ObjectInfo;
 use tidemark_core::ports::{
-    Clock, ControlStore, Fetch, Item, ListPage, ListRequest, Message, ObjectRef, ObjectStore, PutOptions, Queue, Written,
+    Backlog, Clock, ControlStore, Fetch, Item, ListPage, ListRequest, Message, ObjectRef, ObjectStore, PutOptions, Queue, Written,
 };
 use tidemark_core::{Error, Result};
 
@@ -339,6 +339,7 @@ impl ObjectStore for MemObjectStore {
 struct QMsg {
     id: String,
     body: String,
+    sent_at: DateTime<Utc>,
     visible_at: DateTime<Utc>,
     receives: u32,
     receipt: Option<String>,
@@ -388,6 +389,7 @@ impl Queue for MemQueue {
         s.queues.entry(queue.into()).or_default().push_back(QMsg {
             id,
             body: body.into(),
+            sent_at: Utc::now(),
             visible_at: Utc::now() + Duration::seconds(delay_seconds.into()),
             receives: 0,
             receipt: None,
@@ -448,6 +450,16 @@ impl Queue for MemQueue {
 
     async fn depth(&self, queue: &str) -> Result<u64> {
         Ok(self.len(queue) as u64)
+    }
+
+    /// Exact: the fake knows when every message it holds was sent.
+    async fn oldest_unhandled(&self, queue: &str) -> Result<Backlog> {
+        let s = self.state.lock().unwrap();
+        let at = Utc::now();
+        Ok(match s.queues.get(queue).and_then(|q| q.iter().map(|m| m.sent_at).min()) {
+            Some(oldest_sent) => Backlog::Oldest { at, oldest_sent },
+            None => Backlog::Empty { at },
+        })
     }
 }
 

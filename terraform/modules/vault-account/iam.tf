@@ -181,6 +181,20 @@ data "aws_iam_policy_document" "checkpoint" {
     resources = [aws_sqs_queue.main["work"].arn, aws_sqs_queue.main["delta"].arn]
   }
 
+  # While changes keep arriving the delta queue is never empty; SQS publishes the age of its
+  # oldest unhandled message only as a CloudWatch metric, which has no resource-level permissions.
+  statement {
+    sid       = "WatermarkFromQueueAgeMetric"
+    effect    = "Allow"
+    actions   = ["cloudwatch:GetMetricStatistics"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestedRegion"
+      values   = [local.region]
+    }
+  }
+
   statement {
     sid       = "SealRecoveryPoints"
     effect    = "Allow"
