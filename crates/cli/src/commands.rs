@@ -115,14 +115,14 @@ async fn protect(
     let seeded = seed::seed(&engine, &src.bucket, &src.prefix, plan_source).await?;
     let run_id = seeded.run.run_id.clone();
     if !wait {
-        let out = json!({"run_id": run_id, "tasks": seeded.run.tasks.len(), "enqueued": seeded.enqueued, "resumed": seeded.resumed, "complete": false});
+        let out = json!({"run_id": run_id, "tasks": seeded.run.task_total(), "enqueued": seeded.enqueued, "resumed": seeded.resumed, "complete": false});
         print_obj(json, &out, || format!("run {run_id}: {} tasks enqueued (resumed: {})", seeded.enqueued, seeded.resumed));
         return Ok(());
     }
     runner::work_until_complete(&engine, &run_id, workers, json).await?;
     let tasks = engine.control().tasks(&run_id).await?;
     let mut c = Counters::default();
-    tasks.iter().filter(|t| seeded.run.tasks.contains(&t.task_id)).for_each(|t| c.add(&t.counters));
+    tasks.iter().for_each(|t| c.add(&t.counters));
     // Changes made while seeding are in the delta queue: capture them, then seal the first point.
     let (deltas, sealed) = sync_engine(&engine, &src.bucket, &src.prefix, ctx.global.engine.late_event_seconds).await?;
     let point = sealed_time(&sealed);
@@ -134,7 +134,7 @@ async fn protect(
         "large_objects": c.large_objects,
         "failed": c.failed,
         "vanished": c.vanished,
-        "tasks": seeded.run.tasks.len(),
+        "tasks": seeded.run.task_total(),
         "resumed": seeded.resumed,
         "vault_requests": c.vault_requests,
         "source_requests": c.source_requests,

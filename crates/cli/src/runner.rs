@@ -9,7 +9,8 @@ use tidemark_core::control::{Counters, RunState};
 use tidemark_core::delta::{process_batch, DeltaMessage, DeltaReport};
 use tidemark_core::engine::Engine;
 use tidemark_core::events::parse_change;
-use tidemark_core::worker::{parse_task_message, process_task, TaskOutcome};
+use tidemark_core::seed_steps::{handle_step, parse_work_message, WorkMessage};
+use tidemark_core::worker::{process_task, TaskOutcome};
 
 /// Runs `workers` worker loops until the run is complete; reports progress on stderr.
 pub async fn work_until_complete(engine: &Engine, run_id: &str, workers: usize, quiet: bool) -> Result<()> {
@@ -45,7 +46,7 @@ pub async fn work_until_complete(engine: &Engine, run_id: &str, workers: usize, 
             let mut c = Counters::default();
             tasks.iter().for_each(|t| c.add(&t.counters));
             let done = tasks.iter().filter(|t| t.done).count();
-            eprintln!("protect {run_id}: {done}/{} tasks, {} objects, {} bytes", run.tasks.len(), c.objects, c.bytes);
+            eprintln!("protect {run_id}: {done}/{} tasks, {} objects, {} bytes", run.task_total(), c.objects, c.bytes);
         }
         // Tasks whose messages were lost (a killed process) come back when their lease expires.
         if handles.is_empty() {
@@ -68,8 +69,20 @@ async fn worker_loop(engine: &Engine, owner: &str, stop: &AtomicBool) -> Result<
     while !stop.load(Ordering::SeqCst) {
         let msgs = engine.queue.receive(&engine.queues.work, 1, 1, visibility).await?;
         for m in msgs {
-            let task = match parse_task_message(&m.body) {
-                Ok(t) => t,
+            let task = match parse_work_message(&m.body) {
+                Ok(WorkMessage::Task(t)) => t,
+                // Steps of a stepwise seed (started by the seeder function) share the queue.
+                Ok(WorkMessage::Step(step)) => {
+                    match handle_step(engine, &step).await {
+                        Ok(_) => engine.queue.delete(&engine.queues.work, &m.receipt).await?,
+                        Err(e) if e.is_transient() => {
+                            tracing::warn!(run_id = %step.run_id, error = %e, "seed step interrupted; it will be retried");
+                            engine.queue.change_visibility(&engine.queues.work, &m.receipt, 1).await?;
+                        }
+                        Err(e) => return Err(anyhow::anyhow!("seed step {:?} of run {} failed: {e}", step.step, step.run_id)),
+                    }
+                    continue;
+                }
                 Err(e) => {
                     // Left for redelivery and, after its retries, the dead-letter queue.
                     tracing::error!(message_id = %m.id, error = %e, "malformed work message");

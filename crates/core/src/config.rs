@@ -29,6 +29,14 @@ pub struct EngineConfig {
     /// at once and paces nothing (the behaviour before the scheduler existed).
     #[serde(default)]
     pub scheduler: Option<crate::scheduler::ControllerConfig>,
+    /// How long a seed plan step works before it hands the rest to a fresh message, so that
+    /// no invocation nears Lambda's 15-minute limit however many tasks a plan makes.
+    #[serde(default = "default_step_seconds")]
+    pub step_seconds: u64,
+}
+
+fn default_step_seconds() -> u64 {
+    600
 }
 
 impl EngineConfig {
@@ -46,6 +54,7 @@ impl EngineConfig {
             lease_seconds: 60,
             compress: true,
             scheduler: None,
+            step_seconds: default_step_seconds(),
         }
     }
 

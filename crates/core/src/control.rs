@@ -35,9 +35,90 @@ pub struct RunRecord {
     pub started_at: DateTime<Utc>,
     #[serde(default)]
     pub finished_at: Option<DateTime<Utc>>,
-    /// Task ids of the plan, once planned.
-    #[serde(default)]
+    /// Task ids of the plan, as runs planned before `task_count` listed them. New runs leave
+    /// it empty: an item holding every id breaks DynamoDB's 400 KB limit near 14,000 tasks, and
+    /// a run's tasks are queryable under the run anyway.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<String>,
+    /// How many tasks the plan made, once planned.
+    #[serde(default)]
+    pub task_count: u64,
+}
+
+impl RunRecord {
+    /// The number of tasks of the plan, whichever way the run recorded it.
+    pub fn task_total(&self) -> u64 {
+        self.task_count.max(self.tasks.len() as u64)
+    }
+}
+
+/// The progress of a run seeded from an inventory report in steps (`seed_steps`): which data
+/// files are summarised, and how far the plan got in creating and enqueueing tasks.
+///
+/// One item per run, changed only by compare-and-set, so concurrent and retried steps agree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedPlan {
+    pub manifest_url: String,
+    /// Data files of the report.
+    pub files: usize,
+    /// The bound of each file's summary (a function of `files`, fixed for the run).
+    pub max_samples: usize,
+    pub target_objects: u64,
+    pub target_bytes: u64,
+    /// Summarise messages sent so far (files `0..files_enqueued`).
+    pub files_enqueued: usize,
+    /// One bit per data file, set once its summary is stored, as hexadecimal.
+    pub summarised: String,
+    /// True once the plan message was sent after the last file was summarised.
+    pub plan_enqueued: bool,
+    /// Tasks of the plan, once planned, and how many of them (in the enqueue order) were
+    /// created and enqueued so far.
+    #[serde(default)]
+    pub tasks_total: Option<u64>,
+    #[serde(default)]
+    pub tasks_enqueued: u64,
+}
+
+impl SeedPlan {
+    /// A new plan of `files` data files with nothing done.
+    pub fn new(manifest_url: &str, files: usize, max_samples: usize, target_objects: u64, target_bytes: u64) -> Self {
+        SeedPlan {
+            manifest_url: manifest_url.into(),
+            files,
+            max_samples,
+            target_objects,
+            target_bytes,
+            files_enqueued: 0,
+            summarised: "00".repeat(files.div_ceil(8)),
+            plan_enqueued: false,
+            tasks_total: None,
+            tasks_enqueued: 0,
+        }
+    }
+
+    fn bits(&self) -> Vec<u8> {
+        hex::decode(&self.summarised).unwrap_or_default()
+    }
+
+    /// True if data file `i` is summarised.
+    pub fn is_summarised(&self, i: usize) -> bool {
+        self.bits().get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
+    }
+
+    /// Marks data file `i` summarised.
+    pub fn set_summarised(&mut self, i: usize) {
+        let mut bits = self.bits();
+        bits.resize(self.files.div_ceil(8), 0);
+        if let Some(b) = bits.get_mut(i / 8) {
+            *b |= 1 << (i % 8);
+        }
+        self.summarised = hex::encode(bits);
+    }
+
+    /// How many data files are summarised.
+    pub fn summarised_count(&self) -> usize {
+        (0..self.files).filter(|&i| self.is_summarised(i)).count()
+    }
 }
 
 /// Counters a task accumulates.
@@ -202,6 +283,25 @@ impl<'a> Control<'a> {
     /// Replaces a run if nobody changed it since `version`.
     pub async fn update_run(&self, version: u64, run: &RunRecord) -> Result<bool> {
         self.store.replace(&Self::run_pk(&run.run_id), "run", version, &body(run)).await
+    }
+
+    /// Records a run's stepwise plan unless one exists; returns the one stored (with its version).
+    pub async fn create_seed_plan(&self, run_id: &str, plan: &SeedPlan) -> Result<(u64, SeedPlan)> {
+        self.store.put_new(&Self::run_pk(run_id), "seed-plan", &body(plan), None).await?;
+        self.seed_plan(run_id).await?.ok_or_else(|| Error::corrupt("seed plan", format!("run {run_id}: vanished after creation")))
+    }
+
+    /// Reads a run's stepwise plan.
+    pub async fn seed_plan(&self, run_id: &str) -> Result<Option<(u64, SeedPlan)>> {
+        match self.store.get(&Self::run_pk(run_id), "seed-plan").await? {
+            None => Ok(None),
+            Some(item) => Ok(Some((item.version, parse(&item)?))),
+        }
+    }
+
+    /// Replaces a run's stepwise plan if nobody changed it since `version`.
+    pub async fn update_seed_plan(&self, run_id: &str, version: u64, plan: &SeedPlan) -> Result<bool> {
+        self.store.replace(&Self::run_pk(run_id), "seed-plan", version, &body(plan)).await
     }
 
     /// All runs of a source bucket that the active-run pointer ever named are not indexed; this lists a run's tasks.

@@ -24,6 +24,7 @@ pub mod resolve;
 pub mod restore;
 pub mod scheduler;
 pub mod seed;
+pub mod seed_steps;
 pub mod segment;
 pub mod vault;
 pub mod worker;

@@ -49,10 +49,46 @@ pub enum PlanSource {
     Inventory { manifest_url: String, targets: PlanTargets },
 }
 
-/// Plans partitions from an S3 Inventory report, checking that it describes `bucket`.
+/// Opens the report at `manifest_url` and checks that it describes `bucket`. Synchronous (it
+/// reads the manifest): call it off the async workers.
 ///
 /// `file://` manifests are read from a local directory standing for the destination bucket;
 /// `s3://` manifests through `store` (the S3 port), streamed with bounded ranged reads.
+pub(crate) fn open_inventory(
+    store: Arc<dyn ObjectStore>,
+    manifest_url: &str,
+    bucket: &str,
+    handle: tokio::runtime::Handle,
+) -> Result<crate::inventory::Inventory> {
+    let inventory = if manifest_url.starts_with("s3://") {
+        let (dest_bucket, key) = crate::inventory::parse_s3_url(manifest_url)?;
+        let source = crate::inventory::ObjectStoreSource::new(store, dest_bucket, handle);
+        crate::inventory::Inventory::open(Arc::new(source), &key)?
+    } else {
+        crate::inventory::Inventory::open_url(manifest_url)?
+    };
+    if inventory.manifest().source_bucket != bucket {
+        return Err(Error::Invalid(format!(
+            "inventory report {manifest_url} describes bucket {}, not {bucket}",
+            inventory.manifest().source_bucket
+        )));
+    }
+    Ok(inventory)
+}
+
+/// The rows of a report that a seed of `prefix` keeps.
+pub(crate) fn read_options(prefix: &str) -> crate::inventory::ReadOptions {
+    crate::inventory::ReadOptions { prefix: (!prefix.is_empty()).then(|| prefix.to_string()), ..Default::default() }
+}
+
+/// Bytes of keys a summary's sort holds in memory before it spills to disk.
+pub(crate) const SUMMARY_SORT_BUDGET: usize = 64 * 1024 * 1024;
+
+/// Plans partitions from an S3 Inventory report, checking that it describes `bucket`.
+///
+/// Every data file is summarised and the summaries merged (`inventory::summarise_file`,
+/// `inventory::merge`), in this one call: the same partitions as the stepwise seeder
+/// (`seed_steps`), which summarises one file per invocation.
 pub async fn plan_by_inventory(
     store: Arc<dyn ObjectStore>,
     manifest_url: &str,
@@ -64,27 +100,47 @@ pub async fn plan_by_inventory(
     let handle = tokio::runtime::Handle::current();
     // Reading and sorting a report is CPU-bound and synchronous: keep it off the async workers.
     tokio::task::spawn_blocking(move || {
-        let inventory = if url.starts_with("s3://") {
-            let (dest_bucket, key) = crate::inventory::parse_s3_url(&url)?;
-            let source = crate::inventory::ObjectStoreSource::new(store, dest_bucket, handle);
-            crate::inventory::Inventory::open(Arc::new(source), &key)?
-        } else {
-            crate::inventory::Inventory::open_url(&url)?
-        };
-        if inventory.manifest().source_bucket != bucket {
-            return Err(Error::Invalid(format!(
-                "inventory report {url} describes bucket {}, not {bucket}",
-                inventory.manifest().source_bucket
-            )));
-        }
-        let mut opts = crate::inventory::PlanOptions { targets, ..Default::default() };
-        if !prefix.is_empty() {
-            opts.read.prefix = Some(prefix);
-        }
-        Ok(crate::inventory::plan(&inventory, &opts)?.partitions)
+        let inventory = open_inventory(store, &url, &bucket, handle)?;
+        let files = inventory.manifest().files.len();
+        let max_samples = crate::inventory::samples_per_file(files);
+        let read = read_options(&prefix);
+        let summaries = (0..files)
+            .map(|i| crate::inventory::summarise_file(&inventory, i, &read, max_samples, SUMMARY_SORT_BUDGET))
+            .collect::<Result<Vec<_>>>()?;
+        crate::inventory::merge(&summaries, targets)
     })
     .await
     .map_err(|e| Error::port("inventory planning", e.to_string(), false))?
+}
+
+/// The id of the task of `partition` in `run_id`: a function of the run and the bounds, so
+/// that re-planning the same report creates nothing twice.
+pub fn task_id(run_id: &str, partition: &Partition) -> String {
+    stable_id(&[run_id, &partition.start, partition.end.as_deref().unwrap_or("\u{10FFFF}")])
+}
+
+/// A new task for `partition` of `run`.
+pub(crate) fn new_task(run: &RunRecord, partition: &Partition) -> TaskRecord {
+    TaskRecord {
+        task_id: task_id(&run.run_id, partition),
+        run_id: run.run_id.clone(),
+        source_bucket: run.source_bucket.clone(),
+        prefix: run.prefix.clone(),
+        partition: partition.clone(),
+        done: false,
+        cursor: None,
+        batch: 0,
+        lease_owner: None,
+        lease_token: 0,
+        lease_expires: None,
+        attempts: 0,
+        counters: Counters::default(),
+    }
+}
+
+/// The body of the work message of a task.
+pub(crate) fn task_message(run_id: &str, task_id: &str) -> String {
+    serde_json::to_string(&TaskMessage { run_id: run_id.into(), task_id: task_id.into() }).expect("serialises")
 }
 
 /// Starts or resumes a seed run of `bucket/prefix` and enqueues its unfinished tasks.
@@ -102,6 +158,7 @@ pub async fn seed(engine: &Engine, bucket: &str, prefix: &str, source: PlanSourc
         started_at: now,
         finished_at: None,
         tasks: Vec::new(),
+        task_count: 0,
     };
     let (mut version, mut run, resumed) = control.start_or_resume_run(candidate).await?;
     while run.state == RunState::Planning {
@@ -111,29 +168,11 @@ pub async fn seed(engine: &Engine, bucket: &str, prefix: &str, source: PlanSourc
                 plan_by_inventory(engine.source.clone(), manifest_url, bucket, prefix, *targets).await?
             }
         };
-        let mut ids = Vec::new();
         for p in &partitions {
-            let task_id = stable_id(&[&run.run_id, &p.start, p.end.as_deref().unwrap_or("\u{10FFFF}")]);
-            let task = TaskRecord {
-                task_id: task_id.clone(),
-                run_id: run.run_id.clone(),
-                source_bucket: bucket.into(),
-                prefix: prefix.into(),
-                partition: p.clone(),
-                done: false,
-                cursor: None,
-                batch: 0,
-                lease_owner: None,
-                lease_token: 0,
-                lease_expires: None,
-                attempts: 0,
-                counters: Counters::default(),
-            };
-            control.create_task(&task).await?;
-            ids.push(task_id);
+            control.create_task(&new_task(&run, p)).await?;
         }
         let mut next = run.clone();
-        next.tasks = interleave(&partitions, ids);
+        next.task_count = partitions.len() as u64;
         next.state = RunState::Running;
         if control.update_run(version, &next).await? {
             version += 1;
@@ -146,28 +185,27 @@ pub async fn seed(engine: &Engine, bucket: &str, prefix: &str, source: PlanSourc
     }
     let _ = version;
     let enqueued = enqueue_unfinished(engine, &run).await?;
-    tracing::info!(run_id = %run.run_id, tasks = run.tasks.len(), enqueued, resumed, "seeded");
+    tracing::info!(run_id = %run.run_id, tasks = run.task_total(), enqueued, resumed, "seeded");
     Ok(Seeded { run, resumed, enqueued })
 }
 
-/// Sends a message for every task of the run that is not done (duplicates are harmless: leases fence them).
+/// Sends a message for every task of the run that is not done (duplicates are harmless: leases
+/// fence them), interleaved across top-level prefixes.
 pub async fn enqueue_unfinished(engine: &Engine, run: &RunRecord) -> Result<usize> {
-    let tasks = engine.control().tasks(&run.run_id).await?;
-    let done: std::collections::HashSet<&str> = tasks.iter().filter(|t| t.done).map(|t| t.task_id.as_str()).collect();
-    let mut n = 0;
-    for id in &run.tasks {
-        if done.contains(id.as_str()) {
-            continue;
-        }
-        let body = serde_json::to_string(&TaskMessage { run_id: run.run_id.clone(), task_id: id.clone() }).expect("serialises");
-        engine.queue.send(&engine.queues.work, &body, 0).await?;
-        n += 1;
+    let mut tasks = engine.control().tasks(&run.run_id).await?;
+    tasks.retain(|t| !t.done);
+    tasks.sort_by(|a, b| a.partition.start.cmp(&b.partition.start));
+    let partitions: Vec<Partition> = tasks.iter().map(|t| t.partition.clone()).collect();
+    let ids = tasks.into_iter().map(|t| t.task_id).collect();
+    let order = interleave(&partitions, ids);
+    for id in &order {
+        engine.queue.send(&engine.queues.work, &task_message(&run.run_id, id), 0).await?;
     }
-    Ok(n)
+    Ok(order.len())
 }
 
 /// Orders task ids round-robin across top-level prefixes so one throttled prefix never blocks the queue.
-fn interleave(partitions: &[Partition], ids: Vec<String>) -> Vec<String> {
+pub(crate) fn interleave(partitions: &[Partition], ids: Vec<String>) -> Vec<String> {
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (p, id) in partitions.iter().zip(ids) {
         let top = p.start.split('/').next().unwrap_or("").to_string();

@@ -31,3 +31,9 @@ pub fn points_prefix(bucket: &str) -> String {
 pub fn point_key(bucket: &str, t: DateTime<Utc>) -> String {
     format!("v1/{bucket}/points/{}.json", t.format("%Y-%m-%dT%H:%M:%S%.3fZ"))
 }
+
+/// Key of the summary of data file `file` of the inventory report a seed run plans from.
+/// Summaries are planning notes, not captures: nothing reads them once the run is planned.
+pub fn summary_key(bucket: &str, run_id: &str, file: usize) -> String {
+    format!("v1/{bucket}/runs/{run_id}/summaries/{file:06}.json")
+}

@@ -17,7 +17,8 @@ use tidemark_core::partition::PlanTargets;
 use tidemark_core::point::{self, Sealed};
 use tidemark_core::ports::{Backlog, SystemClock};
 use tidemark_core::restore::{RestoreReport, RestoreRequest};
-use tidemark_core::worker::{parse_task_message, process_task, TaskOutcome};
+use tidemark_core::seed_steps::{handle_step, parse_work_message, WorkMessage};
+use tidemark_core::worker::{process_task, TaskOutcome};
 
 /// Errors of the Lambda glue.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,7 @@ impl LambdaConfig {
         engine.copy_part_bytes = num("TIDEMARK_COPY_PART_BYTES", engine.copy_part_bytes)?;
         engine.concurrency = num("TIDEMARK_CONCURRENCY", engine.concurrency)?;
         engine.lease_seconds = num("TIDEMARK_LEASE_SECONDS", engine.lease_seconds)?;
+        engine.step_seconds = num("TIDEMARK_STEP_SECONDS", engine.step_seconds)?;
         if let Ok(ceiling) = var("TIDEMARK_PREFIX_CEILING_RPS") {
             let ceiling: f64 = ceiling.parse().map_err(|_| {
                 LambdaError::Config(format!("environment variable TIDEMARK_PREFIX_CEILING_RPS='{ceiling}' is not a number"))
@@ -125,14 +127,22 @@ fn response(failures: Vec<BatchItemFailure>) -> SqsBatchResponse {
     r
 }
 
-/// Worker: one message per task; a task that did not finish is reported as a batch item failure.
+/// Worker: one message per task or seed step; a task that did not finish, or a step that
+/// failed, is reported as a batch item failure.
 pub async fn worker_handler(engine: &Engine, event: SqsEvent, owner: &str) -> SqsBatchResponse {
     let mut failures = Vec::new();
     for m in event.records {
         let id = m.message_id.clone().unwrap_or_default();
         let body = m.body.unwrap_or_default();
-        let outcome = match parse_task_message(&body) {
-            Ok(task) => match process_task(engine, &task, owner).await {
+        let outcome = match parse_work_message(&body) {
+            Ok(WorkMessage::Step(step)) => match handle_step(engine, &step).await {
+                Ok(outcome) => {
+                    tracing::info!(message_id = %id, run_id = %step.run_id, step = ?step.step, file = ?step.file, ?outcome, "seed step");
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
+            Ok(WorkMessage::Task(task)) => match process_task(engine, &task, owner).await {
                 // A deferred task goes back as a fresh delayed message (see `requeue_deferred`),
                 // so the received one succeeds; if the send fails, SQS redelivers this one.
                 Ok(TaskOutcome::Deferred(delay)) => {
@@ -200,17 +210,25 @@ pub struct SeedResponse {
     pub tasks: usize,
     pub enqueued: usize,
     pub resumed: bool,
+    /// `planning` while a stepwise seed is summarising its report (`tasks` is 0 until planned),
+    /// then `running` and `complete`.
+    pub state: String,
 }
 
-/// Seeder: plans a run by listing and enqueues its tasks.
+/// Seeder: plans a run by listing and enqueues its tasks, or, with an inventory manifest,
+/// starts the stepwise seed (`seed_steps`): one summarise message per data file, handled by
+/// the worker function, so that no invocation's time grows with the report.
 pub async fn seeder_handler(engine: &Engine, req: SeedRequest) -> Result<SeedResponse, LambdaError> {
     let targets = PlanTargets { objects: req.target_objects.unwrap_or(100_000), ..Default::default() };
-    let source = match req.inventory_manifest {
-        Some(manifest_url) => tidemark_core::seed::PlanSource::Inventory { manifest_url, targets },
-        None => tidemark_core::seed::PlanSource::Listing(targets),
+    let s = match req.inventory_manifest {
+        Some(url) => tidemark_core::seed_steps::start(engine, &req.source_bucket, &req.prefix, &url, targets).await?,
+        None => {
+            let source = tidemark_core::seed::PlanSource::Listing(targets);
+            tidemark_core::seed::seed(engine, &req.source_bucket, &req.prefix, source).await?
+        }
     };
-    let s = tidemark_core::seed::seed(engine, &req.source_bucket, &req.prefix, source).await?;
-    Ok(SeedResponse { run_id: s.run.run_id.clone(), tasks: s.run.tasks.len(), enqueued: s.enqueued, resumed: s.resumed })
+    let state = serde_json::to_value(s.run.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    Ok(SeedResponse { run_id: s.run.run_id.clone(), tasks: s.run.task_total() as usize, enqueued: s.enqueued, resumed: s.resumed, state })
 }
 
 /// The daily reconciliation request the deployed schedule sends to the seeder function

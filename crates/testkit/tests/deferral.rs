@@ -67,8 +67,9 @@ async fn world() -> anyhow::Result<(Engine, Arc<HookedStore<Throttling>>, TaskMe
         queues: QueueUrls { work: "work".into(), delta: "delta".into() },
     };
     let seeded = seed(&engine, "src", "", PlanSource::Listing(PlanTargets::default())).await?;
-    assert_eq!(seeded.run.tasks.len(), 1);
-    let msg = TaskMessage { run_id: seeded.run.run_id.clone(), task_id: seeded.run.tasks[0].clone() };
+    assert_eq!(seeded.run.task_total(), 1);
+    let task_id = engine.control().tasks(&seeded.run.run_id).await?[0].task_id.clone();
+    let msg = TaskMessage { run_id: seeded.run.run_id.clone(), task_id };
     Ok((engine, source, msg))
 }
 

@@ -8,6 +8,8 @@
 //!   [`InventoryRecord`]s, keeping current versions (or every version) and counting the rest.
 //! - [`plan_from_manifest`] and [`plan`] turn a report into [`InventoryPlan`]: partitions of
 //!   the sorted key space, whatever the order of the rows, through an external merge sort.
+//! - [`summarise_file`] and [`merge`] plan the same way one data file at a time: a bounded
+//!   summary per file, merged into partitions (the seeder's fan-out, `seed_steps`).
 //!
 //! ORC reports are refused with an error that names the format: the maintained Rust ORC reader
 //! depends on all of Arrow, which is too heavy for the engine.
@@ -19,6 +21,7 @@ mod parquet;
 mod plan;
 mod sort;
 mod source;
+mod summary;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -36,6 +39,7 @@ pub use self::manifest::{Columns, DataFile, FileFormat, Manifest};
 pub use self::object_source::{parse_s3_url, ObjectStoreSource};
 pub use self::plan::{plan, plan_from_manifest, InventoryPlan, PlanOptions};
 pub use self::source::{InventorySource, LocalDirSource};
+pub use self::summary::{merge, samples_per_file, summarise_file, FileSummary, Sample, SUMMARY_FORMAT, SUMMARY_VERSION};
 
 use self::csv::CsvRecords;
 use self::parquet::ParquetRows;
