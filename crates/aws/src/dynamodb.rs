@@ -1,9 +1,9 @@
 //! The DynamoDB adapter of the [`ControlStore`] port: items are (pk, sk, ver, body, ttl).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
 use tidemark_core::ports::{ControlStore, Item};
 use tidemark_core::{Error, Result};
 
@@ -117,4 +117,83 @@ impl ControlStore for DynamoControlStore {
             }
         }
     }
+
+    async fn get_many(&self, pk: &str, sks: &[String]) -> Result<Vec<Item>> {
+        // BatchGetItem refuses duplicate keys and takes at most 100 of them.
+        let unique: BTreeSet<&String> = sks.iter().collect();
+        let unique: Vec<&String> = unique.into_iter().collect();
+        let mut out = Vec::new();
+        for chunk in unique.chunks(100) {
+            let keys: Vec<HashMap<String, AttributeValue>> =
+                chunk.iter().map(|sk| HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])).collect();
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| build_error("BatchGetItem", e))?,
+            );
+            let mut attempt = 0;
+            while let Some(request) = pending.take() {
+                let page =
+                    self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(|e| map("BatchGetItem", e))?;
+                for item in page.responses().and_then(|r| r.get(&self.table)).map(Vec::as_slice).unwrap_or_default() {
+                    out.push(parse(item)?);
+                }
+                // Keys DynamoDB did not get to (throughput) come back; retry them with a backoff.
+                pending = page.unprocessed_keys().and_then(|u| u.get(&self.table)).filter(|k| !k.keys().is_empty()).cloned();
+                if pending.is_some() {
+                    attempt += 1;
+                    backoff("BatchGetItem", attempt).await?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_markers(&self, pk: &str, sks: &[String], body: &str, expires_at: Option<i64>) -> Result<()> {
+        // BatchWriteItem refuses two writes of one key in a request and takes at most 25.
+        let unique: BTreeSet<&String> = sks.iter().collect();
+        let unique: Vec<&String> = unique.into_iter().collect();
+        for chunk in unique.chunks(25) {
+            let mut writes = Vec::new();
+            for sk in chunk {
+                let mut item = HashMap::from([
+                    ("pk".to_string(), s(pk)),
+                    ("sk".to_string(), s(sk)),
+                    ("ver".to_string(), AttributeValue::N("1".into())),
+                    ("body".to_string(), s(body)),
+                ]);
+                if let Some(t) = expires_at {
+                    item.insert("ttl".to_string(), AttributeValue::N(t.to_string()));
+                }
+                let put = PutRequest::builder().set_item(Some(item)).build().map_err(|e| build_error("BatchWriteItem", e))?;
+                writes.push(WriteRequest::builder().put_request(put).build());
+            }
+            let mut attempt = 0;
+            while !writes.is_empty() {
+                let out =
+                    self.client.batch_write_item().request_items(&self.table, writes).send().await.map_err(|e| map("BatchWriteItem", e))?;
+                writes = out.unprocessed_items().and_then(|u| u.get(&self.table)).cloned().unwrap_or_default();
+                if !writes.is_empty() {
+                    attempt += 1;
+                    backoff("BatchWriteItem", attempt).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn build_error(operation: &str, e: aws_sdk_dynamodb::error::BuildError) -> Error {
+    Error::port(operation, e.to_string(), false)
+}
+
+/// Waits before retrying the unprocessed part of a batch; gives up (transiently) after a few tries.
+async fn backoff(operation: &str, attempt: u32) -> Result<()> {
+    if attempt > 8 {
+        return Err(Error::port(operation, "unprocessed items remained after 8 retries", true));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(6))).await;
+    Ok(())
 }

@@ -402,16 +402,22 @@ impl<'a> Control<'a> {
         }
     }
 
-    /// Marks a change as captured; false if it was already marked (a duplicate delivery).
-    pub async fn mark_seen(&self, bucket: &str, identity: &str, expires_at: i64) -> Result<bool> {
-        let id = crate::domain::stable_id(&[identity]);
-        self.store.put_new(&format!("seen#{}#{bucket}", self.vault), &id, "1", Some(expires_at)).await
+    fn seen_pk(&self, bucket: &str) -> String {
+        format!("seen#{}#{bucket}", self.vault)
     }
 
-    /// True if a change was already captured.
-    pub async fn was_seen(&self, bucket: &str, identity: &str) -> Result<bool> {
-        let id = crate::domain::stable_id(&[identity]);
-        Ok(self.store.get(&format!("seen#{}#{bucket}", self.vault), &id).await?.is_some())
+    /// Marks changes as captured (duplicate deliveries of them are dropped until `expires_at`).
+    pub async fn mark_seen_many(&self, bucket: &str, identities: &[String], expires_at: i64) -> Result<()> {
+        let ids: Vec<String> = identities.iter().map(|i| crate::domain::stable_id(&[i])).collect();
+        self.store.put_markers(&self.seen_pk(bucket), &ids, "1", Some(expires_at)).await
+    }
+
+    /// Which of these changes were already captured.
+    pub async fn seen_among(&self, bucket: &str, identities: &[String]) -> Result<std::collections::HashSet<String>> {
+        let by_id: std::collections::HashMap<String, &String> = identities.iter().map(|i| (crate::domain::stable_id(&[i]), i)).collect();
+        let ids: Vec<String> = by_id.keys().cloned().collect();
+        let found = self.store.get_many(&self.seen_pk(bucket), &ids).await?;
+        Ok(found.iter().filter_map(|item| by_id.get(&item.sk).map(|i| (*i).clone())).collect())
     }
 
     /// Records that a bucket is protected (the delta handler refuses events of other buckets).

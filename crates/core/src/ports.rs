@@ -190,6 +190,13 @@ pub trait ControlStore: Send + Sync {
     async fn replace(&self, pk: &str, sk: &str, expected_version: u64, body: &str) -> Result<bool>;
     /// All items of a partition whose sort key starts with `sk_prefix`, in sort-key order.
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>>;
+    /// Reads many items of one partition at once (DynamoDB BatchGetItem); returns those that
+    /// exist, in no particular order. Duplicate sort keys are allowed.
+    async fn get_many(&self, pk: &str, sks: &[String]) -> Result<Vec<Item>>;
+    /// Writes marker items (existence is all they say; their body never changes) of one partition
+    /// unconditionally and in batches (DynamoDB BatchWriteItem). A marker written twice stays one
+    /// marker. Not for items that are ever replaced: this bypasses compare-and-set.
+    async fn put_markers(&self, pk: &str, sks: &[String], body: &str, expires_at: Option<i64>) -> Result<()>;
 }
 
 /// The time source; a port so that tests can pin it.

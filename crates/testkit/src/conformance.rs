@@ -219,4 +219,19 @@ pub async fn control_store(c: &dyn ControlStore, pk: &str) {
     let q: Vec<String> = c.query(pk, "task#").await.unwrap().into_iter().map(|i| i.sk).collect();
     assert_eq!(q, vec!["task#1", "task#2", "task#3"], "query by sort-key prefix, in order");
     assert_eq!(c.query(pk, "").await.unwrap().len(), 5, "empty prefix returns the whole partition");
+
+    // Markers in batches: more than one BatchWriteItem (25) and BatchGetItem (100) each, with
+    // duplicate keys in both requests, written twice.
+    let markers = format!("{pk}-markers");
+    let mut sks: Vec<String> = (0..130).map(|i| format!("m{i:03}")).collect();
+    sks.push("m007".into());
+    c.put_markers(&markers, &sks, "1", Some(4_000_000_000)).await.unwrap();
+    c.put_markers(&markers, &sks[..40], "1", Some(4_000_000_000)).await.unwrap();
+    let mut wanted: Vec<String> = (100..150).chain(0..110).map(|i| format!("m{i:03}")).collect();
+    wanted.push("m001".into());
+    let mut found: Vec<String> = c.get_many(&markers, &wanted).await.unwrap().into_iter().map(|i| i.sk).collect();
+    found.sort();
+    assert_eq!(found, (0..130).map(|i| format!("m{i:03}")).collect::<Vec<_>>(), "every marker once, missing keys absent");
+    assert!(c.get_many(pk, &["m001".to_string()]).await.unwrap().is_empty(), "markers stay in their partition");
+    assert!(c.get_many(&markers, &[]).await.unwrap().is_empty());
 }

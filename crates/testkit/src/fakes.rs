@@ -508,6 +508,20 @@ impl ControlStore for MemControlStore {
         let items = self.items.lock().unwrap();
         Ok(items.values().filter(|i| i.pk == pk && i.sk.starts_with(sk_prefix)).cloned().collect())
     }
+
+    async fn get_many(&self, pk: &str, sks: &[String]) -> Result<Vec<Item>> {
+        let items = self.items.lock().unwrap();
+        let unique: std::collections::BTreeSet<&String> = sks.iter().collect();
+        Ok(unique.into_iter().filter_map(|sk| items.get(&(pk.to_string(), sk.clone())).cloned()).collect())
+    }
+
+    async fn put_markers(&self, pk: &str, sks: &[String], body: &str, _expires_at: Option<i64>) -> Result<()> {
+        let mut items = self.items.lock().unwrap();
+        for sk in sks {
+            items.insert((pk.into(), sk.clone()), Item { pk: pk.into(), sk: sk.clone(), version: 1, body: body.into() });
+        }
+        Ok(())
+    }
 }
 
 /// A clock tests can set and advance.

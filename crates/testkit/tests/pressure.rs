@@ -48,6 +48,12 @@ impl ControlStore for RacyStore {
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>> {
         self.inner.query(pk, sk_prefix).await
     }
+    async fn get_many(&self, pk: &str, sks: &[String]) -> Result<Vec<Item>> {
+        self.inner.get_many(pk, sks).await
+    }
+    async fn put_markers(&self, pk: &str, sks: &[String], body: &str, expires_at: Option<i64>) -> Result<()> {
+        self.inner.put_markers(pk, sks, body, expires_at).await
+    }
 }
 
 const T0: u64 = 1_800_000_000_000;
