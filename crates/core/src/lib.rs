@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod inventory;
+pub mod listing;
 pub mod pack;
 pub mod partition;
 pub mod point;

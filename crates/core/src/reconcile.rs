@@ -35,7 +35,7 @@ use crate::{Error, Result};
 pub struct ReconcileOptions {
     /// Only keys under this prefix.
     pub prefix: String,
-    /// Compare with this S3 Inventory report (a `file://` manifest URL) instead of a listing.
+    /// Compare with this S3 Inventory report (a `file://` or `s3://` manifest URL) instead of a listing.
     pub inventory_manifest: Option<String>,
 }
 
@@ -81,15 +81,16 @@ async fn list_source(engine: &Engine, bucket: &str, prefix: &str) -> Result<BTre
 }
 
 /// Reads the current objects of an inventory report under `prefix`; returns them with the report's start time.
-async fn read_inventory(url: &str, bucket: &str, prefix: &str) -> Result<(BTreeMap<String, Seen>, DateTime<Utc>)> {
+///
+/// The report is opened as the seeder opens it (`seed::open_inventory`): a `file://` manifest
+/// from a local directory, an `s3://` one through the engine's source store.
+async fn read_inventory(engine: &Engine, url: &str, bucket: &str, prefix: &str) -> Result<(BTreeMap<String, Seen>, DateTime<Utc>)> {
     let (url, bucket, prefix) = (url.to_string(), bucket.to_string(), prefix.to_string());
+    let (store, handle) = (engine.source.clone(), tokio::runtime::Handle::current());
     // Reading a report is CPU-bound and synchronous: keep it off the async workers.
     tokio::task::spawn_blocking(move || {
-        let inv = crate::inventory::Inventory::open_url(&url)?;
+        let inv = crate::seed::open_inventory(store, &url, &bucket, handle)?;
         let m = inv.manifest();
-        if m.source_bucket != bucket {
-            return Err(Error::Invalid(format!("inventory report {url} describes bucket {}, not {bucket}", m.source_bucket)));
-        }
         let started = m.creation_timestamp.and_then(DateTime::from_timestamp_millis).ok_or_else(|| Error::Inventory {
             file: url.clone(),
             line: None,
@@ -154,7 +155,7 @@ pub async fn reconcile(engine: &Engine, bucket: &str, opts: &ReconcileOptions) -
     let (source, view_started) = match &opts.inventory_manifest {
         Some(url) => {
             report.source = "inventory".into();
-            read_inventory(url, bucket, &opts.prefix).await?
+            read_inventory(engine, url, bucket, &opts.prefix).await?
         }
         None => {
             report.source = "listing".into();

@@ -6,13 +6,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::stream::{self, StreamExt, TryStreamExt};
-
 use crate::control::{Counters, RunRecord, RunState, TaskRecord};
 use crate::domain::{new_id, stable_id};
 use crate::engine::Engine;
-use crate::partition::{Partition, PlanTargets, Planner};
-use crate::ports::{list_all, ListPage, ObjectStore};
+use crate::partition::{Partition, PlanTargets};
+use crate::ports::ObjectStore;
 use crate::worker::TaskMessage;
 use crate::{Error, Result};
 
@@ -81,14 +79,13 @@ pub(crate) fn read_options(prefix: &str) -> crate::inventory::ReadOptions {
     crate::inventory::ReadOptions { prefix: (!prefix.is_empty()).then(|| prefix.to_string()), ..Default::default() }
 }
 
-/// Bytes of keys a summary's sort holds in memory before it spills to disk.
-pub(crate) const SUMMARY_SORT_BUDGET: usize = 64 * 1024 * 1024;
+pub(crate) use crate::inventory::SUMMARY_SORT_BUDGET;
 
 /// Plans partitions from an S3 Inventory report, checking that it describes `bucket`.
 ///
-/// Every data file is summarised and the summaries merged (`inventory::summarise_file`,
-/// `inventory::merge`), in this one call: the same partitions as the stepwise seeder
-/// (`seed_steps`), which summarises one file per invocation.
+/// This is `inventory::plan` (every data file summarised, the summaries merged), the function
+/// `tidemark inventory plan` prints, in this one call: the same partitions as the stepwise
+/// seeder (`seed_steps`), which summarises one file per invocation.
 pub async fn plan_by_inventory(
     store: Arc<dyn ObjectStore>,
     manifest_url: &str,
@@ -101,13 +98,8 @@ pub async fn plan_by_inventory(
     // Reading and sorting a report is CPU-bound and synchronous: keep it off the async workers.
     tokio::task::spawn_blocking(move || {
         let inventory = open_inventory(store, &url, &bucket, handle)?;
-        let files = inventory.manifest().files.len();
-        let max_samples = crate::inventory::samples_per_file(files);
-        let read = read_options(&prefix);
-        let summaries = (0..files)
-            .map(|i| crate::inventory::summarise_file(&inventory, i, &read, max_samples, SUMMARY_SORT_BUDGET))
-            .collect::<Result<Vec<_>>>()?;
-        crate::inventory::merge(&summaries, targets)
+        let opts = crate::inventory::PlanOptions { targets, read: read_options(&prefix), ..Default::default() };
+        Ok(crate::inventory::plan(&inventory, &opts)?.partitions)
     })
     .await
     .map_err(|e| Error::port("inventory planning", e.to_string(), false))?
@@ -223,20 +215,9 @@ pub(crate) fn interleave(partitions: &[Partition], ids: Vec<String>) -> Vec<Stri
     out
 }
 
-/// Plans partitions by listing: discovers top-level prefixes with the delimiter, lists them in parallel.
+/// Plans partitions by listing (`listing::plan`): prefixes found with the delimiter are listed
+/// in parallel, large ones split as they appear, into bounded summaries merged like a report's.
 pub async fn plan_by_listing(engine: &Engine, bucket: &str, prefix: &str, targets: PlanTargets) -> Result<Vec<Partition>> {
-    let top = list_all(engine.source.as_ref(), bucket, prefix, Some("/")).await?;
-    let listed: Vec<ListPage> = stream::iter(top.common_prefixes)
-        .map(|p| async move { list_all(engine.source.as_ref(), bucket, &p, None).await })
-        .buffered(engine.config.concurrency.max(1))
-        .try_collect()
-        .await?;
-    let mut all: Vec<(String, u64)> =
-        top.objects.into_iter().chain(listed.into_iter().flat_map(|p| p.objects)).map(|o| (o.key, o.size)).collect();
-    all.sort();
-    let mut planner = Planner::new(targets);
-    for (k, s) in &all {
-        planner.push(k, *s)?;
-    }
-    Ok(planner.finish())
+    let opts = crate::listing::ListingOptions::new(engine.config.concurrency);
+    Ok(crate::listing::plan(engine.source.as_ref(), bucket, prefix, targets, &opts).await?.partitions)
 }

@@ -43,6 +43,8 @@ struct S3State {
     uploads: HashMap<String, Upload>,
     counter: u64,
     requests: u64,
+    /// Every ListObjectsV2 call: (prefix, delimiter).
+    lists: Vec<(String, Option<String>)>,
 }
 
 /// An in-memory S3 with versioning, multipart uploads, conditional reads and copies.
@@ -74,6 +76,11 @@ impl MemObjectStore {
     /// Requests served so far.
     pub fn requests(&self) -> u64 {
         self.state.lock().unwrap().requests
+    }
+
+    /// Every listing call served so far, as (prefix, delimiter), in the order they came.
+    pub fn list_calls(&self) -> Vec<(String, Option<String>)> {
+        self.state.lock().unwrap().lists.clone()
     }
 
     fn current<'a>(b: &'a Bucket, key: &str) -> Option<&'a Version> {
@@ -138,6 +145,7 @@ impl ObjectStore for MemObjectStore {
     async fn list(&self, bucket: &str, req: ListRequest<'_>) -> Result<ListPage> {
         let mut s = self.state.lock().unwrap();
         s.requests += 1;
+        s.lists.push((req.prefix.to_string(), req.delimiter.map(str::to_string)));
         let b = s.buckets.get(bucket).ok_or_else(|| no_bucket(bucket))?;
         let max = req.max_keys.unwrap_or(1000).clamp(1, 1000) as usize;
         let after = req.continuation.as_deref().or(req.start_after).unwrap_or("");

@@ -6,10 +6,13 @@
 //!   for `file://` URLs; an S3 adapter lives outside the engine).
 //! - [`Inventory`] is an opened, verified manifest; [`Inventory::records`] streams its rows as
 //!   [`InventoryRecord`]s, keeping current versions (or every version) and counting the rest.
-//! - [`plan_from_manifest`] and [`plan`] turn a report into [`InventoryPlan`]: partitions of
-//!   the sorted key space, whatever the order of the rows, through an external merge sort.
-//! - [`summarise_file`] and [`merge`] plan the same way one data file at a time: a bounded
-//!   summary per file, merged into partitions (the seeder's fan-out, `seed_steps`).
+//! - [`summarise_file`] and [`merge_summaries`] plan a report one data file at a time: each file
+//!   is sorted on its own (an external merge sort, whatever the order of its rows) into a bounded
+//!   summary, and the summaries are merged into partitions. [`plan_from_manifest`] and [`plan`]
+//!   do both halves in one call (`tidemark inventory plan`, the one-shot seeder); the stepwise
+//!   seeder (`seed_steps`) runs them in separate invocations, so they all plan alike.
+//! - [`StreamSampler`] summarises a key stream of unknown length the same way (the listing
+//!   planner, `listing`).
 //!
 //! ORC reports are refused with an error that names the format: the maintained Rust ORC reader
 //! depends on all of Arrow, which is too heavy for the engine.
@@ -37,9 +40,12 @@ use serde::{Deserialize, Serialize};
 pub use self::csv::decode_key;
 pub use self::manifest::{Columns, DataFile, FileFormat, Manifest};
 pub use self::object_source::{parse_s3_url, ObjectStoreSource};
-pub use self::plan::{plan, plan_from_manifest, InventoryPlan, PlanOptions};
+pub use self::plan::{plan, plan_from_manifest, InventoryPlan, PlanOptions, SUMMARY_SORT_BUDGET};
 pub use self::source::{InventorySource, LocalDirSource};
-pub use self::summary::{merge, samples_per_file, summarise_file, FileSummary, Sample, SUMMARY_FORMAT, SUMMARY_VERSION};
+pub use self::summary::{
+    merge, merge_samples, merge_summaries, samples_per_file, summarise_file, FileSummary, Sample, StreamSampler, SUMMARY_FORMAT,
+    SUMMARY_VERSION, TOTAL_SAMPLES,
+};
 
 use self::csv::CsvRecords;
 use self::parquet::ParquetRows;

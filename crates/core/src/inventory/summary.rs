@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::sort::ExternalSorter;
-use super::{Inventory, ReadOptions, SKIP_DUPLICATE};
+use super::{Inventory, InventoryPlan, ReadOptions, Totals, SKIP_DUPLICATE};
 use crate::partition::{Partition, PlanTargets, Planner};
 use crate::{Error, Result};
 
@@ -63,6 +63,10 @@ pub struct FileSummary {
     pub skipped: BTreeMap<String, u64>,
     /// The bound the samples were cut to.
     pub max_samples: usize,
+    /// True if every version was kept (each row an object), false if only current versions
+    /// were (a key is one object). Summaries stored before this field existed kept current ones.
+    #[serde(default)]
+    pub all_versions: bool,
     pub samples: Vec<Sample>,
 }
 
@@ -88,6 +92,7 @@ fn parent(key: &str) -> &str {
 }
 
 /// Closes runs of keys into samples at a fixed granularity (see the module documentation).
+#[derive(Debug)]
 struct Sampler {
     objects_step: u64,
     bytes_step: u64,
@@ -96,6 +101,7 @@ struct Sampler {
 }
 
 impl Sampler {
+    /// A sampler cutting `objects` objects of `bytes` bytes into at most `max_samples + 1` samples.
     fn new(objects: u64, bytes: u64, max_samples: usize) -> Self {
         // A run closes when full, or at a directory change when half full; each closed run thus
         // holds at least half a step of objects or of bytes, which bounds the samples by
@@ -109,6 +115,7 @@ impl Sampler {
         }
     }
 
+    /// Adds the next key (or the next run of keys, starting at `key`).
     fn push(&mut self, key: &str, objects: u64, bytes: u64) {
         let close = match self.samples.last() {
             None => true,
@@ -128,6 +135,77 @@ impl Sampler {
         self.prev.clear();
         self.prev.push_str(key);
     }
+}
+
+/// A bounded summary of a key stream whose length is not known in advance (a listing).
+///
+/// Every key is its own sample until the summary holds more than `max_samples`; it is then
+/// re-cut with the rules of a file's summary at the granularity of what it has seen so far, keeping at
+/// most half the bound, and keys that follow join runs of that granularity. Samples thus stay
+/// under `max_samples + 1` however long the stream, and a stream of at most `max_samples` keys
+/// keeps every key, so its merged plan is exactly the plan of the sorted keys. The result
+/// depends only on the stream, so the same keys in the same order give the same samples.
+#[derive(Debug)]
+pub struct StreamSampler {
+    max_samples: usize,
+    sampler: Sampler,
+    objects: u64,
+    bytes: u64,
+    last: String,
+}
+
+impl StreamSampler {
+    /// An empty summary of at most `max_samples` (at least 4) samples.
+    pub fn new(max_samples: usize) -> Self {
+        let max_samples = max_samples.max(4);
+        // With zero totals every step is 1, so every key closes a run: one sample per key.
+        StreamSampler { max_samples, sampler: Sampler::new(0, 0, max_samples), objects: 0, bytes: 0, last: String::new() }
+    }
+
+    /// Adds the next key (keys must come in ascending order, as a listing gives them).
+    pub fn push(&mut self, key: &str, objects: u64, bytes: u64) {
+        self.sampler.push(key, objects, bytes);
+        self.objects = self.objects.saturating_add(objects);
+        self.bytes = self.bytes.saturating_add(bytes);
+        self.last.clear();
+        self.last.push_str(key);
+        if self.sampler.samples.len() > self.max_samples {
+            self.sampler = resample(std::mem::take(&mut self.sampler.samples), self.objects, self.bytes, self.max_samples / 2);
+            // Directory changes are judged against the last key, not the last sample's key.
+            self.sampler.prev.clone_from(&self.last);
+        }
+    }
+
+    /// Samples held now.
+    pub fn len(&self) -> usize {
+        self.sampler.samples.len()
+    }
+
+    /// True if no key was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.sampler.samples.is_empty()
+    }
+
+    /// The samples so far, in key order.
+    pub fn samples(&self) -> &[Sample] {
+        &self.sampler.samples
+    }
+
+    /// The samples, in key order.
+    pub fn finish(self) -> Vec<Sample> {
+        self.sampler.samples
+    }
+}
+
+/// Re-cuts sorted samples (standing for `objects` and `bytes` in all) into at most
+/// `max_samples + 1` coarser ones: each new sample starts at an old sample's key, so every
+/// bound the plan can cut at is still a real key.
+fn resample(samples: Vec<Sample>, objects: u64, bytes: u64, max_samples: usize) -> Sampler {
+    let mut sampler = Sampler::new(objects, bytes, max_samples);
+    for Sample(key, o, b) in samples {
+        sampler.push(&key, o, b);
+    }
+    sampler
 }
 
 /// Reads data file `index` of `inventory` (and only it) and summarises it in at most
@@ -210,6 +288,7 @@ pub fn summarise_file(
         bytes: samples.iter().map(|s| s.2).sum(),
         skipped: totals.skipped,
         max_samples,
+        all_versions: read.all_versions,
         samples,
     })
 }
@@ -220,22 +299,66 @@ pub fn summarise_file(
 /// which summarises every file in one process, and the stepwise seeder, which summarises one
 /// file per invocation, plan the same partitions.
 pub fn merge(summaries: &[FileSummary], targets: PlanTargets) -> Result<Vec<Partition>> {
-    let mut samples: Vec<&Sample> = summaries.iter().flat_map(|s| &s.samples).collect();
+    Ok(merge_summaries(summaries, targets)?.partitions)
+}
+
+/// Merges the summaries of every data file into the plan of the report, with its totals: what
+/// `tidemark inventory plan` prints and what the seeders plan.
+///
+/// A key that starts a sample in several files is one point. Unless the summaries keep every
+/// version, it is also one object: a key listed by two files is counted once (the smaller
+/// listing's bytes when both samples are that key alone) and the other listings are skipped as
+/// duplicates, as a plan of the whole sorted report would. A duplicate that falls inside a
+/// sampled run of another file cannot be seen and counts twice.
+pub fn merge_summaries(summaries: &[FileSummary], targets: PlanTargets) -> Result<InventoryPlan> {
+    let dedup = !summaries.iter().any(|s| s.all_versions);
+    let (partitions, duplicates) = merge_points(summaries.iter().flat_map(|s| &s.samples).collect(), targets, dedup)?;
+    let mut totals = Totals { rows: summaries.iter().map(|s| s.rows).sum(), ..Totals::default() };
+    for s in summaries {
+        for (reason, n) in &s.skipped {
+            *totals.skipped.entry(reason.clone()).or_default() += n;
+        }
+    }
+    if duplicates > 0 {
+        *totals.skipped.entry(SKIP_DUPLICATE.to_string()).or_default() += duplicates;
+    }
+    totals.objects = partitions.iter().map(|p| p.objects).sum();
+    totals.bytes = partitions.iter().map(|p| p.bytes).sum();
+    Ok(InventoryPlan { partitions, totals })
+}
+
+/// Feeds samples from any number of summaries of disjoint key sets (the ranges of a listing),
+/// in any order, to the [`Planner`] in key order. The plan depends only on the set of samples.
+pub fn merge_samples(samples: Vec<&Sample>, targets: PlanTargets) -> Result<Vec<Partition>> {
+    Ok(merge_points(samples, targets, false)?.0)
+}
+
+/// Plans from samples; samples that share a key are one point (see [`merge_summaries`] for
+/// `dedup`). Returns the partitions and the listings dropped as duplicates.
+fn merge_points(mut samples: Vec<&Sample>, targets: PlanTargets, dedup: bool) -> Result<(Vec<Partition>, u64)> {
     samples.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     let mut planner = Planner::new(targets);
+    let mut duplicates = 0u64;
     let mut i = 0;
     while i < samples.len() {
-        // The same key may start a run in several files: one point, with their sum.
         let key = &samples[i].0;
-        let (mut objects, mut bytes) = (0u64, 0u64);
-        while i < samples.len() && &samples[i].0 == key {
-            objects = objects.saturating_add(samples[i].1);
-            bytes = bytes.saturating_add(samples[i].2);
-            i += 1;
+        let end = i + samples[i..].iter().take_while(|s| &s.0 == key).count();
+        let group = &samples[i..end];
+        let mut objects = group.iter().fold(0u64, |n, s| n.saturating_add(s.1));
+        let mut bytes = group.iter().fold(0u64, |n, s| n.saturating_add(s.2));
+        if dedup && group.len() > 1 {
+            // Every sample of the group counts the key itself once: keep one of them. Samples
+            // of one key alone come first (sorted by objects), the smallest listing first.
+            let extra = group.len() as u64 - 1;
+            duplicates += extra;
+            objects = objects.saturating_sub(extra);
+            let runs: Vec<&&Sample> = group.iter().filter(|s| s.1 > 1).collect();
+            bytes = if runs.is_empty() { group[0].2 } else { runs.iter().fold(0u64, |n, s| n.saturating_add(s.2)) };
         }
         planner.push_many(key, objects, bytes)?;
+        i = end;
     }
-    Ok(planner.finish())
+    Ok((planner.finish(), duplicates))
 }
 
 #[cfg(test)]
@@ -289,14 +412,40 @@ mod tests {
             bytes: samples.iter().map(|s| s.2).sum(),
             skipped: BTreeMap::new(),
             max_samples: 8,
+            all_versions: false,
             samples,
         };
         let a = summary(0, vec![Sample("a/1".into(), 5, 50), Sample("b/1".into(), 5, 50)]);
         let b = summary(1, vec![Sample("a/1".into(), 1, 1), Sample("c/1".into(), 7, 70)]);
         let targets = PlanTargets { objects: 6, bytes: u64::MAX };
         let one = merge(&[a.clone(), b.clone()], targets).unwrap();
-        assert_eq!(one, merge(&[b, a], targets).unwrap());
+        assert_eq!(one, merge(&[b.clone(), a.clone()], targets).unwrap());
         let shape: Vec<(&str, u64)> = one.iter().map(|p| (p.start.as_str(), p.objects)).collect();
-        assert_eq!(shape, vec![("", 6), ("b/1", 12)], "the same key in two files is one point");
+        // a/1 starts a run in both files: one point, and the key itself one object (5 + 1 - 1).
+        assert_eq!(shape, vec![("", 10), ("c/1", 7)], "the same key in two files is one point and one object");
+        let versions = |mut s: FileSummary| {
+            s.all_versions = true;
+            s
+        };
+        let every = merge_summaries(&[versions(a), versions(b)], targets).unwrap();
+        let shape: Vec<(&str, u64)> = every.partitions.iter().map(|p| (p.start.as_str(), p.objects)).collect();
+        assert_eq!(shape, vec![("", 6), ("b/1", 12)], "with every version kept, each listing counts");
+        assert!(every.totals.skipped.is_empty());
+    }
+
+    #[test]
+    fn a_stream_keeps_every_key_up_to_its_bound_and_stays_bounded_beyond() {
+        let mut small = StreamSampler::new(64);
+        (0..64).for_each(|i| small.push(&format!("d{:02}/k{i:03}", i / 10), 1, 3));
+        assert_eq!(small.finish().len(), 64, "at most max_samples keys: one sample each");
+        for n in [1_000usize, 100_000] {
+            let mut s = StreamSampler::new(64);
+            (0..n).for_each(|i| s.push(&format!("d{:05}/k{i:06}", i / 7), 1, (i % 10) as u64));
+            let samples = s.finish();
+            assert!(samples.len() <= 65, "{n} keys gave {} samples", samples.len());
+            assert_eq!(samples.iter().map(|s| s.1).sum::<u64>(), n as u64);
+            assert_eq!(samples.iter().map(|s| s.2).sum::<u64>(), (0..n).map(|i| (i % 10) as u64).sum::<u64>());
+            assert!(samples.windows(2).all(|w| w[0].0 < w[1].0), "in key order");
+        }
     }
 }
