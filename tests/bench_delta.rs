@@ -122,8 +122,86 @@ async fn put(s3: &aws_sdk_s3::Client, key: &str, data: Vec<u8>) -> Result<String
     Ok(out.e_tag().unwrap_or_default().trim_matches('"').to_string())
 }
 
-/// Runs the generator until `deadline`; returns every change it made.
-async fn generate(s3: aws_sdk_s3::Client, keys: Arc<Mutex<Keys>>, rate: f64, seconds: u64, seed: u64) -> Result<Vec<Op>> {
+/// The EventBridge event S3 sends for a change, in AWS's documented form (`etag`, a real,
+/// increasing sequencer; `deletion-type` on deletes).
+fn s3_event_detail(key: &str, etag: Option<&str>, size: usize, sequencer: u64) -> (String, String) {
+    let (kind, object, reason) = match etag {
+        Some(e) => (
+            "Object Created",
+            serde_json::json!({"key": key, "size": size, "etag": e, "sequencer": format!("{sequencer:018X}")}),
+            "PutObject",
+        ),
+        None => ("Object Deleted", serde_json::json!({"key": key, "sequencer": format!("{sequencer:018X}")}), "DeleteObject"),
+    };
+    let mut detail = serde_json::json!({"version": "0", "bucket": {"name": SOURCE}, "object": object,
+        "request-id": format!("R{sequencer:015X}"), "requester": "123456789012", "source-ip-address": "127.0.0.1", "reason": reason});
+    if etag.is_none() {
+        detail["deletion-type"] = "Permanently Deleted".into();
+    }
+    (kind.to_string(), detail.to_string())
+}
+
+/// Forwards S3 events to the event bus the way the source account's rule does in a deployment:
+/// up to 10 entries per PutEvents call, a few calls at once.
+async fn forward_events(
+    events: aws_sdk_eventbridge::Client,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(String, String, DateTime<Utc>)>,
+) -> Result<u64> {
+    use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+    let sem = Arc::new(tokio::sync::Semaphore::new(8));
+    let mut tasks = tokio::task::JoinSet::new();
+    let failed = Arc::new(AtomicU64::new(0));
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 10 {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        let entries: Vec<PutEventsRequestEntry> = batch
+            .into_iter()
+            .map(|(kind, detail, time)| {
+                PutEventsRequestEntry::builder()
+                    .time(aws_sdk_eventbridge::primitives::DateTime::from_millis(time.timestamp_millis()))
+                    .source("aws.s3")
+                    .detail_type(kind)
+                    .resources(format!("arn:aws:s3:::{SOURCE}"))
+                    .detail(detail)
+                    .build()
+            })
+            .collect();
+        let permit = sem.clone().acquire_owned().await?;
+        let (events, failed) = (events.clone(), failed.clone());
+        tasks.spawn(async move {
+            let n = entries.len() as u64;
+            match events.put_events().set_entries(Some(entries)).send().await {
+                Ok(out) => {
+                    failed.fetch_add(out.failed_entry_count() as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    eprintln!("put_events: {e}");
+                    failed.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+            drop(permit);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(failed.load(Ordering::Relaxed))
+}
+
+/// Runs the generator until `deadline`; returns every change it made. With `events`, it also
+/// announces each change as S3 would (for a source bucket on a server that sends no events).
+async fn generate(
+    s3: aws_sdk_s3::Client,
+    keys: Arc<Mutex<Keys>>,
+    rate: f64,
+    seconds: u64,
+    seed: u64,
+    events: Option<tokio::sync::mpsc::UnboundedSender<(String, String, DateTime<Utc>)>>,
+) -> Result<Vec<Op>> {
     let log = Arc::new(Mutex::new(Vec::new()));
     let sem = Arc::new(tokio::sync::Semaphore::new(48));
     let start = Instant::now();
@@ -169,14 +247,22 @@ async fn generate(s3: aws_sdk_s3::Client, keys: Arc<Mutex<Keys>>, rate: f64, sec
             }
         };
         keys.lock().unwrap().busy.insert(key.clone());
-        let (s3, keys, log, errors) = (s3.clone(), keys.clone(), log.clone(), errors.clone());
+        let (s3, keys, log, errors, events) = (s3.clone(), keys.clone(), log.clone(), errors.clone(), events.clone());
+        let sequencer = i;
         tasks.spawn(async move {
             let sent = Utc::now();
+            let size = data.as_ref().map_or(0, Vec::len);
             let r = match data {
                 Some(d) => put(&s3, &key, d).await.map(Some),
                 None => s3.delete_object().bucket(SOURCE).key(&key).send().await.map(|_| None).map_err(anyhow::Error::from),
             };
             let acked = Utc::now();
+            if let (Some(tx), Ok(etag)) = (&events, &r) {
+                // S3 stamps the event while it handles the request; the acknowledgement is the
+                // latest such moment, so the catalog's view and the generator's log agree.
+                let (kind, detail) = s3_event_detail(&key, etag.as_deref(), size, sequencer);
+                let _ = tx.send((kind, detail, acked));
+            }
             let mut k = keys.lock().unwrap();
             k.busy.remove(&key);
             match r {
@@ -242,7 +328,7 @@ impl DeltaState {
     }
 }
 
-async fn receiver(engine: Engine, state: Arc<Mutex<DeltaState>>, consumers: usize, stop: Arc<AtomicBool>) -> Result<()> {
+async fn receiver(engine: Engine, state: Arc<Mutex<DeltaState>>, consumers: usize, batch_max: usize, stop: Arc<AtomicBool>) -> Result<()> {
     let sem = Arc::new(tokio::sync::Semaphore::new(consumers));
     let mut tasks = tokio::task::JoinSet::new();
     let mut id = 0u64;
@@ -250,14 +336,29 @@ async fn receiver(engine: Engine, state: Arc<Mutex<DeltaState>>, consumers: usiz
     loop {
         let permit = sem.clone().acquire_owned().await?;
         let t0 = Utc::now();
-        let msgs = match engine.queue.receive(&engine.queues.delta, 10, 1, 120).await {
-            Ok(m) => m,
-            Err(e) => {
-                eprintln!("receive: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
+        // Like the Lambda event source mapping with a batch size above 10 and a batching window:
+        // receive until the batch is full, the queue runs dry or the window closes.
+        let window = Instant::now();
+        let mut msgs = Vec::new();
+        let mut last = 10;
+        let mut failed = false;
+        while msgs.len() < batch_max && last == 10 && window.elapsed() < Duration::from_secs(1) {
+            match engine.queue.receive(&engine.queues.delta, 10, if msgs.is_empty() { 1 } else { 0 }, 120).await {
+                Ok(m) => {
+                    last = m.len();
+                    msgs.extend(m);
+                }
+                Err(e) => {
+                    eprintln!("receive: {e}");
+                    failed = true;
+                    break;
+                }
             }
-        };
+        }
+        if failed && msgs.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
         if stop.load(Ordering::SeqCst) && msgs.is_empty() {
             empty_after_stop += 1;
             if empty_after_stop >= 3 {
@@ -270,7 +371,7 @@ async fn receiver(engine: Engine, state: Arc<Mutex<DeltaState>>, consumers: usiz
             if let Some(oldest) = events.iter().map(|e| e.time).min() {
                 s.inflight.insert(id, oldest);
             }
-            if msgs.len() < 10 {
+            if last < 10 && !failed {
                 s.caught_up = Some(s.caught_up.map_or(t0, |c| c.max(t0)));
             }
         }
@@ -483,13 +584,28 @@ async fn main() -> Result<()> {
     let allowance = chrono::Duration::seconds(2);
     let t_total = Instant::now();
 
+    let batch_max = env_u64("TIDEMARK_BENCH_DELTA_BATCH", 100) as usize;
+    // `split` (the default): S3 on SeaweedFS, SQS, EventBridge and DynamoDB on moto, and the
+    // generator announces its changes on the event bus as the source account's forwarding rule
+    // would (SeaweedFS sends no S3 events). `moto`: everything on moto, events sent by moto's S3.
+    let split = std::env::var("TIDEMARK_BENCH_DELTA_STACK").map_or(true, |v| v != "moto");
     let moto = harness::start_moto()?;
+    let weed = if split { Some(harness::start_seaweedfs()?) } else { None };
     let ep = moto.endpoint.clone();
-    eprintln!("moto on {ep}");
-    let env: Vec<(&str, String)> = vec![("TIDEMARK_LATE_EVENT_SECONDS", "2".into()), ("TIDEMARK_TARGET_OBJECTS", "1000".into())];
+    let s3_ep = weed.as_ref().map(|w| w.endpoint.clone());
+    eprintln!("moto on {ep}; S3 on {}", s3_ep.as_deref().unwrap_or("moto"));
+    let mut env: Vec<(&str, String)> = vec![("TIDEMARK_LATE_EVENT_SECONDS", "2".into()), ("TIDEMARK_TARGET_OBJECTS", "1000".into())];
+    if let Some(e) = &s3_ep {
+        env.push(("AWS_ENDPOINT_URL_S3", e.clone()));
+    }
     tidemark_json(&ep, &env, &["init", "--local", "--vault", &format!("s3://{VAULT}"), "--json"])?;
-    let clients =
-        AwsClients::load(&ClientOptions { endpoint_url: Some(ep.clone()), region: Some("us-east-1".into()), ..Default::default() }).await;
+    let clients = AwsClients::load(&ClientOptions {
+        endpoint_url: Some(ep.clone()),
+        s3_endpoint_url: s3_ep.clone(),
+        region: Some("us-east-1".into()),
+        ..Default::default()
+    })
+    .await;
     let s3 = clients.s3.clone();
     s3.create_bucket().bucket(SOURCE).send().await?;
 
@@ -517,11 +633,12 @@ async fn main() -> Result<()> {
             log.push(op);
         }
     }
-    let p = tidemark_json(
-        &ep,
-        &env,
-        &["protect", "--source", &format!("s3://{SOURCE}"), "--vault", &format!("s3://{VAULT}"), "--workers", "4", "--wait", "--json"],
-    )?;
+    let (source_url, vault_url) = (format!("s3://{SOURCE}"), format!("s3://{VAULT}"));
+    let mut protect = vec!["protect", "--source", &source_url, "--vault", &vault_url, "--workers", "4", "--wait", "--json"];
+    if split {
+        protect.push("--no-events");
+    }
+    let p = tidemark_json(&ep, &env, &protect)?;
     eprintln!("protected {} objects; first point {}", p["objects"], p["recovery_point"]);
 
     let names = ResourceNames::new("tidemark");
@@ -541,9 +658,12 @@ async fn main() -> Result<()> {
         },
     };
 
+    if split {
+        admin::route_events(&clients, "tidemark", SOURCE, &engine.queues.delta).await?;
+    }
     let state = Arc::new(Mutex::new(DeltaState::default()));
     let stop_rx = Arc::new(AtomicBool::new(false));
-    let recv = tokio::spawn(receiver(engine.clone(), state.clone(), consumers, stop_rx.clone()));
+    let recv = tokio::spawn(receiver(engine.clone(), state.clone(), consumers, batch_max, stop_rx.clone()));
     let points: Arc<Mutex<Vec<PointRec>>> = Arc::new(Mutex::new(Vec::new()));
     if let Some(t) = p["recovery_point"].as_str() {
         let t: DateTime<Utc> = t.parse()?;
@@ -628,7 +748,19 @@ async fn main() -> Result<()> {
 
     eprintln!("generating {rate}/s for {seconds} s");
     let gen_start = Instant::now();
-    let ops = generate(s3.clone(), keys.clone(), rate, seconds, 0xfeed_beef_0bad_cafe).await?;
+    let (tx, forwarder) = if split {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Some(tx), Some(tokio::spawn(forward_events(clients.events.clone(), rx))))
+    } else {
+        (None, None)
+    };
+    let ops = generate(s3.clone(), keys.clone(), rate, seconds, 0xfeed_beef_0bad_cafe, tx).await?;
+    if let Some(f) = forwarder {
+        let failed = f.await??;
+        if failed > 0 {
+            eprintln!("event forwarding: {failed} entries failed");
+        }
+    }
     let gen_secs = gen_start.elapsed().as_secs_f64();
     let gen_end = Utc::now();
     eprintln!("generator done: {} changes in {gen_secs:.1} s", ops.len());
@@ -810,11 +942,17 @@ async fn main() -> Result<()> {
     let mut md = String::new();
     md.push_str("# tidemark delta-path load test\n\n");
     md.push_str(&format!(
-        "Run {} on the local stack (moto on 127.0.0.1), {} s of changes at a target of {rate:.0}/s; \
+        "Run {} on the local stack ({}), {} s of changes at a target of {rate:.0}/s; \
          checkpoint every {checkpoint_s} s (late-event allowance 2 s), compaction every {compact_s} s, \
-         {consumers} delta batches of 10 handled at once. Reproduce: `make bench-delta` \
+         {consumers} delta batches of up to {batch_max} handled at once. Reproduce: `make bench-delta` \
          (`TIDEMARK_BENCH_DELTA_SECONDS={seconds}`).\n\n",
         run_start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        if split {
+            "S3 on SeaweedFS; SQS, EventBridge and DynamoDB on moto; each change announced on the event bus as the \
+             source account's forwarding rule would, with a real increasing sequencer"
+        } else {
+            "everything on moto; events sent by moto's S3"
+        },
         seconds
     ));
     md.push_str("## Figures\n\n| measure | value |\n|---|---|\n");
@@ -883,5 +1021,6 @@ async fn main() -> Result<()> {
         bail!("{mismatches_total} catalog mismatches and {restore_mismatches} restore mismatches; see bench-delta-report.md");
     }
     drop(moto);
+    drop(weed);
     Ok(())
 }
