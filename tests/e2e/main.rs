@@ -206,6 +206,10 @@ async fn protect_seeded_from_an_inventory_report_restores_exactly() -> Result<()
         c.put_object().bucket("inv-reports").key(key).body(body.into()).send().await?;
     }
     let s3_manifest = format!("s3://inv-reports/{}", report.manifest_key);
+    // `inventory plan` reads the s3:// copy as the seeder does, and plans it exactly as the local copy.
+    let s3_plan = tidemark_json(ep, &env, &["inventory", "plan", "--manifest", &s3_manifest, "--target-objects", "60", "--json"])?;
+    assert_eq!(s3_plan["partitions"], plan["partitions"], "s3:// {s3_plan}\nfile:// {plan}");
+    assert_eq!(s3_plan["totals"], plan["totals"]);
     let p = tidemark_json(
         ep,
         &env,
@@ -225,13 +229,20 @@ async fn protect_seeded_from_an_inventory_report_restores_exactly() -> Result<()
     Ok(())
 }
 
-/// A missing manifest is a one-line error naming it.
+/// A missing manifest, or one of an unsupported scheme, is a one-line error naming it.
 #[tokio::test(flavor = "multi_thread")]
 async fn inventory_plan_errors_name_the_file() -> Result<()> {
     let out = tidemark("http://127.0.0.1:9", &[], &["inventory", "plan", "--manifest", "file:///nonexistent/manifest.json", "--json"])?;
     assert!(!out.status.success());
     let e = String::from_utf8(out.stderr)?;
     assert!(e.contains("manifest.json"), "{e}");
+    // Only file:// and s3:// manifests are read; any other scheme is refused, naming the URL,
+    // before any AWS configuration is loaded.
+    let url = "https://example.invalid/inv/manifest.json";
+    let out = tidemark("http://127.0.0.1:9", &[], &["inventory", "plan", "--manifest", url, "--json"])?;
+    assert!(!out.status.success());
+    let e = String::from_utf8(out.stderr)?;
+    assert!(e.contains(url) && e.contains("s3://"), "{e}");
     Ok(())
 }
 

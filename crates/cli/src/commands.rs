@@ -25,7 +25,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Simulate { scenario, seed, json, report } => simulate(&scenario, seed, json, report.as_deref()),
         Command::Inventory { command: InventoryCommand::Plan { manifest, target_objects, all_versions, json } } => {
-            inventory_plan(&manifest, target_objects, all_versions, json).await
+            inventory_plan(&cli.global, &manifest, target_objects, all_versions, json).await
         }
         cmd => {
             let ctx = Context::load(&cli.global).await;
@@ -407,14 +407,29 @@ fn simulate(scenario: &std::path::Path, seed: Option<u64>, json: bool, report: O
     Ok(())
 }
 
-async fn inventory_plan(manifest: &str, target_objects: u64, all_versions: bool, json: bool) -> Result<()> {
+/// Plans a report read through the seeder's opening function (`seed::open_report`): a `file://`
+/// manifest from the local directory, an `s3://` one through the S3 client (the only case that
+/// loads the AWS configuration).
+async fn inventory_plan(global: &crate::args::Global, manifest: &str, target_objects: u64, all_versions: bool, json: bool) -> Result<()> {
     let mut opts = tidemark_core::inventory::PlanOptions {
         targets: PlanTargets { objects: target_objects, ..Default::default() },
         ..Default::default()
     };
     opts.read.all_versions = all_versions;
+    // Only an s3:// report needs the AWS configuration and a client; a local copy plans offline.
+    let store: Option<Arc<dyn tidemark_core::ports::ObjectStore>> = if manifest.starts_with("s3://") {
+        let ctx = Context::load(global).await;
+        Some(Arc::new(tidemark_aws::S3Store::new(ctx.clients.s3.clone())))
+    } else {
+        None
+    };
     let url = manifest.to_string();
-    let plan = tokio::task::spawn_blocking(move || tidemark_core::inventory::plan_from_manifest(&url, &opts)).await??;
+    let handle = tokio::runtime::Handle::current();
+    let plan = tokio::task::spawn_blocking(move || {
+        let inventory = seed::open_report(store, &url, handle)?;
+        tidemark_core::inventory::plan(&inventory, &opts)
+    })
+    .await??;
     let v = serde_json::to_value(&plan)?;
     print_obj(json, &v, || {
         let mut s = format!(

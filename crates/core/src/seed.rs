@@ -43,28 +43,45 @@ pub async fn check_buckets(engine: &Engine, source_bucket: &str) -> Result<()> {
 pub enum PlanSource {
     /// Parallel ListObjectsV2 over the prefixes found with the delimiter.
     Listing(PlanTargets),
-    /// The bucket's S3 Inventory report (a `file://` manifest URL for now).
+    /// The bucket's S3 Inventory report (a `file://` or `s3://` manifest URL).
     Inventory { manifest_url: String, targets: PlanTargets },
 }
 
-/// Opens the report at `manifest_url` and checks that it describes `bucket`. Synchronous (it
-/// reads the manifest): call it off the async workers.
+/// Opens the report at `manifest_url`, whatever bucket it describes. Synchronous (it reads the
+/// manifest): call it off the async workers.
 ///
 /// `file://` manifests are read from a local directory standing for the destination bucket;
-/// `s3://` manifests through `store` (the S3 port), streamed with bounded ranged reads.
+/// `s3://` manifests through `store` (the S3 port), streamed with bounded ranged reads; any other
+/// scheme is an error that names the URL. `store` may be `None` only where no `s3://` URL is
+/// expected (a command that plans a local copy without loading any AWS configuration).
+pub fn open_report(
+    store: Option<Arc<dyn ObjectStore>>,
+    manifest_url: &str,
+    handle: tokio::runtime::Handle,
+) -> Result<crate::inventory::Inventory> {
+    if manifest_url.starts_with("s3://") {
+        let (dest_bucket, key) = crate::inventory::parse_s3_url(manifest_url)?;
+        let store = store.ok_or_else(|| Error::Invalid(format!("manifest URL {manifest_url:?}: no S3 client to read it with")))?;
+        let source = crate::inventory::ObjectStoreSource::new(store, dest_bucket, handle);
+        crate::inventory::Inventory::open(Arc::new(source), &key)
+    } else if manifest_url.starts_with("file://") {
+        crate::inventory::Inventory::open_url(manifest_url)
+    } else {
+        Err(Error::Invalid(format!(
+            "manifest URL {manifest_url:?}: only file:// (a local copy of the report) and s3:// (the inventory destination bucket) manifests can be read"
+        )))
+    }
+}
+
+/// Opens the report at `manifest_url` ([`open_report`]) and checks that it describes `bucket`.
+/// Synchronous (it reads the manifest): call it off the async workers.
 pub(crate) fn open_inventory(
     store: Arc<dyn ObjectStore>,
     manifest_url: &str,
     bucket: &str,
     handle: tokio::runtime::Handle,
 ) -> Result<crate::inventory::Inventory> {
-    let inventory = if manifest_url.starts_with("s3://") {
-        let (dest_bucket, key) = crate::inventory::parse_s3_url(manifest_url)?;
-        let source = crate::inventory::ObjectStoreSource::new(store, dest_bucket, handle);
-        crate::inventory::Inventory::open(Arc::new(source), &key)?
-    } else {
-        crate::inventory::Inventory::open_url(manifest_url)?
-    };
+    let inventory = open_report(Some(store), manifest_url, handle)?;
     if inventory.manifest().source_bucket != bucket {
         return Err(Error::Invalid(format!(
             "inventory report {manifest_url} describes bucket {}, not {bucket}",
