@@ -9,9 +9,11 @@ pub mod clients;
 pub mod dynamodb;
 mod errors;
 pub mod s3;
+pub mod source;
 pub mod sqs;
 
 pub use clients::{AwsClients, ClientOptions};
 pub use dynamodb::DynamoControlStore;
 pub use s3::S3Store;
+pub use source::{BucketAccounts, RoleSourceStore, RoleVaultStore, SourceRole, SourceSessions};
 pub use sqs::SqsQueue;

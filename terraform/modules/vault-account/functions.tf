@@ -57,6 +57,8 @@ resource "aws_lambda_function" "this" {
       TIDEMARK_SOURCE_ROLE_NAME   = var.source_read_role_name
       TIDEMARK_ROLLBACK_ROLE_NAME = var.enable_in_place_rollback ? var.source_rollback_role_name : ""
       TIDEMARK_EXTERNAL_ID        = var.external_id
+      TIDEMARK_SOURCE_ACCOUNT_IDS = join(",", var.source_account_ids)
+      TIDEMARK_BUCKET_ACCOUNTS    = var.bucket_accounts
       TIDEMARK_METRICS_NAMESPACE  = "Tidemark"
       RUST_LOG                    = "info"
     }

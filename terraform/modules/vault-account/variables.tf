@@ -49,6 +49,17 @@ variable "source_read_role_name" {
   default     = "tidemark-backup-read"
 }
 
+variable "bucket_accounts" {
+  description = "Which source account owns each protected bucket, as bucket=account,bucket=account. Needed when source_account_ids holds more than one account (with one, every bucket belongs to it); a bucket the functions cannot place is refused with an error naming it."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.bucket_accounts == "" || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]=[0-9]{12}(,[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]=[0-9]{12})*$", var.bucket_accounts))
+    error_message = "bucket_accounts must be empty or bucket=account[,bucket=account...] with 12-digit account ids."
+  }
+}
+
 variable "vault_bucket_name" {
   description = "Name of the vault bucket. Empty means <name_prefix>-vault-<account>-<region>."
   type        = string
