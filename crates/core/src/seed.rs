@@ -152,8 +152,10 @@ pub(crate) fn task_message(run_id: &str, task_id: &str) -> String {
     serde_json::to_string(&TaskMessage { run_id: run_id.into(), task_id: task_id.into() }).expect("serialises")
 }
 
-/// Starts or resumes a seed run of `bucket/prefix` and enqueues its unfinished tasks.
-pub async fn seed(engine: &Engine, bucket: &str, prefix: &str, source: PlanSource) -> Result<Seeded> {
+/// Checks the buckets, marks the source protected and starts a run of `bucket/prefix` in
+/// `Planning`, or resumes the unfinished one: the opening shared by one-shot and stepwise seeding.
+/// Returns the run's version, the run and whether it was resumed.
+pub(crate) async fn begin_run(engine: &Engine, bucket: &str, prefix: &str) -> Result<(u64, RunRecord, bool)> {
     check_buckets(engine, bucket).await?;
     let control = engine.control();
     let now = engine.clock.now();
@@ -169,7 +171,13 @@ pub async fn seed(engine: &Engine, bucket: &str, prefix: &str, source: PlanSourc
         tasks: Vec::new(),
         task_count: 0,
     };
-    let (mut version, mut run, resumed) = control.start_or_resume_run(candidate).await?;
+    control.start_or_resume_run(candidate).await
+}
+
+/// Starts or resumes a seed run of `bucket/prefix` and enqueues its unfinished tasks.
+pub async fn seed(engine: &Engine, bucket: &str, prefix: &str, source: PlanSource) -> Result<Seeded> {
+    let control = engine.control();
+    let (mut version, mut run, resumed) = begin_run(engine, bucket, prefix).await?;
     while run.state == RunState::Planning {
         let partitions = match &source {
             PlanSource::Listing(targets) => plan_by_listing(engine, bucket, prefix, *targets).await?,

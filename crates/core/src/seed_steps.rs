@@ -26,12 +26,11 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::control::{RunRecord, RunState, SeedPlan};
-use crate::domain::new_id;
 use crate::engine::Engine;
 use crate::inventory::FileSummary;
 use crate::partition::{Partition, PlanTargets};
 use crate::ports::{Fetch, PutOptions};
-use crate::seed::{check_buckets, interleave, new_task, open_inventory, read_options, task_id, task_message, Seeded, SUMMARY_SORT_BUDGET};
+use crate::seed::{interleave, new_task, open_inventory, read_options, task_id, task_message, Seeded, SUMMARY_SORT_BUDGET};
 use crate::worker::{parse_task_message, truncate, TaskMessage};
 use crate::{Error, Result};
 
@@ -175,22 +174,8 @@ async fn enqueue_plan_if_ready(engine: &Engine, run_id: &str, plan: &SeedPlan) -
 /// A run already planned is left alone and nothing is sent; a run still planning gets only the
 /// messages its plan does not record as sent.
 pub async fn start(engine: &Engine, bucket: &str, prefix: &str, manifest_url: &str, targets: PlanTargets) -> Result<Seeded> {
-    check_buckets(engine, bucket).await?;
     let control = engine.control();
-    let now = engine.clock.now();
-    control.set_protected(bucket, now).await?;
-    let candidate = RunRecord {
-        run_id: new_id(now),
-        source_bucket: bucket.into(),
-        prefix: prefix.into(),
-        vault_bucket: engine.config.vault_bucket.clone(),
-        state: RunState::Planning,
-        started_at: now,
-        finished_at: None,
-        tasks: Vec::new(),
-        task_count: 0,
-    };
-    let (_, run, resumed) = control.start_or_resume_run(candidate).await?;
+    let (_, run, resumed) = crate::seed::begin_run(engine, bucket, prefix).await?;
     if run.state != RunState::Planning {
         return Ok(Seeded { run, resumed, enqueued: 0 });
     }
