@@ -39,7 +39,8 @@ bench: venv
 	$(CARGO) build --release -p tidemark-cli -p tidemark-e2e -p tidemark-testkit --bins
 	set -o pipefail; $(CARGO_TARGET_DIR)/release/tidemark-bench | tee bench-report.md
 
-## Delta-path load test: changes at 278/s for TIDEMARK_BENCH_DELTA_SECONDS (default 600) on moto;
+## Delta-path load test: changes at TIDEMARK_BENCH_DELTA_RATE (default 278/s) for
+## TIDEMARK_BENCH_DELTA_SECONDS (default 600), S3 on SeaweedFS, SQS/EventBridge/DynamoDB on moto;
 ## latency, RPO and exact restores in bench-delta-report.md with bench-delta-plot.svg.
 bench-delta: venv
 	$(CARGO) build --release -p tidemark-cli --bins
