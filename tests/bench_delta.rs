@@ -599,13 +599,7 @@ async fn main() -> Result<()> {
         env.push(("AWS_ENDPOINT_URL_S3", e.clone()));
     }
     tidemark_json(&ep, &env, &["init", "--local", "--vault", &format!("s3://{VAULT}"), "--json"])?;
-    let clients = AwsClients::load(&ClientOptions {
-        endpoint_url: Some(ep.clone()),
-        s3_endpoint_url: s3_ep.clone(),
-        region: Some("us-east-1".into()),
-        ..Default::default()
-    })
-    .await;
+    let clients = AwsClients::load(&ClientOptions { s3_endpoint_url: s3_ep.clone(), ..ClientOptions::local(&ep) }).await;
     let s3 = clients.s3.clone();
     s3.create_bucket().bucket(SOURCE).send().await?;
 

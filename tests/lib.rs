@@ -52,9 +52,7 @@ pub fn tidemark_json(endpoint: &str, env: &[(&str, String)], args: &[&str]) -> R
 
 /// S3 clients for the test's own reads and writes.
 pub async fn s3(endpoint: &str) -> aws_sdk_s3::Client {
-    AwsClients::load(&ClientOptions { endpoint_url: Some(endpoint.into()), region: Some("us-east-1".into()), ..Default::default() })
-        .await
-        .s3
+    AwsClients::load(&ClientOptions::local(endpoint)).await.s3
 }
 
 /// What one object looks like: content hash, size, content type, user metadata.

@@ -38,6 +38,13 @@ pub struct ClientOptions {
     pub profile: Option<String>,
 }
 
+impl ClientOptions {
+    /// Every service at the local stack's `endpoint` (moto on 127.0.0.1), in us-east-1.
+    pub fn local(endpoint: &str) -> Self {
+        ClientOptions { endpoint_url: Some(endpoint.into()), region: Some("us-east-1".into()), ..Default::default() }
+    }
+}
+
 /// The SDK clients tidemark uses.
 #[derive(Clone, Debug)]
 pub struct AwsClients {

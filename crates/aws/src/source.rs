@@ -312,13 +312,6 @@ impl ObjectStore for RoleSourceStore {
     }
 }
 
-/// The source bucket whose large-object copy `key` is (`v1/<bucket>/objects/…`), if it is one.
-pub fn large_object_source(key: &str) -> Option<&str> {
-    let rest = key.strip_prefix("v1/")?;
-    let (bucket, rest) = rest.split_once('/')?;
-    rest.starts_with("objects/").then_some(bucket)
-}
-
 /// The vault store of a cross-account deployment: the function's own client, except that the
 /// server-side copies of large objects into `v1/<bucket>/objects/` go with the read role of the
 /// account that owns `<bucket>` (see the module documentation).
@@ -340,7 +333,7 @@ impl RoleVaultStore {
     /// The store for a request on `bucket`/`key`: the read role's copy client for a large-object
     /// key in the vault, the function's own client otherwise.
     async fn route(&self, bucket: &str, key: &str) -> Result<S3Store> {
-        match large_object_source(key) {
+        match tidemark_core::vault::object_key_bucket(key) {
             Some(source) if bucket == self.vault_bucket => self.sessions.copies(source).await,
             _ => Ok(self.own.clone()),
         }
@@ -456,14 +449,6 @@ mod tests {
         assert!(e.contains("not one of TIDEMARK_SOURCE_ACCOUNT_IDS"), "{e}");
         let e = BucketAccounts::parse("111122223333,444455556666", "logs=111122223333,logs=444455556666").unwrap_err();
         assert!(e.contains("mapped to both"), "{e}");
-    }
-
-    #[test]
-    fn large_object_keys_name_their_source_bucket() {
-        assert_eq!(large_object_source("v1/acme-data/objects/ab/abcdef"), Some("acme-data"));
-        assert_eq!(large_object_source("v1/acme-data/packs/2024-01-01/x.pack"), None);
-        assert_eq!(large_object_source("v1/acme-data/index/x.idx"), None);
-        assert_eq!(large_object_source("objects/ab"), None);
     }
 
     #[test]

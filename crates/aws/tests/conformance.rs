@@ -9,7 +9,7 @@ use tidemark_core::ports::{ObjectStore, PutOptions};
 use tidemark_testkit::{conformance, harness};
 
 async fn clients(endpoint: &str) -> AwsClients {
-    AwsClients::load(&ClientOptions { endpoint_url: Some(endpoint.into()), region: Some("us-east-1".into()), ..Default::default() }).await
+    AwsClients::load(&ClientOptions::local(endpoint)).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -67,7 +67,8 @@ pub async fn process_batch(engine: &Engine, messages: &[DeltaMessage]) -> Result
     let mut report = DeltaReport::default();
     let mut protected: HashMap<String, bool> = HashMap::new();
     let mut batch_ids = HashSet::new();
-    let mut events: Vec<ChangeEvent> = Vec::new();
+    // Each change with its identity, computed once: it keys the batch's and the store's dedup.
+    let mut events: Vec<(String, ChangeEvent)> = Vec::new();
     for m in messages {
         let ev = match parse_change(&m.body) {
             Ok(Some(ev)) => ev,
@@ -95,30 +96,30 @@ pub async fn process_batch(engine: &Engine, messages: &[DeltaMessage]) -> Result
             report.failed.push((m.id.clone(), reason));
             continue;
         }
-        if !batch_ids.insert(ev.identity()) {
+        let identity = ev.identity();
+        if !batch_ids.insert(identity.clone()) {
             report.duplicates += 1;
             continue;
         }
-        events.push(ev);
+        events.push((identity, ev));
     }
     // Group by bucket: each bucket's changes go into its own segment. Seen marks are read and
     // written per bucket in batches: a batch of 100 changes costs a handful of requests, not 200.
-    let mut by_bucket: HashMap<String, Vec<ChangeEvent>> = HashMap::new();
-    for ev in events {
-        by_bucket.entry(ev.bucket.clone()).or_default().push(ev);
+    let mut by_bucket: HashMap<String, Vec<(String, ChangeEvent)>> = HashMap::new();
+    for (identity, ev) in events {
+        by_bucket.entry(ev.bucket.clone()).or_default().push((identity, ev));
     }
     for (bucket, evs) in by_bucket {
-        let identities: Vec<String> = evs.iter().map(ChangeEvent::identity).collect();
+        let identities: Vec<String> = evs.iter().map(|(id, _)| id.clone()).collect();
         let seen = control.seen_among(&bucket, &identities).await?;
-        let fresh: Vec<ChangeEvent> = evs.into_iter().filter(|ev| !seen.contains(&ev.identity())).collect();
+        let (fresh_ids, fresh): (Vec<String>, Vec<ChangeEvent>) = evs.into_iter().filter(|(id, _)| !seen.contains(id)).unzip();
         report.duplicates += (identities.len() - fresh.len()) as u64;
         if fresh.is_empty() {
             continue;
         }
         capture_bucket_changes(engine, &bucket, &fresh, &mut report).await?;
         let expires = (engine.clock.now() + Duration::days(SEEN_TTL_DAYS)).timestamp();
-        let captured: Vec<String> = fresh.iter().map(ChangeEvent::identity).collect();
-        control.mark_seen_many(&bucket, &captured, expires).await?;
+        control.mark_seen_many(&bucket, &fresh_ids, expires).await?;
     }
     Ok(report)
 }

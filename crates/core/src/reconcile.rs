@@ -85,27 +85,20 @@ async fn list_source(engine: &Engine, bucket: &str, prefix: &str) -> Result<BTre
 /// The report is opened as the seeder opens it (`seed::open_inventory`): a `file://` manifest
 /// from a local directory, an `s3://` one through the engine's source store.
 async fn read_inventory(engine: &Engine, url: &str, bucket: &str, prefix: &str) -> Result<(BTreeMap<String, Seen>, DateTime<Utc>)> {
-    let (url, bucket, prefix) = (url.to_string(), bucket.to_string(), prefix.to_string());
-    let (store, handle) = (engine.source.clone(), tokio::runtime::Handle::current());
-    // Reading a report is CPU-bound and synchronous: keep it off the async workers.
-    tokio::task::spawn_blocking(move || {
-        let inv = crate::seed::open_inventory(store, &url, &bucket, handle)?;
+    let (opts, file) = (crate::seed::read_options(prefix), url.to_string());
+    crate::seed::with_inventory(engine.source.clone(), url, bucket, "inventory reading", move |inv| {
         let m = inv.manifest();
         let started = m.creation_timestamp.and_then(DateTime::from_timestamp_millis).ok_or_else(|| Error::Inventory {
-            file: url.clone(),
+            file: file.clone(),
             line: None,
             detail: "manifest has no creationTimestamp, which reconciliation needs to tell old drift from new changes".into(),
         })?;
-        let mut opts = crate::inventory::ReadOptions::default();
-        if !prefix.is_empty() {
-            opts.prefix = Some(prefix);
-        }
         let mut out = BTreeMap::new();
         for r in inv.records(&opts) {
             let r = r?;
             let Some(etag) = r.etag else {
                 return Err(Error::Inventory {
-                    file: url.clone(),
+                    file: file.clone(),
                     line: None,
                     detail: "report has no ETag field, which reconciliation compares".into(),
                 });
@@ -115,7 +108,6 @@ async fn read_inventory(engine: &Engine, url: &str, bucket: &str, prefix: &str) 
         Ok((out, started))
     })
     .await
-    .map_err(|e| Error::port("inventory reading", e.to_string(), false))?
 }
 
 /// The catalog's current state under `prefix`: resolved over every live registered segment.

@@ -91,6 +91,23 @@ pub(crate) fn open_inventory(
     Ok(inventory)
 }
 
+/// Opens the report at `manifest_url` for `bucket` (through `store` for `s3://`) and runs `work`
+/// on it, off the async workers: reading and sorting a report is CPU-bound and synchronous.
+/// `what` names the work in the error if the blocking task itself fails.
+pub(crate) async fn with_inventory<T: Send + 'static>(
+    store: Arc<dyn ObjectStore>,
+    manifest_url: &str,
+    bucket: &str,
+    what: &'static str,
+    work: impl FnOnce(crate::inventory::Inventory) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let (url, bucket) = (manifest_url.to_string(), bucket.to_string());
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || work(open_inventory(store, &url, &bucket, handle)?))
+        .await
+        .map_err(|e| Error::port(what, e.to_string(), false))?
+}
+
 /// The rows of a report that a seed of `prefix` keeps.
 pub(crate) fn read_options(prefix: &str) -> crate::inventory::ReadOptions {
     crate::inventory::ReadOptions { prefix: (!prefix.is_empty()).then(|| prefix.to_string()), ..Default::default() }
@@ -110,16 +127,11 @@ pub async fn plan_by_inventory(
     prefix: &str,
     targets: PlanTargets,
 ) -> Result<Vec<Partition>> {
-    let (url, bucket, prefix) = (manifest_url.to_string(), bucket.to_string(), prefix.to_string());
-    let handle = tokio::runtime::Handle::current();
-    // Reading and sorting a report is CPU-bound and synchronous: keep it off the async workers.
-    tokio::task::spawn_blocking(move || {
-        let inventory = open_inventory(store, &url, &bucket, handle)?;
-        let opts = crate::inventory::PlanOptions { targets, read: read_options(&prefix), ..Default::default() };
+    let opts = crate::inventory::PlanOptions { targets, read: read_options(prefix), ..Default::default() };
+    with_inventory(store, manifest_url, bucket, "inventory planning", move |inventory| {
         Ok(crate::inventory::plan(&inventory, &opts)?.partitions)
     })
     .await
-    .map_err(|e| Error::port("inventory planning", e.to_string(), false))?
 }
 
 /// The id of the task of `partition` in `run_id`: a function of the run and the bounds, so

@@ -30,7 +30,7 @@ use crate::engine::Engine;
 use crate::inventory::FileSummary;
 use crate::partition::{Partition, PlanTargets};
 use crate::ports::{Fetch, PutOptions};
-use crate::seed::{interleave, new_task, open_inventory, read_options, task_id, task_message, Seeded, SUMMARY_SORT_BUDGET};
+use crate::seed::{interleave, new_task, read_options, task_id, task_message, with_inventory, Seeded, SUMMARY_SORT_BUDGET};
 use crate::worker::{parse_task_message, truncate, TaskMessage};
 use crate::{Error, Result};
 
@@ -188,11 +188,10 @@ pub async fn start(engine: &Engine, bucket: &str, prefix: &str, manifest_url: &s
             )))
         }
         None => {
-            let (store, url, b) = (engine.source.clone(), manifest_url.to_string(), bucket.to_string());
-            let handle = tokio::runtime::Handle::current();
-            let files = tokio::task::spawn_blocking(move || open_inventory(store, &url, &b, handle).map(|i| i.manifest().files.len()))
-                .await
-                .map_err(|e| Error::port("reading the inventory manifest", e.to_string(), false))??;
+            let files = with_inventory(engine.source.clone(), manifest_url, bucket, "reading the inventory manifest", |i| {
+                Ok(i.manifest().files.len())
+            })
+            .await?;
             let max_samples = crate::inventory::samples_per_file(files);
             control.create_seed_plan(&run.run_id, &SeedPlan::new(manifest_url, files, max_samples, targets.objects, targets.bytes)).await?
         }
@@ -237,16 +236,15 @@ pub async fn summarise(engine: &Engine, run_id: &str, file: usize) -> Result<Ste
         // after a crash between the two only sets the bit.
         if engine.vault.head(vault, &key, None).await?.is_none() {
             let started = Instant::now();
-            let (store, url, bucket, read, max) =
-                (engine.source.clone(), plan.manifest_url.clone(), run.source_bucket.clone(), read_options(&run.prefix), plan.max_samples);
-            let handle = tokio::runtime::Handle::current();
-            // Reading and sorting is CPU-bound and synchronous: keep it off the async workers.
-            let summary = tokio::task::spawn_blocking(move || {
-                let inventory = open_inventory(store, &url, &bucket, handle)?;
-                crate::inventory::summarise_file(&inventory, file, &read, max, SUMMARY_SORT_BUDGET)
-            })
-            .await
-            .map_err(|e| Error::port("summarising an inventory data file", e.to_string(), false))??;
+            let (read, max) = (read_options(&run.prefix), plan.max_samples);
+            let summary = with_inventory(
+                engine.source.clone(),
+                &plan.manifest_url,
+                &run.source_bucket,
+                "summarising an inventory data file",
+                move |inventory| crate::inventory::summarise_file(&inventory, file, &read, max, SUMMARY_SORT_BUDGET),
+            )
+            .await?;
             let body = Bytes::from(serde_json::to_vec(&summary).expect("a summary serialises"));
             let size = body.len();
             let opts = PutOptions { content_type: Some("application/json".into()), if_none_match: true, ..Default::default() };

@@ -17,6 +17,12 @@ pub fn object_key(bucket: &str, object_id: &str) -> String {
     format!("v1/{bucket}/objects/{}/{object_id}", &object_id[..2])
 }
 
+/// The source bucket whose large-object copy `key` is (the inverse of [`object_key`]), if it is one.
+pub fn object_key_bucket(key: &str) -> Option<&str> {
+    let (bucket, rest) = key.strip_prefix("v1/")?.split_once('/')?;
+    rest.starts_with("objects/").then_some(bucket)
+}
+
 /// Key of an index segment.
 pub fn segment_key(bucket: &str, id: &str) -> String {
     format!("v1/{bucket}/index/{id}.idx")
@@ -36,4 +42,18 @@ pub fn point_key(bucket: &str, t: DateTime<Utc>) -> String {
 /// Summaries are planning notes, not captures: nothing reads them once the run is planned.
 pub fn summary_key(bucket: &str, run_id: &str, file: usize) -> String {
     format!("v1/{bucket}/runs/{run_id}/summaries/{file:06}.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_object_keys_name_their_source_bucket() {
+        assert_eq!(object_key_bucket("v1/acme-data/objects/ab/abcdef"), Some("acme-data"));
+        assert_eq!(object_key_bucket(&object_key("acme-data", "abcdef")), Some("acme-data"));
+        assert_eq!(object_key_bucket("v1/acme-data/packs/2024-01-01/x.pack"), None);
+        assert_eq!(object_key_bucket("v1/acme-data/index/x.idx"), None);
+        assert_eq!(object_key_bucket("objects/ab"), None);
+    }
 }

@@ -108,9 +108,7 @@ impl LambdaConfig {
             queues: self.queues.clone(),
         }
     }
-}
 
-impl LambdaConfig {
     /// The source and vault stores over `clients`: with a source role, the source is read (and
     /// large objects are copied into the vault) through the role assumed in the bucket's account;
     /// without one, both use the function's own credentials as before.
@@ -140,7 +138,7 @@ pub fn source_role_from(get: impl Fn(&str) -> Option<String>) -> Result<Option<S
     let Some(role_name) = get("TIDEMARK_SOURCE_ROLE_NAME").map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) else {
         return Ok(None);
     };
-    if !role_name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)) || role_name.len() > 64 {
+    if !role_name.chars().all(iam_name_char) || role_name.len() > 64 {
         return Err(LambdaError::Config(format!("environment variable TIDEMARK_SOURCE_ROLE_NAME='{role_name}' is not an IAM role name")));
     }
     let external_id = get("TIDEMARK_EXTERNAL_ID").filter(|s| !s.is_empty()).ok_or_else(|| {
@@ -156,10 +154,15 @@ pub fn source_role_from(get: impl Fn(&str) -> Option<String>) -> Result<Option<S
     // The session name shows in the source account's CloudTrail; naming the function tells
     // which of them read. STS allows [\w+=,.@-]{2,64}.
     let session_name = match get("AWS_LAMBDA_FUNCTION_NAME") {
-        Some(f) => format!("tidemark-{f}").chars().filter(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(*c)).take(64).collect(),
+        Some(f) => format!("tidemark-{f}").chars().filter(|c| iam_name_char(*c)).take(64).collect(),
         None => "tidemark".to_string(),
     };
     Ok(Some(SourceRole { role_name, external_id, session_name, accounts }))
+}
+
+/// A character IAM allows in role and session names (`[\w+=,.@-]`).
+fn iam_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)
 }
 
 /// Sets up JSON logs (honouring `AWS_LAMBDA_LOG_LEVEL` / `RUST_LOG`).

@@ -29,12 +29,7 @@ fn sqs_event(msgs: &[tidemark_core::ports::Message]) -> SqsEvent {
 #[tokio::test(flavor = "multi_thread")]
 async fn stepwise_inventory_seed_through_the_lambda_handlers_restores_exactly() -> Result<()> {
     let moto = harness::start_moto()?;
-    let c = AwsClients::load(&ClientOptions {
-        endpoint_url: Some(moto.endpoint.clone()),
-        region: Some("us-east-1".into()),
-        ..Default::default()
-    })
-    .await;
+    let c = AwsClients::load(&ClientOptions::local(&moto.endpoint)).await;
     admin::ensure_vault_bucket(&c, "fan-vault", 1).await?;
     let (work, _) = admin::ensure_queue(&c, "fan-work", 30).await?;
     let (delta, _) = admin::ensure_queue(&c, "fan-delta", 30).await?;

@@ -52,12 +52,7 @@ fn lambda_config(source_role: Option<SourceRole>) -> LambdaConfig {
 #[tokio::test(flavor = "multi_thread")]
 async fn source_reads_go_through_the_read_role_of_the_buckets_account() -> Result<()> {
     let moto = harness::start_moto()?;
-    let c = AwsClients::load(&ClientOptions {
-        endpoint_url: Some(moto.endpoint.clone()),
-        region: Some("us-east-1".into()),
-        ..Default::default()
-    })
-    .await;
+    let c = AwsClients::load(&ClientOptions::local(&moto.endpoint)).await;
 
     // The function's own credentials act in moto's default account.
     // (moto names it `arn:aws:sts::<account>:user/moto`.)
