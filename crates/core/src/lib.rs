@@ -4,30 +4,38 @@
 //! world only through the traits in [`ports`], so the same handlers run in Lambda, in the local
 //! runner and in tests.
 
-pub mod capture;
-pub mod compact;
+// Foundations every stage shares: errors, configuration, domain types, the ports, typed control
+// state and the engine context.
 pub mod config;
 pub mod control;
-pub mod delta;
 pub mod domain;
 pub mod engine;
 pub mod error;
-pub mod events;
-pub mod inventory;
-pub mod listing;
-pub mod pack;
-pub mod partition;
-pub mod point;
 pub mod ports;
-pub mod pressure;
-pub mod reconcile;
-pub mod resolve;
-pub mod restore;
+
+// The stages, in the order the data flows through them: a seed is planned, its tasks are
+// protected by workers that the scheduler paces, objects are captured into the vault format,
+// changes keep the vault current, and a restore reads it back.
+pub mod plan;
+
+pub mod protect;
+
 pub mod scheduler;
-pub mod seed;
-pub mod seed_steps;
-pub mod segment;
+
+pub mod capture;
+
 pub mod vault;
-pub mod worker;
+
+pub mod changes;
+
+pub mod restore;
 
 pub use error::{Error, Result};
+
+// The module paths before the engine was grouped into folders; removed once every import uses the new ones.
+pub use changes::{compact, delta, events, reconcile};
+pub use plan::{inventory, listing, partition};
+pub use protect::{seed, steps as seed_steps, worker};
+pub use restore::resolve;
+pub use scheduler::fleet as pressure;
+pub use vault::{pack, point, segment};
