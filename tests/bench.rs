@@ -558,7 +558,7 @@ fn inventory_section(cfg: &Config, failures: &mut Vec<String>) -> Result<String>
         let _ = writeln!(
             s,
             "\nPeak RSS at {} rows ÷ at {} rows: reader **{:.2}** ({:.1} ÷ {:.1} MiB), planner **{:.2}** ({:.1} ÷ {:.1} MiB; the summary-based \
-             planner: each data file sorted on its own into bounded samples, the samples merged) — the memory bound of issue 3: they must be \
+             planner: each data file sorted on its own into bounded samples, the samples merged) — the planner's memory bound: they must be \
              within a small factor.",
             large["rows"],
             small["rows"],

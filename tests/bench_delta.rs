@@ -29,13 +29,13 @@ use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, SubsecRound, Utc};
 use tidemark_aws::admin::{self, ResourceNames};
 use tidemark_aws::{AwsClients, ClientOptions, DynamoControlStore, S3Store, SqsQueue};
+use tidemark_core::changes::delta::{process_batch, DeltaMessage};
+use tidemark_core::changes::events::{parse_change, ChangeKind};
 use tidemark_core::config::EngineConfig;
-use tidemark_core::delta::{process_batch, DeltaMessage};
 use tidemark_core::engine::{Engine, QueueUrls};
-use tidemark_core::events::{parse_change, ChangeKind};
-use tidemark_core::point::{self, Sealed};
 use tidemark_core::ports::{ObjectStore, SystemClock};
 use tidemark_core::restore::{self, RestoreMode, RestoreRequest};
+use tidemark_core::vault::point::{self, Sealed};
 use tidemark_e2e::tidemark_json;
 use tidemark_testkit::harness;
 
@@ -706,7 +706,7 @@ async fn main() -> Result<()> {
                 if compact_s > 0 && last_compact.elapsed().as_secs() >= compact_s {
                     last_compact = Instant::now();
                     let t = Instant::now();
-                    match tidemark_core::compact::compact(&engine, SOURCE, &Default::default()).await {
+                    match tidemark_core::changes::compact::compact(&engine, SOURCE, &Default::default()).await {
                         Ok(r) => compactions.lock().unwrap().push(format!(
                             "at {:.0} s: {} segments merged into {} ({} records), live segments {} → {}, {:.1} s",
                             (Utc::now() - run_start).num_milliseconds() as f64 / 1000.0,

@@ -26,7 +26,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     if is_throttle(&e) {
-        return Error::Throttled { operation: operation.to_string(), prefix: tidemark_core::pressure::top_prefix(key).to_string() };
+        return Error::Throttled { operation: operation.to_string(), prefix: tidemark_core::scheduler::fleet::top_prefix(key).to_string() };
     }
     map(operation, e)
 }

@@ -1,4 +1,4 @@
-//! Command-line arguments: the contract of DESIGN §14, plus typed engine settings read from flags or environment.
+//! Command-line arguments: the contract scripts depend on (README.md), plus typed engine settings read from flags or environment.
 
 use clap::{Args, Parser, Subcommand};
 
@@ -32,7 +32,7 @@ pub struct Global {
     pub engine: EngineArgs,
 }
 
-/// Engine tunables (DESIGN §4, §7), from flags or TIDEMARK_* variables.
+/// Engine tunables, from flags or TIDEMARK_* variables.
 #[derive(Args, Debug, Clone)]
 pub struct EngineArgs {
     /// Objects below this size (bytes) are packed; larger ones are copied server-side.

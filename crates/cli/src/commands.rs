@@ -7,14 +7,14 @@ use anyhow::{bail, Context as _, Result};
 use chrono::{Duration, Utc};
 use serde_json::json;
 use tidemark_aws::admin;
-use tidemark_core::compact::{self, CompactOptions};
+use tidemark_core::changes::compact::{self, CompactOptions};
+use tidemark_core::changes::reconcile::{self, ReconcileOptions};
 use tidemark_core::control::Counters;
 use tidemark_core::engine::Engine;
-use tidemark_core::partition::PlanTargets;
-use tidemark_core::point::{self, Sealed};
-use tidemark_core::reconcile::{self, ReconcileOptions};
+use tidemark_core::plan::partition::PlanTargets;
+use tidemark_core::protect::seed;
 use tidemark_core::restore::{self, RestoreMode, RestoreRequest};
-use tidemark_core::seed;
+use tidemark_core::vault::point::{self, Sealed};
 
 use crate::args::{Cli, Command, InventoryCommand};
 use crate::context::{s3_url, time, Context};
@@ -174,7 +174,7 @@ async fn sync_engine(
     bucket: &str,
     prefix: &str,
     late_seconds: i64,
-) -> Result<(tidemark_core::delta::DeltaReport, Sealed)> {
+) -> Result<(tidemark_core::changes::delta::DeltaReport, Sealed)> {
     let drain_started = Utc::now();
     let report = runner::drain_deltas(engine).await?;
     let watermark = point::watermark_after_drain(drain_started, Duration::seconds(late_seconds));
@@ -411,7 +411,7 @@ fn simulate(scenario: &std::path::Path, seed: Option<u64>, json: bool, report: O
 /// manifest from the local directory, an `s3://` one through the S3 client (the only case that
 /// loads the AWS configuration).
 async fn inventory_plan(global: &crate::args::Global, manifest: &str, target_objects: u64, all_versions: bool, json: bool) -> Result<()> {
-    let mut opts = tidemark_core::inventory::PlanOptions {
+    let mut opts = tidemark_core::plan::inventory::PlanOptions {
         targets: PlanTargets { objects: target_objects, ..Default::default() },
         ..Default::default()
     };
@@ -427,7 +427,7 @@ async fn inventory_plan(global: &crate::args::Global, manifest: &str, target_obj
     let handle = tokio::runtime::Handle::current();
     let plan = tokio::task::spawn_blocking(move || {
         let inventory = seed::open_report(store, &url, handle)?;
-        tidemark_core::inventory::plan(&inventory, &opts)
+        tidemark_core::plan::inventory::plan(&inventory, &opts)
     })
     .await??;
     let v = serde_json::to_value(&plan)?;

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use tidemark_core::changes::delta::{process_batch, DeltaMessage, DeltaReport};
+use tidemark_core::changes::events::parse_change;
 use tidemark_core::control::{Counters, RunState};
-use tidemark_core::delta::{process_batch, DeltaMessage, DeltaReport};
 use tidemark_core::engine::Engine;
-use tidemark_core::events::parse_change;
-use tidemark_core::seed_steps::{handle_step, parse_work_message, WorkMessage};
-use tidemark_core::worker::{process_task, TaskOutcome};
+use tidemark_core::protect::steps::{handle_step, parse_work_message, WorkMessage};
+use tidemark_core::protect::worker::{process_task, TaskOutcome};
 
 /// Runs `workers` worker loops until the run is complete; reports progress on stderr.
 pub async fn work_until_complete(engine: &Engine, run_id: &str, workers: usize, quiet: bool) -> Result<()> {
@@ -23,7 +23,7 @@ pub async fn work_until_complete(engine: &Engine, run_id: &str, workers: usize, 
     }
     // A process killed between its last task and marking the run complete leaves that step to
     // whoever runs next; once is enough, as workers mark the run after every task they finish.
-    tidemark_core::worker::finish_run_if_complete(engine, run_id).await?;
+    tidemark_core::protect::worker::finish_run_if_complete(engine, run_id).await?;
     let mut last_print = std::time::Instant::now();
     let result = loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -93,7 +93,7 @@ async fn worker_loop(engine: &Engine, owner: &str, stop: &AtomicBool) -> Result<
                 Ok(TaskOutcome::Finished(_)) | Ok(TaskOutcome::AlreadyDone) => engine.queue.delete(&engine.queues.work, &m.receipt).await?,
                 Ok(TaskOutcome::Busy) => engine.queue.change_visibility(&engine.queues.work, &m.receipt, 2).await?,
                 Ok(TaskOutcome::Deferred(delay)) => {
-                    tidemark_core::worker::requeue_deferred(engine, &task, delay).await?;
+                    tidemark_core::protect::worker::requeue_deferred(engine, &task, delay).await?;
                     engine.queue.delete(&engine.queues.work, &m.receipt).await?;
                 }
                 Err(e) if e.is_transient() => {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Tunables of the engine. Defaults follow DESIGN §4 and §7.
+/// Tunables of the engine, with the defaults of a deployment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EngineConfig {
     /// The vault bucket every capture goes to.

@@ -7,9 +7,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::partition::Partition;
+use crate::plan::partition::Partition;
 use crate::ports::{ControlStore, Item};
-use crate::segment::SegmentMeta;
+use crate::vault::segment::SegmentMeta;
 use crate::{Error, Result};
 
 /// Where a seed run is.
@@ -52,7 +52,7 @@ impl RunRecord {
     }
 }
 
-/// The progress of a run seeded from an inventory report in steps (`seed_steps`): which data
+/// The progress of a run seeded from an inventory report in steps (`protect::steps`): which data
 /// files are summarised, and how far the plan got in creating and enqueueing tasks.
 ///
 /// One item per run, changed only by compare-and-set, so concurrent and retried steps agree.

@@ -31,11 +31,3 @@ pub mod changes;
 pub mod restore;
 
 pub use error::{Error, Result};
-
-// The module paths before the engine was grouped into folders; removed once every import uses the new ones.
-pub use changes::{compact, delta, events, reconcile};
-pub use plan::{inventory, listing, partition};
-pub use protect::{seed, steps as seed_steps, worker};
-pub use restore::resolve;
-pub use scheduler::fleet as pressure;
-pub use vault::{pack, point, segment};

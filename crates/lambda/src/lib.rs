@@ -13,15 +13,15 @@ use tidemark_aws::{
     AwsClients, BucketAccounts, ClientOptions, DynamoControlStore, RoleSourceStore, RoleVaultStore, S3Store, SourceRole, SourceSessions,
     SqsQueue,
 };
+use tidemark_core::changes::delta::{process_batch, DeltaMessage};
 use tidemark_core::config::EngineConfig;
-use tidemark_core::delta::{process_batch, DeltaMessage};
 use tidemark_core::engine::{Engine, QueueUrls};
-use tidemark_core::partition::PlanTargets;
-use tidemark_core::point::{self, Sealed};
+use tidemark_core::plan::partition::PlanTargets;
 use tidemark_core::ports::{Backlog, SystemClock};
+use tidemark_core::protect::steps::{handle_step, parse_work_message, WorkMessage};
+use tidemark_core::protect::worker::{process_task, TaskOutcome};
 use tidemark_core::restore::{RestoreReport, RestoreRequest};
-use tidemark_core::seed_steps::{handle_step, parse_work_message, WorkMessage};
-use tidemark_core::worker::{process_task, TaskOutcome};
+use tidemark_core::vault::point::{self, Sealed};
 
 /// Errors of the Lambda glue.
 #[derive(Debug, thiserror::Error)]
@@ -204,7 +204,7 @@ pub async fn worker_handler(engine: &Engine, event: SqsEvent, owner: &str) -> Sq
                 // A deferred task goes back as a fresh delayed message (see `requeue_deferred`),
                 // so the received one succeeds; if the send fails, SQS redelivers this one.
                 Ok(TaskOutcome::Deferred(delay)) => {
-                    tidemark_core::worker::requeue_deferred(engine, &task, delay).await.map(|_| TaskOutcome::Deferred(delay))
+                    tidemark_core::protect::worker::requeue_deferred(engine, &task, delay).await.map(|_| TaskOutcome::Deferred(delay))
                 }
                 other => other,
             },
@@ -274,15 +274,15 @@ pub struct SeedResponse {
 }
 
 /// Seeder: plans a run by listing and enqueues its tasks, or, with an inventory manifest,
-/// starts the stepwise seed (`seed_steps`): one summarise message per data file, handled by
+/// starts the stepwise seed (`protect::steps`): one summarise message per data file, handled by
 /// the worker function, so that no invocation's time grows with the report.
 pub async fn seeder_handler(engine: &Engine, req: SeedRequest) -> Result<SeedResponse, LambdaError> {
     let targets = PlanTargets { objects: req.target_objects.unwrap_or(100_000), ..Default::default() };
     let s = match req.inventory_manifest {
-        Some(url) => tidemark_core::seed_steps::start(engine, &req.source_bucket, &req.prefix, &url, targets).await?,
+        Some(url) => tidemark_core::protect::steps::start(engine, &req.source_bucket, &req.prefix, &url, targets).await?,
         None => {
-            let source = tidemark_core::seed::PlanSource::Listing(targets);
-            tidemark_core::seed::seed(engine, &req.source_bucket, &req.prefix, source).await?
+            let source = tidemark_core::protect::seed::PlanSource::Listing(targets);
+            tidemark_core::protect::seed::seed(engine, &req.source_bucket, &req.prefix, source).await?
         }
     };
     let state = serde_json::to_value(s.run.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
@@ -323,11 +323,11 @@ pub async fn reconcile_handler(engine: &Engine, req: ReconcileRequest) -> Result
     let mut out = Vec::new();
     let mut first_error = None;
     for bucket in &req.buckets {
-        let opts = tidemark_core::reconcile::ReconcileOptions {
+        let opts = tidemark_core::changes::reconcile::ReconcileOptions {
             prefix: req.prefix.clone(),
             inventory_manifest: req.inventory_manifests.get(bucket).cloned(),
         };
-        match tidemark_core::reconcile::reconcile(engine, bucket, &opts).await {
+        match tidemark_core::changes::reconcile::reconcile(engine, bucket, &opts).await {
             Ok(r) => out.push(ReconcileResult {
                 bucket: bucket.clone(),
                 reconciled_puts: r.puts,

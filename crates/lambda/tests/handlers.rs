@@ -265,23 +265,23 @@ async fn a_killed_worker_resumes_without_duplicate_records() {
     assert_eq!(seeded.tasks, 1);
     let msg = w.queue.receive("work", 1, 0, 30).await.unwrap().remove(0);
     let control = w.engine.control();
-    let task: tidemark_core::worker::TaskMessage = serde_json::from_str(&msg.body).unwrap();
+    let task: tidemark_core::protect::worker::TaskMessage = serde_json::from_str(&msg.body).unwrap();
     // First worker: finishes two batches of 7, then dies in the middle of the third.
     let mut dying = w.engine.clone();
     dying.config.lease_seconds = 0;
     dying.config.concurrency = 1;
     *w.racing.hook.reads_left.lock().unwrap() = Some(20);
-    let err = tidemark_core::worker::process_task(&dying, &task, "dying").await.unwrap_err();
+    let err = tidemark_core::protect::worker::process_task(&dying, &task, "dying").await.unwrap_err();
     assert!(err.is_transient(), "{err}");
     let (_, t) = control.get_task(&task.run_id, &task.task_id).await.unwrap().unwrap();
     assert_eq!((t.batch, t.cursor.as_deref(), t.done), (2, Some("k013"), false), "two batches checkpointed");
     *w.racing.hook.reads_left.lock().unwrap() = None;
     // A second worker takes over once the lease has expired and resumes from the cursor.
-    let r = tidemark_core::worker::process_task(&w.engine, &task, "alive").await.unwrap();
-    assert!(matches!(r, tidemark_core::worker::TaskOutcome::Finished(_)));
+    let r = tidemark_core::protect::worker::process_task(&w.engine, &task, "alive").await.unwrap();
+    assert!(matches!(r, tidemark_core::protect::worker::TaskOutcome::Finished(_)));
     // A duplicate message changes nothing.
-    let again = tidemark_core::worker::process_task(&w.engine, &task, "third").await.unwrap();
-    assert_eq!(again, tidemark_core::worker::TaskOutcome::AlreadyDone);
+    let again = tidemark_core::protect::worker::process_task(&w.engine, &task, "third").await.unwrap();
+    assert_eq!(again, tidemark_core::protect::worker::TaskOutcome::AlreadyDone);
     let segs = control.segments("src").await.unwrap();
     let total: u64 = segs.iter().map(|s| s.meta.count).sum();
     assert_eq!(total, 40, "every object captured exactly once across {} segments", segs.len());

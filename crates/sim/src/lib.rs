@@ -1,4 +1,4 @@
-//! Simulator of S3 partitions, application load, the Lambda fleet and scheduling policies (see issue 4).
+//! Simulator of S3 partitions, application load, the Lambda fleet and scheduling policies.
 //!
 //! `tidemark simulate` runs one scenario (a TOML file) under three policies and compares them on
 //! the same world, seed for seed:

@@ -11,7 +11,7 @@ use crate::world::World;
 pub const REFERENCE_OBJECTS: f64 = 24.5e9;
 
 /// Days the reference customer's initial backup of 24.5 billion objects took (vendor figure,
-/// peers.md §3 row 1), shown next to the projection.
+/// clumio.com/customer-stories/atlassian), shown next to the projection.
 pub const REFERENCE_CUSTOMER_DAYS: f64 = 17.0;
 
 /// One run of a scenario under every policy.

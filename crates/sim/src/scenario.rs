@@ -1,8 +1,9 @@
 //! Scenario files: the TOML description of a bucket, its application, S3's partitions, the Lambda fleet and the policies to compare.
 //!
 //! Every table denies unknown fields, so a misspelt key is an error that names it rather than a
-//! silent default. Prices default to the us-east-1 figures in the brief (aws-facts.md §8), so a
-//! scenario only states them to explore another region.
+//! silent default. Prices default to the us-east-1 list prices (aws.amazon.com/s3/pricing and
+//! the Lambda, SQS and DynamoDB pricing pages), so a scenario only states them to explore
+//! another region.
 
 use std::path::Path;
 
@@ -132,7 +133,7 @@ pub struct FleetConfig {
     pub memory_mb: f64,
 }
 
-/// Prices (us-east-1, from aws-facts.md §8).
+/// Prices (us-east-1 list prices, from the AWS pricing pages).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Prices {

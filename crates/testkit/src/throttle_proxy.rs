@@ -3,7 +3,7 @@
 //! S3 gives each partitioned prefix a request rate, refuses the excess with `503 SlowDown`, and
 //! splits a prefix that stays busy so that its rate grows. The proxy models that with one token
 //! bucket per top-level prefix of one source bucket (the first path component of the key, as
-//! `tidemark_core::pressure::top_prefix` reads it): a request takes a token or is refused with
+//! `tidemark_core::scheduler::fleet::top_prefix` reads it): a request takes a token or is refused with
 //! S3's own XML error body; a prefix whose demand stays near its rate for `split_after` gets its
 //! rate multiplied by `split_factor`, up to `max_rps`.
 //!

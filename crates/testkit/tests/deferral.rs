@@ -11,12 +11,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tidemark_core::config::EngineConfig;
 use tidemark_core::engine::{Engine, QueueUrls};
-use tidemark_core::partition::PlanTargets;
+use tidemark_core::plan::partition::PlanTargets;
 use tidemark_core::ports::{ObjectStore, PutOptions, SystemClock};
-use tidemark_core::pressure::{load, millis, Pressure};
+use tidemark_core::protect::seed::{seed, PlanSource};
+use tidemark_core::protect::worker::{process_task, TaskMessage, TaskOutcome};
+use tidemark_core::scheduler::fleet::{load, millis, Pressure};
 use tidemark_core::scheduler::{Admission, Observation};
-use tidemark_core::seed::{seed, PlanSource};
-use tidemark_core::worker::{process_task, TaskMessage, TaskOutcome};
 use tidemark_core::{Error, Result};
 use tidemark_testkit::fakes::{GetHook, HookedStore, MemControlStore, MemObjectStore, MemQueue};
 

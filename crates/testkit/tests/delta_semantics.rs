@@ -1,4 +1,4 @@
-//! Delta semantics on the in-memory fakes: duplicated, reordered and late S3 events in AWS's documented form give exactly the state DESIGN §5 defines.
+//! Delta semantics on the in-memory fakes: duplicated, reordered and late S3 events in AWS's documented form give exactly the state ARCHITECTURE.md's point-in-time semantics define.
 //!
 //! Each case runs a script of changes against a source bucket in phases, one wall-clock second
 //! each (S3 and EventBridge times are whole seconds), and builds for every change the
@@ -13,14 +13,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, SubsecRound, Utc};
-use tidemark_core::compact::{compact, CompactOptions};
+use tidemark_core::changes::compact::{compact, CompactOptions};
+use tidemark_core::changes::delta::{process_batch, DeltaMessage};
+use tidemark_core::changes::reconcile::{reconcile, ReconcileOptions};
 use tidemark_core::config::EngineConfig;
-use tidemark_core::delta::{process_batch, DeltaMessage};
 use tidemark_core::engine::{Engine, QueueUrls};
-use tidemark_core::point::{self, Sealed};
 use tidemark_core::ports::{ObjectStore, PutOptions, SystemClock};
-use tidemark_core::reconcile::{reconcile, ReconcileOptions};
 use tidemark_core::restore::load_state;
+use tidemark_core::vault::point::{self, Sealed};
 use tidemark_testkit::fakes::{MemControlStore, MemObjectStore, MemQueue};
 
 const SRC: &str = "source-bucket";
@@ -381,7 +381,7 @@ async fn compaction_keeps_every_state_and_the_old_segments() {
     assert_eq!(r.segments_after, 1);
     let p2 = w.seal().await.unwrap();
     assert_eq!(p2.segments.len(), 1, "the new point lists the compacted segment only");
-    assert_eq!(p2.segments[0].kind, tidemark_core::segment::SegmentKind::Compacted);
+    assert_eq!(p2.segments[0].kind, tidemark_core::vault::segment::SegmentKind::Compacted);
     let after: Vec<_> = futures_collect(w.truth.iter().map(|(t, _)| w.state_at(*t))).await;
     assert_eq!(before, after, "every state resolves identically after compaction");
     w.check_every_phase("after compaction").await;

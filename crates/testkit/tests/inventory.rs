@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use tidemark_core::inventory::{
+use tidemark_core::plan::inventory::{
     plan_from_manifest, Inventory, InventoryPlan, InventoryRecord, PlanOptions, ReadOptions, SKIP_DELETE_MARKER, SKIP_NONCURRENT,
 };
-use tidemark_core::partition::PlanTargets;
+use tidemark_core::plan::partition::PlanTargets;
 use tidemark_core::Error;
 use tidemark_testkit::inventory_gen::{rows, write_report, Report, ReportFormat, ReportSpec, RowOrder};
 

@@ -3,8 +3,8 @@
 //! and its summaries stay under a constant number of samples as the bucket grows tenfold.
 
 use bytes::Bytes;
-use tidemark_core::listing::{self, ListingOptions};
-use tidemark_core::partition::{Partition, PlanTargets, Planner};
+use tidemark_core::plan::listing::{self, ListingOptions};
+use tidemark_core::plan::partition::{Partition, PlanTargets, Planner};
 use tidemark_core::ports::{list_all, ObjectStore, PutOptions};
 use tidemark_testkit::fakes::MemObjectStore;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tidemark_core::ports::{ControlStore, Item};
-use tidemark_core::pressure::{load, Pressure};
+use tidemark_core::scheduler::fleet::{load, Pressure};
 use tidemark_core::scheduler::{Admission, ControllerConfig, Observation};
 use tidemark_core::Result;
 use tidemark_testkit::fakes::MemControlStore;
@@ -161,7 +161,7 @@ async fn a_fresh_cached_copy_is_written_without_a_read() -> anyhow::Result<()> {
     let reads = store.gets.load(Ordering::SeqCst);
     a.report("hot", T0 + 100, Observation { successes: 5, throttles: 0 }).await?;
     assert_eq!(store.gets.load(Ordering::SeqCst), reads, "the copy written a moment ago is trusted");
-    tokio::time::sleep(tidemark_core::pressure::CACHE_TTL + Duration::from_millis(50)).await;
+    tokio::time::sleep(tidemark_core::scheduler::fleet::CACHE_TTL + Duration::from_millis(50)).await;
     a.report("hot", T0 + 2_000, Observation { successes: 5, throttles: 0 }).await?;
     assert_eq!(store.gets.load(Ordering::SeqCst), reads + 1, "an old copy is read again");
     // Releasing leaves the prefix free for others.

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tidemark_core::changes::reconcile::{reconcile, ReconcileOptions};
 use tidemark_core::config::EngineConfig;
 use tidemark_core::engine::{Engine, QueueUrls};
 use tidemark_core::ports::{ObjectStore, PutOptions, SystemClock};
-use tidemark_core::reconcile::{reconcile, ReconcileOptions};
 use tidemark_testkit::fakes::{MemControlStore, MemObjectStore, MemQueue};
 use tidemark_testkit::inventory_gen::{object_body, rows, write_report, ReportSpec};
 

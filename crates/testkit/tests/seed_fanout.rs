@@ -9,11 +9,11 @@ use std::time::Duration;
 use tidemark_core::config::EngineConfig;
 use tidemark_core::control::RunState;
 use tidemark_core::engine::{Engine, QueueUrls};
-use tidemark_core::inventory::{samples_per_file, summarise_file, Inventory, ReadOptions};
-use tidemark_core::partition::{Partition, PlanTargets};
+use tidemark_core::plan::inventory::{samples_per_file, summarise_file, Inventory, ReadOptions};
+use tidemark_core::plan::partition::{Partition, PlanTargets};
 use tidemark_core::ports::{Queue, SystemClock};
-use tidemark_core::seed::{plan_by_inventory, task_id};
-use tidemark_core::seed_steps::{self, parse_work_message, StepKind, StepMessage, StepOutcome, WorkMessage};
+use tidemark_core::protect::seed::{plan_by_inventory, task_id};
+use tidemark_core::protect::steps::{self, parse_work_message, StepKind, StepMessage, StepOutcome, WorkMessage};
 use tidemark_testkit::fakes::{MemControlStore, MemObjectStore, MemQueue};
 use tidemark_testkit::inventory_gen::{write_report, Report, ReportSpec, RowOrder};
 
@@ -73,7 +73,7 @@ async fn drain(engine: &Engine, queue: &MemQueue, times: usize, sent: &mut Sent)
                         StepKind::Plan => sent.plans += 1,
                     }
                     for _ in 0..times {
-                        sent.outcomes.push(seed_steps::handle_step(engine, &step).await.unwrap());
+                        sent.outcomes.push(steps::handle_step(engine, &step).await.unwrap());
                     }
                 }
             }
@@ -98,9 +98,9 @@ async fn stepwise_plan_equals_one_shot_and_duplicates_enqueue_nothing_twice() {
     let one_shot = plan_by_inventory(e.source.clone(), &report.manifest_url, "src", "", targets).await.unwrap();
     assert!(one_shot.len() > 256, "more tasks than one chunk, so the plan step continues: {}", one_shot.len());
 
-    let started = seed_steps::start(&e, "src", "", &report.manifest_url, targets).await.unwrap();
+    let started = steps::start(&e, "src", "", &report.manifest_url, targets).await.unwrap();
     assert_eq!(started.enqueued, 4, "one summarise message per data file");
-    let again = seed_steps::start(&e, "src", "", &report.manifest_url, targets).await.unwrap();
+    let again = steps::start(&e, "src", "", &report.manifest_url, targets).await.unwrap();
     assert!(again.resumed && again.enqueued == 0, "a repeated start sends nothing: {again:?}");
     let run_id = started.run.run_id.clone();
 
@@ -128,9 +128,9 @@ async fn stepwise_plan_equals_one_shot_and_duplicates_enqueue_nothing_twice() {
 
     // Anything redelivered after the plan (a summarise, a plan) and a new start send nothing.
     for step in [StepMessage::summarise(&run_id, 3), StepMessage::plan(&run_id)] {
-        assert_eq!(seed_steps::handle_step(&e, &step).await.unwrap(), StepOutcome::AlreadyDone);
+        assert_eq!(steps::handle_step(&e, &step).await.unwrap(), StepOutcome::AlreadyDone);
     }
-    assert_eq!(seed_steps::start(&e, "src", "", &report.manifest_url, targets).await.unwrap().enqueued, 0);
+    assert_eq!(steps::start(&e, "src", "", &report.manifest_url, targets).await.unwrap().enqueued, 0);
     assert_eq!(queue.len("work"), 0, "nothing was sent");
 }
 
@@ -143,18 +143,18 @@ async fn early_plan_messages_wait_and_retried_steps_lose_nothing() {
     let (_dir, report) = report(600, 3);
     let targets = PlanTargets { objects: 50, bytes: u64::MAX };
     let (e, queue) = engine(600);
-    let started = seed_steps::start(&e, "src", "", &report.manifest_url, targets).await.unwrap();
+    let started = steps::start(&e, "src", "", &report.manifest_url, targets).await.unwrap();
     let run_id = started.run.run_id.clone();
-    assert_eq!(seed_steps::plan(&e, &run_id, Duration::from_secs(60)).await.unwrap(), StepOutcome::Waiting);
+    assert_eq!(steps::plan(&e, &run_id, Duration::from_secs(60)).await.unwrap(), StepOutcome::Waiting);
     // File 1's summary is stored but the step "dies" before marking it: the plan does not
     // know the file is done, so a redelivered message must mark it.
     let key = tidemark_core::vault::summary_key("src", &run_id, 1);
-    assert_eq!(seed_steps::summarise(&e, &run_id, 1).await.unwrap(), StepOutcome::Done);
+    assert_eq!(steps::summarise(&e, &run_id, 1).await.unwrap(), StepOutcome::Done);
     let (version, mut plan) = e.control().seed_plan(&run_id).await.unwrap().unwrap();
     let stored = e.vault.head("vault", &key, None).await.unwrap().expect("summary stored");
     plan.summarised = "00".into();
     assert!(e.control().update_seed_plan(&run_id, version, &plan).await.unwrap());
-    assert_eq!(seed_steps::summarise(&e, &run_id, 1).await.unwrap(), StepOutcome::Done);
+    assert_eq!(steps::summarise(&e, &run_id, 1).await.unwrap(), StepOutcome::Done);
     let again = e.vault.head("vault", &key, None).await.unwrap().unwrap();
     assert_eq!(stored.version_id, again.version_id, "the stored summary was reused, not rewritten");
 

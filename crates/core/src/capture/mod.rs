@@ -14,10 +14,10 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use crate::control::Counters;
 use crate::domain::{new_id, stable_id, CaptureKind, CaptureRecord, Location, ObjectInfo};
 use crate::engine::Engine;
-use crate::pack::PackSink;
 use crate::ports::{Fetch, ObjectRef, PutOptions};
 use crate::scheduler::Observation;
-use crate::segment::{self, SegmentKind, SegmentMeta};
+use crate::vault::pack::PackSink;
+use crate::vault::segment::{self, SegmentKind, SegmentMeta};
 use crate::{vault, Error, Result};
 
 /// One object to capture.

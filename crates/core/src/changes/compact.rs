@@ -12,7 +12,7 @@ use crate::capture::{read_segments, write_segment};
 use crate::control::{Counters, RegistrySlot, SegmentSlot};
 use crate::domain::{stable_id, CaptureRecord};
 use crate::engine::Engine;
-use crate::segment::{SegmentKind, SegmentMeta};
+use crate::vault::segment::{SegmentKind, SegmentMeta};
 use crate::Result;
 
 /// Limits of one compaction pass.
@@ -58,8 +58,8 @@ pub struct CompactReport {
 pub fn merge_records(inputs: Vec<Vec<CaptureRecord>>) -> Vec<CaptureRecord> {
     let mut all: Vec<CaptureRecord> = inputs.into_iter().flatten().collect();
     all.sort_by(|a, b| {
-        (a.key.as_str(), crate::resolve::order_key(a))
-            .cmp(&(b.key.as_str(), crate::resolve::order_key(b)))
+        (a.key.as_str(), crate::restore::resolve::order_key(a))
+            .cmp(&(b.key.as_str(), crate::restore::resolve::order_key(b)))
             .then_with(|| serde_json::to_string(a).unwrap_or_default().cmp(&serde_json::to_string(b).unwrap_or_default()))
     });
     all.dedup();

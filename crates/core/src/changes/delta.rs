@@ -12,11 +12,11 @@ use std::collections::{HashMap, HashSet};
 use chrono::Duration;
 
 use crate::capture::{capture_batch, write_registered_segment, CaptureItem};
+use crate::changes::events::{key_candidates, parse_change, ChangeEvent, ChangeKind};
 use crate::control::Counters;
 use crate::domain::CaptureRecord;
 use crate::engine::Engine;
-use crate::events::{key_candidates, parse_change, ChangeEvent, ChangeKind};
-use crate::segment::SegmentMeta;
+use crate::vault::segment::SegmentMeta;
 use crate::Result;
 
 /// One message of a delta batch.

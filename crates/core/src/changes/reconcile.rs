@@ -26,8 +26,8 @@ use crate::capture::{capture_batch, read_segments, write_registered_segment, Cap
 use crate::control::{Counters, RunState};
 use crate::domain::{normalize_etag, CaptureRecord};
 use crate::engine::Engine;
-use crate::resolve::resolve;
-use crate::segment::SegmentMeta;
+use crate::restore::resolve::resolve;
+use crate::vault::segment::SegmentMeta;
 use crate::{Error, Result};
 
 /// What to compare the catalog with.
@@ -85,8 +85,8 @@ async fn list_source(engine: &Engine, bucket: &str, prefix: &str) -> Result<BTre
 /// The report is opened as the seeder opens it (`seed::open_inventory`): a `file://` manifest
 /// from a local directory, an `s3://` one through the engine's source store.
 async fn read_inventory(engine: &Engine, url: &str, bucket: &str, prefix: &str) -> Result<(BTreeMap<String, Seen>, DateTime<Utc>)> {
-    let (opts, file) = (crate::seed::read_options(prefix), url.to_string());
-    crate::seed::with_inventory(engine.source.clone(), url, bucket, "inventory reading", move |inv| {
+    let (opts, file) = (crate::protect::seed::read_options(prefix), url.to_string());
+    crate::protect::seed::with_inventory(engine.source.clone(), url, bucket, "inventory reading", move |inv| {
         let m = inv.manifest();
         let started = m.creation_timestamp.and_then(DateTime::from_timestamp_millis).ok_or_else(|| Error::Inventory {
             file: file.clone(),

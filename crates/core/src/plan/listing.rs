@@ -37,8 +37,8 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::domain::ObjectInfo;
-use crate::inventory::{merge_samples, Sample, StreamSampler, TOTAL_SAMPLES};
-use crate::partition::{Partition, PlanTargets};
+use crate::plan::inventory::{merge_samples, Sample, StreamSampler, TOTAL_SAMPLES};
+use crate::plan::partition::{Partition, PlanTargets};
 use crate::ports::{ListPage, ListRequest, ObjectStore};
 use crate::{Error, Result};
 

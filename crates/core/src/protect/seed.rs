@@ -9,9 +9,9 @@ use std::sync::Arc;
 use crate::control::{Counters, RunRecord, RunState, TaskRecord};
 use crate::domain::{new_id, stable_id};
 use crate::engine::Engine;
-use crate::partition::{Partition, PlanTargets};
+use crate::plan::partition::{Partition, PlanTargets};
 use crate::ports::ObjectStore;
-use crate::worker::TaskMessage;
+use crate::protect::worker::TaskMessage;
 use crate::{Error, Result};
 
 /// The result of seeding.
@@ -58,14 +58,14 @@ pub fn open_report(
     store: Option<Arc<dyn ObjectStore>>,
     manifest_url: &str,
     handle: tokio::runtime::Handle,
-) -> Result<crate::inventory::Inventory> {
+) -> Result<crate::plan::inventory::Inventory> {
     if manifest_url.starts_with("s3://") {
-        let (dest_bucket, key) = crate::inventory::parse_s3_url(manifest_url)?;
+        let (dest_bucket, key) = crate::plan::inventory::parse_s3_url(manifest_url)?;
         let store = store.ok_or_else(|| Error::Invalid(format!("manifest URL {manifest_url:?}: no S3 client to read it with")))?;
-        let source = crate::inventory::ObjectStoreSource::new(store, dest_bucket, handle);
-        crate::inventory::Inventory::open(Arc::new(source), &key)
+        let source = crate::plan::inventory::ObjectStoreSource::new(store, dest_bucket, handle);
+        crate::plan::inventory::Inventory::open(Arc::new(source), &key)
     } else if manifest_url.starts_with("file://") {
-        crate::inventory::Inventory::open_url(manifest_url)
+        crate::plan::inventory::Inventory::open_url(manifest_url)
     } else {
         Err(Error::Invalid(format!(
             "manifest URL {manifest_url:?}: only file:// (a local copy of the report) and s3:// (the inventory destination bucket) manifests can be read"
@@ -80,7 +80,7 @@ pub(crate) fn open_inventory(
     manifest_url: &str,
     bucket: &str,
     handle: tokio::runtime::Handle,
-) -> Result<crate::inventory::Inventory> {
+) -> Result<crate::plan::inventory::Inventory> {
     let inventory = open_report(Some(store), manifest_url, handle)?;
     if inventory.manifest().source_bucket != bucket {
         return Err(Error::Invalid(format!(
@@ -99,7 +99,7 @@ pub(crate) async fn with_inventory<T: Send + 'static>(
     manifest_url: &str,
     bucket: &str,
     what: &'static str,
-    work: impl FnOnce(crate::inventory::Inventory) -> Result<T> + Send + 'static,
+    work: impl FnOnce(crate::plan::inventory::Inventory) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let (url, bucket) = (manifest_url.to_string(), bucket.to_string());
     let handle = tokio::runtime::Handle::current();
@@ -109,17 +109,17 @@ pub(crate) async fn with_inventory<T: Send + 'static>(
 }
 
 /// The rows of a report that a seed of `prefix` keeps.
-pub(crate) fn read_options(prefix: &str) -> crate::inventory::ReadOptions {
-    crate::inventory::ReadOptions { prefix: (!prefix.is_empty()).then(|| prefix.to_string()), ..Default::default() }
+pub(crate) fn read_options(prefix: &str) -> crate::plan::inventory::ReadOptions {
+    crate::plan::inventory::ReadOptions { prefix: (!prefix.is_empty()).then(|| prefix.to_string()), ..Default::default() }
 }
 
-pub(crate) use crate::inventory::SUMMARY_SORT_BUDGET;
+pub(crate) use crate::plan::inventory::SUMMARY_SORT_BUDGET;
 
 /// Plans partitions from an S3 Inventory report, checking that it describes `bucket`.
 ///
 /// This is `inventory::plan` (every data file summarised, the summaries merged), the function
 /// `tidemark inventory plan` prints, in this one call: the same partitions as the stepwise
-/// seeder (`seed_steps`), which summarises one file per invocation.
+/// seeder (`protect::steps`), which summarises one file per invocation.
 pub async fn plan_by_inventory(
     store: Arc<dyn ObjectStore>,
     manifest_url: &str,
@@ -127,9 +127,9 @@ pub async fn plan_by_inventory(
     prefix: &str,
     targets: PlanTargets,
 ) -> Result<Vec<Partition>> {
-    let opts = crate::inventory::PlanOptions { targets, read: read_options(prefix), ..Default::default() };
+    let opts = crate::plan::inventory::PlanOptions { targets, read: read_options(prefix), ..Default::default() };
     with_inventory(store, manifest_url, bucket, "inventory planning", move |inventory| {
-        Ok(crate::inventory::plan(&inventory, &opts)?.partitions)
+        Ok(crate::plan::inventory::plan(&inventory, &opts)?.partitions)
     })
     .await
 }
@@ -255,6 +255,6 @@ pub(crate) fn interleave(partitions: &[Partition], ids: Vec<String>) -> Vec<Stri
 /// Plans partitions by listing (`listing::plan`): prefixes found with the delimiter are listed
 /// in parallel, large ones split as they appear, into bounded summaries merged like a report's.
 pub async fn plan_by_listing(engine: &Engine, bucket: &str, prefix: &str, targets: PlanTargets) -> Result<Vec<Partition>> {
-    let opts = crate::listing::ListingOptions::new(engine.config.concurrency);
-    Ok(crate::listing::plan(engine.source.as_ref(), bucket, prefix, targets, &opts).await?.partitions)
+    let opts = crate::plan::listing::ListingOptions::new(engine.config.concurrency);
+    Ok(crate::plan::listing::plan(engine.source.as_ref(), bucket, prefix, targets, &opts).await?.partitions)
 }

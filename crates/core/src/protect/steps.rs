@@ -27,11 +27,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::control::{RunRecord, RunState, SeedPlan};
 use crate::engine::Engine;
-use crate::inventory::FileSummary;
-use crate::partition::{Partition, PlanTargets};
+use crate::plan::inventory::FileSummary;
+use crate::plan::partition::{Partition, PlanTargets};
 use crate::ports::{Fetch, PutOptions};
-use crate::seed::{interleave, new_task, read_options, task_id, task_message, with_inventory, Seeded, SUMMARY_SORT_BUDGET};
-use crate::worker::{parse_task_message, truncate, TaskMessage};
+use crate::protect::seed::{interleave, new_task, read_options, task_id, task_message, with_inventory, Seeded, SUMMARY_SORT_BUDGET};
+use crate::protect::worker::{parse_task_message, truncate, TaskMessage};
 use crate::{Error, Result};
 
 /// The `kind` of a step message on the work queue.
@@ -175,7 +175,7 @@ async fn enqueue_plan_if_ready(engine: &Engine, run_id: &str, plan: &SeedPlan) -
 /// messages its plan does not record as sent.
 pub async fn start(engine: &Engine, bucket: &str, prefix: &str, manifest_url: &str, targets: PlanTargets) -> Result<Seeded> {
     let control = engine.control();
-    let (_, run, resumed) = crate::seed::begin_run(engine, bucket, prefix).await?;
+    let (_, run, resumed) = crate::protect::seed::begin_run(engine, bucket, prefix).await?;
     if run.state != RunState::Planning {
         return Ok(Seeded { run, resumed, enqueued: 0 });
     }
@@ -192,7 +192,7 @@ pub async fn start(engine: &Engine, bucket: &str, prefix: &str, manifest_url: &s
                 Ok(i.manifest().files.len())
             })
             .await?;
-            let max_samples = crate::inventory::samples_per_file(files);
+            let max_samples = crate::plan::inventory::samples_per_file(files);
             control.create_seed_plan(&run.run_id, &SeedPlan::new(manifest_url, files, max_samples, targets.objects, targets.bytes)).await?
         }
     };
@@ -242,7 +242,7 @@ pub async fn summarise(engine: &Engine, run_id: &str, file: usize) -> Result<Ste
                 &plan.manifest_url,
                 &run.source_bucket,
                 "summarising an inventory data file",
-                move |inventory| crate::inventory::summarise_file(&inventory, file, &read, max, SUMMARY_SORT_BUDGET),
+                move |inventory| crate::plan::inventory::summarise_file(&inventory, file, &read, max, SUMMARY_SORT_BUDGET),
             )
             .await?;
             let body = Bytes::from(serde_json::to_vec(&summary).expect("a summary serialises"));
@@ -291,7 +291,7 @@ pub async fn planned_partitions(engine: &Engine, run: &RunRecord, plan: &SeedPla
         });
     }
     let summaries: Vec<FileSummary> = stream::iter(reads).buffered(engine.config.concurrency.max(1)).try_collect().await?;
-    crate::inventory::merge(&summaries, PlanTargets { objects: plan.target_objects, bytes: plan.target_bytes })
+    crate::plan::inventory::merge(&summaries, PlanTargets { objects: plan.target_objects, bytes: plan.target_bytes })
 }
 
 /// Plans the run from its summaries: creates its tasks and sends their messages, interleaved
@@ -357,7 +357,7 @@ pub async fn plan(engine: &Engine, run_id: &str, budget: Duration) -> Result<Ste
     }
     // Workers may have finished every task while the run was still planning; nobody else
     // would notice then.
-    crate::worker::finish_run_if_complete(engine, run_id).await?;
+    crate::protect::worker::finish_run_if_complete(engine, run_id).await?;
     tracing::info!(run_id, tasks = total, ms = started.elapsed().as_millis() as u64, "run planned");
     Ok(outcome)
 }

@@ -13,9 +13,9 @@ use crate::capture::{capture_batch_paced, write_segment, CaptureItem, Pacer};
 use crate::control::{Counters, RunState, SegmentSlot};
 use crate::engine::Engine;
 use crate::ports::ListRequest;
-use crate::pressure::{millis, top_prefix, Pressure};
+use crate::scheduler::fleet::{millis, top_prefix, Pressure};
 use crate::scheduler::{Admission, Observation};
-use crate::segment::SegmentKind;
+use crate::vault::segment::SegmentKind;
 use crate::{Error, Result};
 
 /// The body of a work-queue message.

@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::capture::{part_ranges, read_segments};
 use crate::domain::{CaptureRecord, Location};
 use crate::engine::Engine;
-use crate::pack::decode_blob;
-use crate::point::{point_for, RecoveryPoint};
 use crate::ports::{Fetch, ObjectRef, ObjectStore, PutOptions};
-use crate::resolve::resolve;
+use crate::restore::resolve::resolve;
+use crate::vault::pack::decode_blob;
+use crate::vault::point::{point_for, RecoveryPoint};
 use crate::{Error, Result};
 
 /// How a restore writes.

@@ -1,4 +1,4 @@
-//! Point-in-time resolution: the state of every key at time T, exactly as DESIGN §5 defines it.
+//! Point-in-time resolution: the state of every key at time T, exactly as ARCHITECTURE.md's point-in-time semantics define it.
 //!
 //! The state of key K at T is the capture record of K with the greatest order key whose event
 //! time is ≤ T; a delete, or no record, means K does not exist at T. The order key is (event

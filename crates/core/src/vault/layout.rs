@@ -1,4 +1,4 @@
-//! The vault's key layout (DESIGN §4): where packs, large objects, segments and recovery points live.
+//! The vault's key layout (ARCHITECTURE.md, "The vault format"): where packs, large objects, segments and recovery points live.
 
 use chrono::{DateTime, Utc};
 

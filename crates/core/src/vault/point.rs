@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::control::{Control, RunState};
 use crate::ports::{ControlStore, ObjectStore, PutOptions};
-use crate::segment::SegmentMeta;
 use crate::vault;
+use crate::vault::segment::SegmentMeta;
 use crate::{Error, Result};
 
 /// A sealed recovery point: every change with event time ≤ `time` is captured in `segments`.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::CaptureRecord;
-use crate::resolve::order_key;
+use crate::restore::resolve::order_key;
 use crate::{Error, Result};
 
 /// What produced a segment.

@@ -1,4 +1,4 @@
-//! The reference-scale acceptance figures (issue 4): 24.5 billion objects, 1,000 workers.
+//! The reference-scale acceptance figures: 24.5 billion objects, 1,000 workers.
 //!
 //! tidemark must finish within 1.2 x the lower bound while the application sees 503s on at most
 //! 0.1 % of its requests, and do strictly better on both than fixed concurrency with retries.

@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use tidemark_core::inventory::{plan_from_manifest, Inventory, PlanOptions, ReadOptions};
-use tidemark_core::partition::PlanTargets;
+use tidemark_core::plan::inventory::{plan_from_manifest, Inventory, PlanOptions, ReadOptions};
+use tidemark_core::plan::partition::PlanTargets;
 use tidemark_testkit::inventory_gen::{write_report, ReportSpec};
 
 /// Peak resident set size of this process, in bytes, from /proc/self/status.

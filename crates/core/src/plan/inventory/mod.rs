@@ -10,7 +10,7 @@
 //!   is sorted on its own (an external merge sort, whatever the order of its rows) into a bounded
 //!   summary, and the summaries are merged into partitions. [`plan_from_manifest`] and [`plan`]
 //!   do both halves in one call (`tidemark inventory plan`, the one-shot seeder); the stepwise
-//!   seeder (`seed_steps`) runs them in separate invocations, so they all plan alike.
+//!   seeder (`protect::steps`) runs them in separate invocations, so they all plan alike.
 //! - [`StreamSampler`] summarises a key stream of unknown length the same way (the listing
 //!   planner, `listing`).
 //!

@@ -1,7 +1,7 @@
 //! Planning from a report: every data file is summarised on its own ([`summarise_file`]) and
 //! the summaries merged into partitions ([`merge_summaries`]). This is the one planning function
 //! of a report: `tidemark inventory plan --manifest URL --json` prints it, the one-shot seeder
-//! (`seed::plan_by_inventory`) plans with it, and the stepwise seeder (`seed_steps`) runs the
+//! (`seed::plan_by_inventory`) plans with it, and the stepwise seeder (`protect::steps`) runs the
 //! same two halves in separate invocations, so all three give the same partitions.
 
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::summary::{merge_summaries, samples_per_file, summarise_file};
 use super::{Inventory, ReadOptions, Totals};
-use crate::partition::{Partition, PlanTargets};
+use crate::plan::partition::{Partition, PlanTargets};
 use crate::Result;
 
 /// How to plan.

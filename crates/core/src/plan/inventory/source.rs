@@ -133,7 +133,7 @@ pub(crate) fn locate_file_url(url: &str, first_data_key: impl Fn(&Path) -> Resul
 pub(crate) fn read_all(source: &dyn InventorySource, key: &str, limit: u64) -> Result<Vec<u8>> {
     let mut r = source.open(key)?.take(limit + 1);
     let mut buf = Vec::new();
-    r.read_to_end(&mut buf).map_err(|e| crate::inventory::io_error(e, key, None))?;
+    r.read_to_end(&mut buf).map_err(|e| crate::plan::inventory::io_error(e, key, None))?;
     if buf.len() as u64 > limit {
         return Err(Error::Inventory {
             file: key.to_string(),

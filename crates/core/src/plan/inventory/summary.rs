@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sort::ExternalSorter;
 use super::{Inventory, InventoryPlan, ReadOptions, Totals, SKIP_DUPLICATE};
-use crate::partition::{Partition, PlanTargets, Planner};
+use crate::plan::partition::{Partition, PlanTargets, Planner};
 use crate::{Error, Result};
 
 /// The `format` field of a stored summary.

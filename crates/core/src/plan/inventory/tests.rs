@@ -9,7 +9,7 @@ use flate2::Compression;
 
 use super::manifest::md5_hex;
 use super::*;
-use crate::partition::PlanTargets;
+use crate::plan::partition::PlanTargets;
 
 /// A temporary bucket root, removed on drop.
 struct Root(PathBuf);
