@@ -29,13 +29,13 @@ use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, SubsecRound, Utc};
 use tidemark_aws::admin::{self, ResourceNames};
 use tidemark_aws::{AwsClients, ClientOptions, DynamoControlStore, S3Store, SqsQueue};
+use tidemark_core::changes::checkpoint::{self, Sealed};
 use tidemark_core::changes::delta::{process_batch, DeltaMessage};
 use tidemark_core::changes::events::{parse_change, ChangeKind};
 use tidemark_core::config::EngineConfig;
 use tidemark_core::engine::{Engine, QueueUrls};
 use tidemark_core::ports::{ObjectStore, SystemClock};
 use tidemark_core::restore::{self, RestoreMode, RestoreRequest};
-use tidemark_core::vault::point::{self, Sealed};
 use tidemark_e2e::tidemark_json;
 use tidemark_testkit::harness;
 
@@ -391,7 +391,7 @@ async fn receiver(engine: Engine, state: Arc<Mutex<DeltaState>>, consumers: usiz
                     if report.superseded > 0 {
                         if let Some(seg) = &report.segment {
                             if let Ok(recs) =
-                                tidemark_core::capture::read_segment(&engine.vault, &engine.config.vault_bucket, &seg.key).await
+                                tidemark_core::vault::segment::read(engine.vault.as_ref(), &engine.config.vault_bucket, &seg.key).await
                             {
                                 kept = Some(recs.into_iter().map(|r| (r.key, r.etag.unwrap_or_default())).collect());
                             }
@@ -457,7 +457,7 @@ struct PointRec {
 async fn seal_now(engine: &Engine, state: &Mutex<DeltaState>, allowance: chrono::Duration) -> Result<Option<PointRec>> {
     let Some(w) = state.lock().unwrap().watermark(allowance) else { return Ok(None) };
     let now = Utc::now();
-    match point::seal(&engine.vault, engine.control.as_ref(), VAULT, SOURCE, &[String::new()], w.min(now), now).await? {
+    match checkpoint::seal(engine, SOURCE, w.min(now), now).await? {
         Sealed::New(p) => Ok(Some(PointRec { time: p.time, sealed_at: p.sealed_at, segments: Some(p.segments.len()) })),
         _ => Ok(None),
     }

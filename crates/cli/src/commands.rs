@@ -7,6 +7,7 @@ use anyhow::{bail, Context as _, Result};
 use chrono::{Duration, Utc};
 use serde_json::json;
 use tidemark_aws::admin;
+use tidemark_core::changes::checkpoint::{self, BucketCheckpoint, Evidence};
 use tidemark_core::changes::compact::{self, CompactOptions};
 use tidemark_core::changes::reconcile::{self, ReconcileOptions};
 use tidemark_core::control::Counters;
@@ -14,7 +15,7 @@ use tidemark_core::engine::Engine;
 use tidemark_core::plan::partition::PlanTargets;
 use tidemark_core::protect::seed;
 use tidemark_core::restore::{self, RestoreMode, RestoreRequest};
-use tidemark_core::vault::point::{self, Sealed};
+use tidemark_core::vault::point;
 
 use crate::args::{Cli, Command, InventoryCommand};
 use crate::context::{s3_url, time, Context};
@@ -124,7 +125,7 @@ async fn protect(
     let mut c = Counters::default();
     tasks.iter().for_each(|t| c.add(&t.counters));
     // Changes made while seeding are in the delta queue: capture them, then seal the first point.
-    let (deltas, sealed) = sync_engine(&engine, &src.bucket, &src.prefix, ctx.global.engine.late_event_seconds).await?;
+    let (deltas, sealed) = sync_engine(&engine, &src.bucket, ctx.global.engine.late_event_seconds).await?;
     let point = sealed_time(&sealed);
     let out = json!({
         "run_id": run_id,
@@ -160,31 +161,22 @@ async fn protect(
     Ok(())
 }
 
-fn sealed_time(s: &Sealed) -> Option<chrono::DateTime<Utc>> {
-    match s {
-        Sealed::New(p) => Some(p.time),
-        Sealed::UpToDate(t) => Some(*t),
-        Sealed::SeedInProgress(_) => None,
-    }
-}
-
-/// Drains deltas and seals a point at the watermark.
+/// Drains deltas and seals a point at the watermark the drain allows, through the engine's one
+/// seal path (the checkpoint function's too).
 async fn sync_engine(
     engine: &Engine,
     bucket: &str,
-    prefix: &str,
     late_seconds: i64,
-) -> Result<(tidemark_core::changes::delta::DeltaReport, Sealed)> {
-    let drain_started = Utc::now();
+) -> Result<(tidemark_core::changes::delta::DeltaReport, BucketCheckpoint)> {
+    let evidence = Evidence::Drained { started: engine.clock.now() };
     let report = runner::drain_deltas(engine).await?;
-    let watermark = point::watermark_after_drain(drain_started, Duration::seconds(late_seconds));
-    let mut prefixes = vec![String::new()];
-    if !prefix.is_empty() {
-        prefixes.push(prefix.to_string());
-    }
-    let sealed =
-        point::seal(&engine.vault, engine.control.as_ref(), &engine.config.vault_bucket, bucket, &prefixes, watermark, Utc::now()).await?;
-    Ok((report, sealed))
+    let mut sealed = checkpoint::checkpoint(engine, &[bucket.to_string()], &evidence, Duration::seconds(late_seconds)).await?;
+    Ok((report, sealed.pop().expect("one result per bucket")))
+}
+
+/// The point a sync or protect reports: none while a seed holds sealing back.
+fn sealed_time(c: &BucketCheckpoint) -> Option<chrono::DateTime<Utc>> {
+    c.recovery_point.filter(|_| c.seed_in_progress.is_none())
 }
 
 async fn sync(ctx: &Context, source: &str, vault: &str, reconcile: bool, inventory: Option<&str>, json: bool) -> Result<()> {
@@ -209,17 +201,14 @@ async fn sync(ctx: &Context, source: &str, vault: &str, reconcile: bool, invento
         }
         rec = Some(r);
     }
-    let (mut r, sealed) = sync_engine(&engine, &src.bucket, &src.prefix, ctx.global.engine.late_event_seconds).await?;
+    let (mut r, sealed) = sync_engine(&engine, &src.bucket, ctx.global.engine.late_event_seconds).await?;
     if let Some(b) = before {
         r.absorb(b);
     }
     let mut failed_ids: Vec<&String> = r.failed.iter().map(|(id, _)| id).collect();
     failed_ids.sort();
     failed_ids.dedup();
-    let seed_in_progress = match &sealed {
-        Sealed::SeedInProgress(run) => Some(run.clone()),
-        _ => None,
-    };
+    let seed_in_progress = sealed.seed_in_progress.clone();
     let point = sealed_time(&sealed);
     let out = json!({
         "captured": r.captured,
@@ -229,7 +218,7 @@ async fn sync(ctx: &Context, source: &str, vault: &str, reconcile: bool, invento
         "superseded": r.superseded,
         "failed": failed_ids.len(),
         "recovery_point": point,
-        "new_recovery_point": matches!(sealed, Sealed::New(_)),
+        "new_recovery_point": sealed.sealed,
         "seed_in_progress": seed_in_progress,
     });
     let mut out = out;

@@ -252,6 +252,18 @@ impl<'a> Control<'a> {
         Ok(self.get_run(&run_id).await?.filter(|(_, r)| r.state != RunState::Complete))
     }
 
+    /// Every unfinished seed run of a source, whatever prefix it seeds.
+    pub async fn active_runs(&self, bucket: &str) -> Result<Vec<RunRecord>> {
+        let mut out = Vec::new();
+        for ptr in self.store.query(&self.source_pk(bucket), "active-run#").await? {
+            let run_id: String = parse(&ptr)?;
+            if let Some((_, run)) = self.get_run(&run_id).await?.filter(|(_, r)| r.state != RunState::Complete) {
+                out.push(run);
+            }
+        }
+        Ok(out)
+    }
+
     /// Starts a new run, or returns the unfinished one for this source and prefix (resume).
     pub async fn start_or_resume_run(&self, candidate: RunRecord) -> Result<(u64, RunRecord, bool)> {
         loop {

@@ -57,6 +57,25 @@ pub enum Location {
     },
 }
 
+/// A sortable key that orders the records of one object key in time.
+pub fn order_key(r: &CaptureRecord) -> (i64, String, DateTime<Utc>) {
+    (r.event_time.timestamp(), padded_sequencer(r.sequencer.as_deref()), r.captured_at)
+}
+
+/// A sequencer made comparable as a string: upper-case hex, right-padded with zeros to 64 chars.
+pub fn padded_sequencer(seq: Option<&str>) -> String {
+    match seq {
+        None => String::new(),
+        Some(s) => {
+            let mut s = s.to_ascii_uppercase();
+            while s.len() < 64 {
+                s.push('0');
+            }
+            s
+        }
+    }
+}
+
 /// One fact about a source object: this version existed (or was deleted) at this time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaptureRecord {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, SubsecRound, Utc};
+use tidemark_core::changes::checkpoint::{self, Sealed};
 use tidemark_core::changes::compact::{compact, CompactOptions};
 use tidemark_core::changes::delta::{process_batch, DeltaMessage};
 use tidemark_core::changes::reconcile::{reconcile, ReconcileOptions};
@@ -20,7 +21,7 @@ use tidemark_core::config::EngineConfig;
 use tidemark_core::engine::{Engine, QueueUrls};
 use tidemark_core::ports::{ObjectStore, PutOptions, SystemClock};
 use tidemark_core::restore::load_state;
-use tidemark_core::vault::point::{self, Sealed};
+use tidemark_core::vault::point;
 use tidemark_testkit::fakes::{MemControlStore, MemObjectStore, MemQueue};
 
 const SRC: &str = "source-bucket";
@@ -141,7 +142,7 @@ impl World {
         // Point times have millisecond resolution; two seals must not share one.
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
         let now = Utc::now();
-        match point::seal(&self.engine.vault, self.engine.control.as_ref(), VAULT, SRC, &[String::new()], now, now).await.unwrap() {
+        match checkpoint::seal(&self.engine, SRC, now, now).await.unwrap() {
             Sealed::New(p) => Some(p),
             other => panic!("expected a new point, got {other:?}"),
         }

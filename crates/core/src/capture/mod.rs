@@ -4,12 +4,11 @@
 //! CopyObject, or UploadPartCopy in parallel parts), so their bytes never pass through the
 //! process. The resulting capture records go into one index segment per batch.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::SubsecRound;
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 
 use crate::control::Counters;
 use crate::domain::{new_id, stable_id, CaptureKind, CaptureRecord, Location, ObjectInfo};
@@ -17,7 +16,6 @@ use crate::engine::Engine;
 use crate::ports::{Fetch, ObjectRef, PutOptions};
 use crate::scheduler::Observation;
 use crate::vault::pack::PackSink;
-use crate::vault::segment::{self, SegmentKind, SegmentMeta};
 use crate::{vault, Error, Result};
 
 /// One object to capture.
@@ -121,7 +119,7 @@ pub async fn copy_to_vault(engine: &Engine, src: &ObjectRef, info: &ObjectInfo) 
     }
     let opts = PutOptions { content_type: info.content_type.clone(), metadata: info.metadata.clone(), ..Default::default() };
     let upload = engine.vault.create_multipart(&cfg.vault_bucket, &key, &opts).await?;
-    let ranges = part_ranges(info.size, cfg.copy_part_bytes);
+    let ranges = vault::part_ranges(info.size, cfg.copy_part_bytes);
     let n = ranges.len() as u64;
     let results: Vec<Result<(i32, Fetch<String>)>> = stream::iter(ranges.into_iter().enumerate())
         .map(|(i, (first, last))| {
@@ -155,18 +153,6 @@ pub async fn copy_to_vault(engine: &Engine, src: &ObjectRef, info: &ObjectInfo) 
     let w = engine.vault.complete_multipart(&cfg.vault_bucket, &key, &upload, &parts).await?;
     let loc = Location::Object { key, version_id: w.version_id, etag: w.etag, part_size: Some(cfg.copy_part_bytes) };
     Ok((Fetch::Found(loc), n + 2))
-}
-
-/// Splits `size` bytes into inclusive ranges of `part` bytes.
-pub fn part_ranges(size: u64, part: u64) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    let mut first = 0;
-    while first < size {
-        let last = (first + part).min(size) - 1;
-        out.push((first, last));
-        first = last + 1;
-    }
-    out
 }
 
 /// What a batch capture produced.
@@ -317,58 +303,4 @@ pub async fn capture_batch_paced(engine: &Engine, bucket: &str, items: Vec<Captu
     counters.vault_requests += reqs;
     records.extend(recs);
     Ok(BatchResult { records, counters, observation })
-}
-
-/// Writes records as a new segment in the vault and returns its metadata.
-pub async fn write_segment(engine: &Engine, bucket: &str, kind: SegmentKind, records: Vec<CaptureRecord>) -> Result<SegmentMeta> {
-    let key = vault::segment_key(bucket, &new_id(engine.clock.now()));
-    let (bytes, meta) = segment::encode(&key, bucket, kind, records)?;
-    let opts = PutOptions { content_type: Some("application/x-ndjson".into()), if_none_match: true, ..Default::default() };
-    engine.vault.put(&engine.config.vault_bucket, &key, Bytes::from(bytes), &opts).await?;
-    Ok(meta)
-}
-
-/// Reads and verifies several segments, `concurrency` at a time, in the order given.
-pub async fn read_segments(engine: &Engine, keys: Vec<String>) -> Result<Vec<Vec<CaptureRecord>>> {
-    let vb = engine.config.vault_bucket.as_str();
-    stream::iter(keys)
-        .map(|k| async move { read_segment(&engine.vault, vb, &k).await })
-        .buffered(engine.config.concurrency.max(1))
-        .try_collect()
-        .await
-}
-
-/// Writes records as a new segment and registers it under `{slot_kind}#{segment key}`.
-///
-/// Delta batches and reconciliation both record changes this way; each segment key is new, so
-/// each slot is registered exactly once.
-pub async fn write_registered_segment(
-    engine: &Engine,
-    bucket: &str,
-    slot_kind: &str,
-    records: Vec<CaptureRecord>,
-    counters: Counters,
-) -> Result<SegmentMeta> {
-    let meta = write_segment(engine, bucket, SegmentKind::Delta, records).await?;
-    let slot = crate::control::SegmentSlot { meta: meta.clone(), end_cursor: None, counters };
-    engine.control().register_segment(bucket, &format!("{slot_kind}#{}", meta.key), &slot).await?;
-    Ok(meta)
-}
-
-/// Reads and verifies a segment from the vault.
-pub async fn read_segment(vault: &Arc<dyn crate::ports::ObjectStore>, vault_bucket: &str, key: &str) -> Result<Vec<CaptureRecord>> {
-    match vault.get(vault_bucket, key, None, None).await? {
-        Fetch::Found((_, bytes)) => Ok(segment::decode(key, &bytes)?.1),
-        _ => Err(Error::corrupt(format!("segment {key}"), "named by a recovery point but missing from the vault")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn part_ranges_cover_exactly() {
-        assert_eq!(super::part_ranges(10, 4), vec![(0, 3), (4, 7), (8, 9)]);
-        assert_eq!(super::part_ranges(8, 4), vec![(0, 3), (4, 7)]);
-        assert!(super::part_ranges(0, 4).is_empty());
-    }
 }

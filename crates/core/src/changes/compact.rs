@@ -8,11 +8,10 @@
 //! vault stays immutable: nothing is deleted or overwritten, and older points still name (and
 //! restore from) the small segments.
 
-use crate::capture::{read_segments, write_segment};
 use crate::control::{Counters, RegistrySlot, SegmentSlot};
-use crate::domain::{stable_id, CaptureRecord};
+use crate::domain::{order_key, stable_id, CaptureRecord};
 use crate::engine::Engine;
-use crate::vault::segment::{SegmentKind, SegmentMeta};
+use crate::vault::segment::{self, SegmentKind, SegmentMeta};
 use crate::Result;
 
 /// Limits of one compaction pass.
@@ -58,8 +57,8 @@ pub struct CompactReport {
 pub fn merge_records(inputs: Vec<Vec<CaptureRecord>>) -> Vec<CaptureRecord> {
     let mut all: Vec<CaptureRecord> = inputs.into_iter().flatten().collect();
     all.sort_by(|a, b| {
-        (a.key.as_str(), crate::restore::resolve::order_key(a))
-            .cmp(&(b.key.as_str(), crate::restore::resolve::order_key(b)))
+        (a.key.as_str(), order_key(a))
+            .cmp(&(b.key.as_str(), order_key(b)))
             .then_with(|| serde_json::to_string(a).unwrap_or_default().cmp(&serde_json::to_string(b).unwrap_or_default()))
     });
     all.dedup();
@@ -96,11 +95,14 @@ pub async fn compact(engine: &Engine, bucket: &str, opts: &CompactOptions) -> Re
     let mut report = CompactReport { segments_before: live.len(), ..Default::default() };
     for group in plan_groups(&live, opts) {
         let keys: Vec<String> = group.iter().map(|m| m.key.clone()).collect();
-        let inputs = read_segments(engine, keys.clone()).await?;
+        let inputs =
+            segment::read_many(engine.vault.as_ref(), &engine.config.vault_bucket, keys.clone(), engine.config.concurrency).await?;
         let records_in: u64 = inputs.iter().map(|r| r.len() as u64).sum();
         let merged = merge_records(inputs);
         let records_out = merged.len() as u64;
-        let meta = write_segment(engine, bucket, SegmentKind::Compacted, merged).await?;
+        let meta =
+            segment::write(engine.vault.as_ref(), &engine.config.vault_bucket, bucket, SegmentKind::Compacted, merged, engine.clock.now())
+                .await?;
         // The slot name derives from the replaced set, so two passes over the same group (a retry,
         // or two operators at once) commit at most one of their segments; the loser's segment is
         // left unreferenced.

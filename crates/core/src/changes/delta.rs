@@ -11,12 +11,12 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::Duration;
 
-use crate::capture::{capture_batch, write_registered_segment, CaptureItem};
+use crate::capture::{capture_batch, CaptureItem};
 use crate::changes::events::{key_candidates, parse_change, ChangeEvent, ChangeKind};
 use crate::control::Counters;
 use crate::domain::CaptureRecord;
 use crate::engine::Engine;
-use crate::vault::segment::SegmentMeta;
+use crate::vault::segment::{self, SegmentKind, SegmentMeta};
 use crate::Result;
 
 /// One message of a delta batch.
@@ -200,4 +200,22 @@ async fn resolve_existing(engine: &Engine, bucket: &str, candidates: &[String], 
         }
     }
     Ok(None)
+}
+
+/// Writes records as a new delta segment and registers it under `{slot_kind}#{segment key}`.
+///
+/// Delta batches and reconciliation both record changes this way; each segment key is new, so
+/// each slot is registered exactly once.
+pub(crate) async fn write_registered_segment(
+    engine: &Engine,
+    bucket: &str,
+    slot_kind: &str,
+    records: Vec<CaptureRecord>,
+    counters: Counters,
+) -> Result<SegmentMeta> {
+    let meta =
+        segment::write(engine.vault.as_ref(), &engine.config.vault_bucket, bucket, SegmentKind::Delta, records, engine.clock.now()).await?;
+    let slot = crate::control::SegmentSlot { meta: meta.clone(), end_cursor: None, counters };
+    engine.control().register_segment(bucket, &format!("{slot_kind}#{}", meta.key), &slot).await?;
+    Ok(meta)
 }

@@ -22,12 +22,13 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 
-use crate::capture::{capture_batch, read_segments, write_registered_segment, CaptureItem};
+use crate::capture::{capture_batch, CaptureItem};
+use crate::changes::delta::write_registered_segment;
 use crate::control::{Counters, RunState};
 use crate::domain::{normalize_etag, CaptureRecord};
 use crate::engine::Engine;
 use crate::restore::resolve::resolve;
-use crate::vault::segment::SegmentMeta;
+use crate::vault::segment::{self, SegmentMeta};
 use crate::{Error, Result};
 
 /// What to compare the catalog with.
@@ -114,7 +115,7 @@ async fn read_inventory(engine: &Engine, url: &str, bucket: &str, prefix: &str) 
 pub async fn catalog_state(engine: &Engine, bucket: &str, prefix: &str) -> Result<BTreeMap<String, CaptureRecord>> {
     let live = engine.control().live_segments(bucket).await?;
     let keys: Vec<String> = live.iter().map(|s| &s.meta).filter(|m| m.may_contain_prefix(prefix)).map(|m| m.key.clone()).collect();
-    let records = read_segments(engine, keys).await?;
+    let records = segment::read_many(engine.vault.as_ref(), &engine.config.vault_bucket, keys, engine.config.concurrency).await?;
     Ok(resolve(records.iter().flatten(), prefix, DateTime::<Utc>::MAX_UTC))
 }
 

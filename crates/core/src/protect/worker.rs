@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::capture::{capture_batch_paced, write_segment, CaptureItem, Pacer};
+use crate::capture::{capture_batch_paced, CaptureItem, Pacer};
 use crate::control::{Counters, RunState, SegmentSlot};
 use crate::engine::Engine;
 use crate::ports::ListRequest;
 use crate::scheduler::fleet::{millis, top_prefix, Pressure};
 use crate::scheduler::{Admission, Observation};
-use crate::vault::segment::SegmentKind;
+use crate::vault::segment::{self, SegmentKind};
 use crate::{Error, Result};
 
 /// The body of a work-queue message.
@@ -148,7 +148,9 @@ pub async fn process_task(engine: &Engine, msg: &TaskMessage, owner: &str) -> Re
                     control.commit(&mut lease, engine.clock.now(), cfg.lease_seconds).await?;
                     continue;
                 }
-                let meta = write_segment(engine, &bucket, SegmentKind::Seed, batch.records).await?;
+                let meta =
+                    segment::write(engine.vault.as_ref(), &cfg.vault_bucket, &bucket, SegmentKind::Seed, batch.records, engine.clock.now())
+                        .await?;
                 batch.counters.vault_requests += 2;
                 let slot = SegmentSlot { meta, end_cursor: Some(last), counters: batch.counters };
                 Some(control.register_segment(&bucket, &slot_name, &slot).await?)

@@ -12,13 +12,13 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::capture::{part_ranges, read_segments};
 use crate::domain::{CaptureRecord, Location};
 use crate::engine::Engine;
 use crate::ports::{Fetch, ObjectRef, ObjectStore, PutOptions};
 use crate::restore::resolve::resolve;
 use crate::vault::pack::decode_blob;
 use crate::vault::point::{point_for, RecoveryPoint};
+use crate::vault::{self, segment};
 use crate::{Error, Result};
 
 /// How a restore writes.
@@ -93,7 +93,7 @@ pub async fn load_state(
     }
     let point = point_for(engine.vault.as_ref(), &vault_bucket, bucket, as_of).await?;
     let keys: Vec<String> = point.segments.iter().filter(|s| s.may_contain_prefix(prefix)).map(|s| s.key.clone()).collect();
-    let records = read_segments(engine, keys).await?;
+    let records = segment::read_many(engine.vault.as_ref(), &engine.config.vault_bucket, keys, engine.config.concurrency).await?;
     let state = resolve(records.iter().flatten(), prefix, as_of);
     Ok((point, state))
 }
@@ -257,7 +257,7 @@ async fn restore_one(
                     let opts = PutOptions { content_type: rec.content_type.clone(), metadata: rec.metadata.clone(), ..Default::default() };
                     let upload = target.create_multipart(bucket, key, &opts).await?;
                     let mut parts = Vec::new();
-                    for (i, (first, last)) in part_ranges(rec.size, *ps).into_iter().enumerate() {
+                    for (i, (first, last)) in vault::part_ranges(rec.size, *ps).into_iter().enumerate() {
                         match target.upload_part_copy(bucket, key, &upload, i as i32 + 1, &src, None, first, last).await? {
                             Fetch::Found(e) => parts.push((i as i32 + 1, e)),
                             _ => {

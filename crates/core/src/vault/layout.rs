@@ -44,6 +44,21 @@ pub fn summary_key(bucket: &str, run_id: &str, file: usize) -> String {
     format!("v1/{bucket}/runs/{run_id}/summaries/{file:06}.json")
 }
 
+/// Splits `size` bytes into the inclusive ranges of `part` bytes that a multipart copy uses.
+///
+/// A restore copies a large object with the part layout of its vault copy, so that the target's
+/// ETag equals the vault's; both sides cut parts with this one function.
+pub fn part_ranges(size: u64, part: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut first = 0;
+    while first < size {
+        let last = (first + part).min(size) - 1;
+        out.push((first, last));
+        first = last + 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +70,12 @@ mod tests {
         assert_eq!(object_key_bucket("v1/acme-data/packs/2024-01-01/x.pack"), None);
         assert_eq!(object_key_bucket("v1/acme-data/index/x.idx"), None);
         assert_eq!(object_key_bucket("objects/ab"), None);
+    }
+
+    #[test]
+    fn part_ranges_cover_exactly() {
+        assert_eq!(part_ranges(10, 4), vec![(0, 3), (4, 7), (8, 9)]);
+        assert_eq!(part_ranges(8, 4), vec![(0, 3), (4, 7)]);
+        assert!(part_ranges(0, 4).is_empty());
     }
 }

@@ -1,13 +1,13 @@
-//! Recovery points: sealing `points/T.json` at the watermark, and finding the point that serves a time.
-
-use std::sync::Arc;
+//! Recovery points: the `points/T.json` files, finding the point that serves a time, and writing one.
+//!
+//! When a point may be sealed is the checkpoint's decision (`changes::checkpoint`); this module
+//! only knows the format.
 
 use bytes::Bytes;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::control::{Control, RunState};
-use crate::ports::{ControlStore, ObjectStore, PutOptions};
+use crate::ports::{ObjectStore, PutOptions};
 use crate::vault;
 use crate::vault::segment::SegmentMeta;
 use crate::{Error, Result};
@@ -73,90 +73,10 @@ pub async fn point_for(vault: &dyn ObjectStore, vault_bucket: &str, bucket: &str
     Ok(latest)
 }
 
-/// What a seal attempt did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Sealed {
-    /// A new point was written at this time.
-    New(RecoveryPoint),
-    /// The latest point is already at or after the watermark.
-    UpToDate(DateTime<Utc>),
-    /// A seed run is still in progress, so no point can be complete yet.
-    SeedInProgress(String),
-}
-
-/// Seals a recovery point at `watermark` listing every registered segment, if that moves time forward.
-///
-/// The caller guarantees that every change with event time ≤ `watermark` is captured (the delta
-/// queue was drained up to it); this function checks that no seed run is unfinished.
-pub async fn seal(
-    vault: &Arc<dyn ObjectStore>,
-    control_store: &dyn ControlStore,
-    vault_bucket: &str,
-    bucket: &str,
-    prefixes_protected: &[String],
-    watermark: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<Sealed> {
-    let control = Control::new(control_store, vault_bucket);
-    for prefix in prefixes_protected {
-        if let Some((_, run)) = control.active_run(bucket, prefix).await? {
-            if run.state != RunState::Complete {
-                return Ok(Sealed::SeedInProgress(run.run_id));
-            }
-        }
-    }
-    let watermark = watermark.trunc_subsecs_ms();
-    if let Some(last) = list_points(vault.as_ref(), vault_bucket, bucket).await?.last() {
-        let p = read_point(vault.as_ref(), vault_bucket, last).await?;
-        if p.time >= watermark {
-            return Ok(Sealed::UpToDate(p.time));
-        }
-    }
-    // Segments replaced by a compacted one are left out: the compacted segment holds their records.
-    let mut segments: Vec<SegmentMeta> = control.live_segments(bucket).await?.into_iter().map(|s| s.meta).collect();
-    segments.sort_by(|a, b| a.key.cmp(&b.key));
-    let point = RecoveryPoint {
-        format: "tidemark-recovery-point".into(),
-        version: 1,
-        bucket: bucket.into(),
-        time: watermark,
-        sealed_at: now,
-        segments,
-    };
-    let body = Bytes::from(serde_json::to_vec_pretty(&point).expect("point serialises"));
+/// Writes a recovery point to the vault under `points/<time>.json`.
+pub async fn write_point(vault: &dyn ObjectStore, vault_bucket: &str, point: &RecoveryPoint) -> Result<()> {
+    let body = Bytes::from(serde_json::to_vec_pretty(point).expect("point serialises"));
     let opts = PutOptions { content_type: Some("application/json".into()), ..Default::default() };
-    vault.put(vault_bucket, &vault::point_key(bucket, watermark), body, &opts).await?;
-    Ok(Sealed::New(point))
-}
-
-/// Truncation to milliseconds, so a point's file name and its `time` agree exactly.
-trait TruncMs {
-    fn trunc_subsecs_ms(self) -> Self;
-}
-
-impl TruncMs for DateTime<Utc> {
-    fn trunc_subsecs_ms(self) -> Self {
-        use chrono::SubsecRound;
-        self.trunc_subsecs(3)
-    }
-}
-
-/// The watermark for a drained queue: changes older than `now - allowance` are assumed delivered.
-pub fn watermark_after_drain(drain_started: DateTime<Utc>, late_allowance: Duration) -> DateTime<Utc> {
-    drain_started - late_allowance
-}
-
-/// The watermark the delta queue's backlog allows, if any.
-///
-/// A change reaches the queue some time after it happened (EventBridge delivery, retries), so the
-/// watermark stays `late_allowance` behind the oldest message still unhandled, or behind the moment
-/// the queue was seen empty. `None` when the queue cannot tell: sealing then waits, and the RPO
-/// metric shows it.
-pub fn watermark_from_backlog(backlog: &crate::ports::Backlog, late_allowance: Duration) -> Option<DateTime<Utc>> {
-    use crate::ports::Backlog;
-    match backlog {
-        Backlog::Empty { at } => Some(*at - late_allowance),
-        Backlog::Oldest { at, oldest_sent } => Some((*oldest_sent).min(*at) - late_allowance),
-        Backlog::Unknown { .. } => None,
-    }
+    vault.put(vault_bucket, &vault::point_key(&point.bucket, point.time), body, &opts).await?;
+    Ok(())
 }

@@ -1,16 +1,19 @@
-//! Index segments: immutable, sorted files of capture records in the vault.
+//! Index segments: immutable, sorted files of capture records in the vault, and their reads and writes.
 //!
 //! Encoding (documented in ARCHITECTURE.md): newline-delimited JSON. The first line is a header
 //! (`format`, `version`, `segment_id`, `bucket`, `kind`, `count`, `min_key`, `max_key`,
 //! `min_time`, `max_time`, `sha256` of the body); every further line is one capture record, sorted
 //! by (key, event time, sequencer, captured-at). DuckDB or Athena read it as JSON lines.
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::domain::CaptureRecord;
-use crate::restore::resolve::order_key;
+use crate::domain::{new_id, order_key, CaptureRecord};
+use crate::ports::{Fetch, ObjectStore, PutOptions};
+use crate::vault::layout;
 use crate::{Error, Result};
 
 /// What produced a segment.
@@ -116,6 +119,45 @@ pub fn decode(key: &str, bytes: &[u8]) -> Result<(SegmentMeta, Vec<CaptureRecord
         return Err(bad(format!("{} records, header says {}", records.len(), header.meta.count)));
     }
     Ok((header.meta, records))
+}
+
+/// Writes records as a new segment of `bucket`'s index in the vault and returns its metadata.
+///
+/// The key is new (an id from `now`), and the write refuses to replace an existing object, so a
+/// segment is written once and never changed.
+pub async fn write(
+    vault: &dyn ObjectStore,
+    vault_bucket: &str,
+    bucket: &str,
+    kind: SegmentKind,
+    records: Vec<CaptureRecord>,
+    now: DateTime<Utc>,
+) -> Result<SegmentMeta> {
+    let key = layout::segment_key(bucket, &new_id(now));
+    let (bytes, meta) = encode(&key, bucket, kind, records)?;
+    let opts = PutOptions { content_type: Some("application/x-ndjson".into()), if_none_match: true, ..Default::default() };
+    vault.put(vault_bucket, &key, Bytes::from(bytes), &opts).await?;
+    Ok(meta)
+}
+
+/// Reads and verifies one segment from the vault.
+pub async fn read(vault: &dyn ObjectStore, vault_bucket: &str, key: &str) -> Result<Vec<CaptureRecord>> {
+    match vault.get(vault_bucket, key, None, None).await? {
+        Fetch::Found((_, bytes)) => Ok(decode(key, &bytes)?.1),
+        _ => Err(Error::corrupt(format!("segment {key}"), "named by a recovery point but missing from the vault")),
+    }
+}
+
+/// Reads and verifies several segments, `concurrency` at a time, in the order given.
+///
+/// Restore, reconciliation and compaction all read the catalog this way.
+pub async fn read_many(
+    vault: &dyn ObjectStore,
+    vault_bucket: &str,
+    keys: Vec<String>,
+    concurrency: usize,
+) -> Result<Vec<Vec<CaptureRecord>>> {
+    stream::iter(keys).map(|k| async move { read(vault, vault_bucket, &k).await }).buffered(concurrency.max(1)).try_collect().await
 }
 
 #[cfg(test)]

@@ -1,0 +1,178 @@
+//! The checkpoint: the watermark the delta queue's evidence allows, and sealing recovery points at it.
+//!
+//! One seal path serves the checkpoint function (evidence: the queue's backlog) and `tidemark
+//! sync` (evidence: the drain it just did). A point at watermark T is sealed only when no seed run
+//! of the bucket is unfinished, whatever prefix it seeds, and it lists every live registered
+//! segment; a point is never written behind the latest one.
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::ports::Backlog;
+use crate::vault::point::{self, RecoveryPoint};
+use crate::vault::segment::SegmentMeta;
+use crate::Result;
+
+/// What a seal attempt did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sealed {
+    /// A new point was written at this time.
+    New(RecoveryPoint),
+    /// The latest point is already at or after the watermark.
+    UpToDate(DateTime<Utc>),
+    /// A seed run is still in progress, so no point can be complete yet.
+    SeedInProgress(String),
+}
+
+impl Sealed {
+    /// The time of the point that is now the latest, if one was sealed or already covered the watermark.
+    pub fn time(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Sealed::New(p) => Some(p.time),
+            Sealed::UpToDate(t) => Some(*t),
+            Sealed::SeedInProgress(_) => None,
+        }
+    }
+}
+
+/// What the checkpoint knows about the delta queue when it seals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// What the queue reports about its oldest unhandled message (the checkpoint function).
+    Backlog(Backlog),
+    /// The queue was drained by this process, starting at this instant (`tidemark sync`).
+    Drained { started: DateTime<Utc> },
+}
+
+/// The watermark the evidence allows, or why there is none.
+///
+/// A change reaches the queue some time after it happened (EventBridge delivery, retries), so the
+/// watermark stays `late_allowance` behind the oldest message still unhandled, or behind the moment
+/// the queue was seen empty or its drain began. It is never later than `now`.
+pub fn watermark(evidence: &Evidence, late_allowance: Duration, now: DateTime<Utc>) -> std::result::Result<DateTime<Utc>, String> {
+    let w = match evidence {
+        Evidence::Backlog(b) => watermark_from_backlog(b, late_allowance).ok_or_else(|| match b {
+            Backlog::Unknown { reason } => reason.clone(),
+            other => format!("{other:?}"),
+        })?,
+        Evidence::Drained { started } => watermark_after_drain(*started, late_allowance),
+    };
+    Ok(w.min(now))
+}
+
+/// The watermark for a drained queue: changes older than `drain_started - allowance` are assumed delivered.
+pub fn watermark_after_drain(drain_started: DateTime<Utc>, late_allowance: Duration) -> DateTime<Utc> {
+    drain_started - late_allowance
+}
+
+/// The watermark the delta queue's backlog allows, if any; `None` when the queue cannot tell:
+/// sealing then waits, and the RPO metric shows it.
+pub fn watermark_from_backlog(backlog: &Backlog, late_allowance: Duration) -> Option<DateTime<Utc>> {
+    match backlog {
+        Backlog::Empty { at } => Some(*at - late_allowance),
+        Backlog::Oldest { at, oldest_sent } => Some((*oldest_sent).min(*at) - late_allowance),
+        Backlog::Unknown { .. } => None,
+    }
+}
+
+/// Seals a recovery point of `bucket` at `watermark` listing every live registered segment, if
+/// no seed run of the bucket is unfinished and the point moves time forward.
+///
+/// The caller guarantees that every change with event time ≤ `watermark` is captured (that is
+/// what the evidence behind the watermark says).
+pub async fn seal(engine: &Engine, bucket: &str, watermark: DateTime<Utc>, now: DateTime<Utc>) -> Result<Sealed> {
+    let control = engine.control();
+    let vault_bucket = engine.config.vault_bucket.as_str();
+    // A seed of any prefix holds sealing back: a point sealed mid-seed would miss objects of
+    // that prefix without saying so.
+    if let Some(run) = control.active_runs(bucket).await?.into_iter().next() {
+        return Ok(Sealed::SeedInProgress(run.run_id));
+    }
+    // Truncated to milliseconds, so that the point's file name and its `time` agree exactly.
+    let watermark = watermark.trunc_subsecs(3);
+    if let Some(last) = point::list_points(engine.vault.as_ref(), vault_bucket, bucket).await?.last() {
+        let p = point::read_point(engine.vault.as_ref(), vault_bucket, last).await?;
+        if p.time >= watermark {
+            return Ok(Sealed::UpToDate(p.time));
+        }
+    }
+    // Segments replaced by a compacted one are left out: the compacted segment holds their records.
+    let mut segments: Vec<SegmentMeta> = control.live_segments(bucket).await?.into_iter().map(|s| s.meta).collect();
+    segments.sort_by(|a, b| a.key.cmp(&b.key));
+    let point = RecoveryPoint {
+        format: "tidemark-recovery-point".into(),
+        version: 1,
+        bucket: bucket.into(),
+        time: watermark,
+        sealed_at: now,
+        segments,
+    };
+    point::write_point(engine.vault.as_ref(), vault_bucket, &point).await?;
+    Ok(Sealed::New(point))
+}
+
+/// What the checkpoint did for one bucket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BucketCheckpoint {
+    pub bucket: String,
+    /// The latest recovery point after this checkpoint (new or not).
+    pub recovery_point: Option<DateTime<Utc>>,
+    /// True when this checkpoint wrote a new point.
+    pub sealed: bool,
+    /// Now minus the latest recovery point.
+    pub rpo_seconds: Option<i64>,
+    pub note: Option<String>,
+    /// The unfinished seed run that held sealing back, if one did.
+    #[serde(skip)]
+    pub seed_in_progress: Option<String>,
+}
+
+/// The one seal path: for each bucket, seals a point at the watermark the evidence allows, and
+/// reports the latest point and the RPO.
+///
+/// When the evidence allows no watermark nothing is sealed and the RPO grows, which the RPO alarm
+/// sees; one bucket's seed in progress does not hold the others back.
+pub async fn checkpoint(
+    engine: &Engine,
+    buckets: &[String],
+    evidence: &Evidence,
+    late_allowance: Duration,
+) -> Result<Vec<BucketCheckpoint>> {
+    let now = engine.clock.now();
+    let watermark = watermark(evidence, late_allowance, now);
+    let mut out = Vec::new();
+    for bucket in buckets {
+        let mut res = BucketCheckpoint {
+            bucket: bucket.clone(),
+            recovery_point: None,
+            sealed: false,
+            rpo_seconds: None,
+            note: None,
+            seed_in_progress: None,
+        };
+        match &watermark {
+            Ok(w) => {
+                let sealed = seal(engine, bucket, *w, now).await?;
+                res.recovery_point = sealed.time();
+                res.sealed = matches!(sealed, Sealed::New(_));
+                if let Sealed::SeedInProgress(run) = sealed {
+                    res.note = Some(format!("seed run {run} in progress"));
+                    res.seed_in_progress = Some(run);
+                }
+                if let Evidence::Backlog(Backlog::Oldest { oldest_sent, .. }) = evidence {
+                    res.note.get_or_insert_with(|| format!("oldest unhandled change sent at {}", oldest_sent.to_rfc3339()));
+                }
+            }
+            Err(reason) => res.note = Some(format!("not sealing: {reason}")),
+        }
+        if res.recovery_point.is_none() {
+            if let Some((_, latest)) = point::recoverable_range(engine.vault.as_ref(), &engine.config.vault_bucket, bucket).await? {
+                res.recovery_point = Some(latest.time);
+            }
+        }
+        res.rpo_seconds = res.recovery_point.map(|p| (now - p).num_seconds());
+        out.push(res);
+    }
+    Ok(out)
+}

@@ -1,0 +1,43 @@
+//! The checkpoint function's handler: seals recovery points on a schedule and publishes the RPO.
+
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+use tidemark_core::changes::checkpoint::{self, Evidence};
+use tidemark_core::engine::Engine;
+
+use crate::LambdaError;
+
+/// The checkpoint's request: which buckets to seal (the schedule's constant input).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointRequest {
+    pub buckets: Vec<String>,
+}
+
+/// What the checkpoint did for one bucket.
+pub use tidemark_core::changes::checkpoint::BucketCheckpoint as CheckpointResult;
+
+/// Checkpoint: seals a point at the watermark the delta queue's backlog allows.
+///
+/// The watermark is the late-event allowance behind the oldest change not yet handled (read from
+/// SQS's `ApproximateAgeOfOldestMessage` while changes keep arriving) or behind now when the queue
+/// is empty; the seal itself is the engine's one seal path, which `tidemark sync` uses too. The
+/// RPO is printed in CloudWatch Embedded Metric Format.
+pub async fn checkpoint_handler(
+    engine: &Engine,
+    req: CheckpointRequest,
+    late_event_seconds: i64,
+) -> Result<Vec<CheckpointResult>, LambdaError> {
+    let backlog = engine.queue.oldest_unhandled(&engine.queues.delta).await?;
+    let evidence = Evidence::Backlog(backlog);
+    let out = checkpoint::checkpoint(engine, &req.buckets, &evidence, Duration::seconds(late_event_seconds)).await?;
+    let now = engine.clock.now();
+    for res in &out {
+        if let Some(rpo) = res.rpo_seconds {
+            println!(
+                "{}",
+                serde_json::json!({"_aws": {"Timestamp": now.timestamp_millis(), "CloudWatchMetrics": [{"Namespace": "Tidemark", "Dimensions": [["Bucket"]], "Metrics": [{"Name": "RpoSeconds", "Unit": "Seconds"}]}]}, "Bucket": res.bucket, "RpoSeconds": rpo})
+            );
+        }
+    }
+    Ok(out)
+}

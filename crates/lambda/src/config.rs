@@ -1,0 +1,209 @@
+//! The functions' configuration, read once at start-up from the environment, and the stores it builds.
+
+use std::sync::Arc;
+
+use tidemark_aws::{
+    AwsClients, BucketAccounts, ClientOptions, DynamoControlStore, RoleSourceStore, RoleVaultStore, S3Store, SourceRole, SourceSessions,
+    SqsQueue,
+};
+use tidemark_core::config::EngineConfig;
+use tidemark_core::engine::{Engine, QueueUrls};
+use tidemark_core::ports::SystemClock;
+
+use crate::LambdaError;
+
+/// Configuration every function reads once at start-up from its environment.
+#[derive(Debug, Clone)]
+pub struct LambdaConfig {
+    pub engine: EngineConfig,
+    pub control_table: String,
+    pub queues: QueueUrls,
+    pub late_event_seconds: i64,
+    /// The read role assumed in the source accounts; `None` reads the source with the function's
+    /// own credentials (the local stack, a single-account deployment without the role).
+    pub source_role: Option<SourceRole>,
+}
+
+fn var(name: &str) -> Result<String, LambdaError> {
+    std::env::var(name).map_err(|_| LambdaError::Config(format!("environment variable {name} is not set")))
+}
+
+fn num<T: std::str::FromStr>(name: &str, default: T) -> Result<T, LambdaError> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(v) => v.parse().map_err(|_| LambdaError::Config(format!("environment variable {name}='{v}' is not a number"))),
+    }
+}
+
+impl LambdaConfig {
+    /// Reads `TIDEMARK_*` variables; missing required ones are named in the error.
+    pub fn from_env() -> Result<Self, LambdaError> {
+        let mut engine = EngineConfig::new(var("TIDEMARK_VAULT_BUCKET")?);
+        engine.small_object_threshold = num("TIDEMARK_SMALL_OBJECT_THRESHOLD", engine.small_object_threshold)?;
+        engine.pack_target_bytes = num("TIDEMARK_PACK_TARGET_BYTES", engine.pack_target_bytes)?;
+        engine.multipart_copy_threshold = num("TIDEMARK_MULTIPART_COPY_THRESHOLD", engine.multipart_copy_threshold)?;
+        engine.copy_part_bytes = num("TIDEMARK_COPY_PART_BYTES", engine.copy_part_bytes)?;
+        engine.concurrency = num("TIDEMARK_CONCURRENCY", engine.concurrency)?;
+        engine.lease_seconds = num("TIDEMARK_LEASE_SECONDS", engine.lease_seconds)?;
+        engine.step_seconds = num("TIDEMARK_STEP_SECONDS", engine.step_seconds)?;
+        if let Ok(ceiling) = var("TIDEMARK_PREFIX_CEILING_RPS") {
+            let ceiling: f64 = ceiling.parse().map_err(|_| {
+                LambdaError::Config(format!("environment variable TIDEMARK_PREFIX_CEILING_RPS='{ceiling}' is not a number"))
+            })?;
+            engine.scheduler = Some(EngineConfig::scheduler_for(ceiling, num("TIDEMARK_BACKUP_SHARE", 0.8)?));
+        }
+        engine.validate()?;
+        Ok(LambdaConfig {
+            engine,
+            control_table: var("TIDEMARK_CONTROL_TABLE")?,
+            queues: QueueUrls { work: var("TIDEMARK_WORK_QUEUE_URL")?, delta: var("TIDEMARK_DELTA_QUEUE_URL")? },
+            late_event_seconds: num("TIDEMARK_LATE_EVENT_SECONDS", 60)?,
+            source_role: source_role_from(|name| std::env::var(name).ok())?,
+        })
+    }
+
+    /// Builds the engine with AWS clients (the endpoint comes from the standard AWS variables).
+    pub async fn engine(&self) -> Engine {
+        let clients = AwsClients::load(&ClientOptions::default()).await;
+        let (source, vault) = self.stores(&clients);
+        Engine {
+            source,
+            vault,
+            control: Arc::new(DynamoControlStore::new(clients.dynamodb.clone(), &self.control_table)),
+            queue: Arc::new(SqsQueue::new(clients.sqs.clone()).with_age_metric(clients.cloudwatch.clone())),
+            clock: Arc::new(SystemClock),
+            config: self.engine.clone(),
+            queues: self.queues.clone(),
+        }
+    }
+
+    /// The source and vault stores over `clients`: with a source role, the source is read (and
+    /// large objects are copied into the vault) through the role assumed in the bucket's account;
+    /// without one, both use the function's own credentials as before.
+    pub fn stores(&self, clients: &AwsClients) -> (Arc<dyn tidemark_core::ports::ObjectStore>, Arc<dyn tidemark_core::ports::ObjectStore>) {
+        let s3 = S3Store::new(clients.s3.clone());
+        // Under the scheduler, source reads surface `503 SlowDown` to it instead of retrying.
+        let source_client = match self.engine.scheduler {
+            Some(_) => clients.s3_source.clone(),
+            None => clients.s3.clone(),
+        };
+        match &self.source_role {
+            None => (Arc::new(S3Store::new(source_client)), Arc::new(s3)),
+            Some(role) => {
+                let sessions = Arc::new(SourceSessions::new(clients.shared.clone(), source_client, clients.s3.clone(), role.clone()));
+                (Arc::new(RoleSourceStore::new(sessions.clone())), Arc::new(RoleVaultStore::new(s3, &self.engine.vault_bucket, sessions)))
+            }
+        }
+    }
+}
+
+/// Reads the source role settings through `get` (the environment in [`LambdaConfig::from_env`]).
+///
+/// Without `TIDEMARK_SOURCE_ROLE_NAME` (or with it empty) there is no role and the source is read
+/// with the function's own credentials. With it, the external id and the source account ids are
+/// required, because the role's trust policy demands the one and the role ARN needs the other.
+pub fn source_role_from(get: impl Fn(&str) -> Option<String>) -> Result<Option<SourceRole>, LambdaError> {
+    let Some(role_name) = get("TIDEMARK_SOURCE_ROLE_NAME").map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    if !role_name.chars().all(iam_name_char) || role_name.len() > 64 {
+        return Err(LambdaError::Config(format!("environment variable TIDEMARK_SOURCE_ROLE_NAME='{role_name}' is not an IAM role name")));
+    }
+    let external_id = get("TIDEMARK_EXTERNAL_ID").filter(|s| !s.is_empty()).ok_or_else(|| {
+        LambdaError::Config("environment variable TIDEMARK_EXTERNAL_ID is not set; the source read role's trust policy requires it".into())
+    })?;
+    let account_ids = get("TIDEMARK_SOURCE_ACCOUNT_IDS").ok_or_else(|| {
+        LambdaError::Config(
+            "environment variable TIDEMARK_SOURCE_ACCOUNT_IDS is not set; with TIDEMARK_SOURCE_ROLE_NAME it must name the source accounts (comma-separated)".into(),
+        )
+    })?;
+    let accounts =
+        BucketAccounts::parse(&account_ids, &get("TIDEMARK_BUCKET_ACCOUNTS").unwrap_or_default()).map_err(LambdaError::Config)?;
+    // The session name shows in the source account's CloudTrail; naming the function tells
+    // which of them read. STS allows [\w+=,.@-]{2,64}.
+    let session_name = match get("AWS_LAMBDA_FUNCTION_NAME") {
+        Some(f) => format!("tidemark-{f}").chars().filter(|c| iam_name_char(*c)).take(64).collect(),
+        None => "tidemark".to_string(),
+    };
+    Ok(Some(SourceRole { role_name, external_id, session_name, accounts }))
+}
+
+/// A character IAM allows in role and session names (`[\w+=,.@-]`).
+fn iam_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: std::collections::HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    const ROLE: (&str, &str) = ("TIDEMARK_SOURCE_ROLE_NAME", "tidemark-backup-read");
+    const EXT: (&str, &str) = ("TIDEMARK_EXTERNAL_ID", "0123456789abcdef0123");
+
+    #[test]
+    fn without_a_role_name_the_function_reads_with_its_own_credentials() {
+        assert_eq!(source_role_from(lookup(&[])).unwrap(), None);
+        assert_eq!(source_role_from(lookup(&[("TIDEMARK_SOURCE_ROLE_NAME", ""), EXT])).unwrap(), None);
+    }
+
+    #[test]
+    fn one_source_account_owns_every_bucket() {
+        let r = source_role_from(lookup(&[
+            ROLE,
+            EXT,
+            ("TIDEMARK_SOURCE_ACCOUNT_IDS", "111122223333"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "tm-worker"),
+        ]))
+        .unwrap()
+        .expect("a role");
+        assert_eq!(r.role_name, "tidemark-backup-read");
+        assert_eq!(r.external_id, "0123456789abcdef0123");
+        assert_eq!(r.session_name, "tidemark-tm-worker");
+        assert_eq!(r.accounts.account_of("acme-prod-data").unwrap(), "111122223333");
+    }
+
+    #[test]
+    fn several_source_accounts_use_the_bucket_map() {
+        let r = source_role_from(lookup(&[
+            ROLE,
+            EXT,
+            ("TIDEMARK_SOURCE_ACCOUNT_IDS", "111122223333,444455556666"),
+            ("TIDEMARK_BUCKET_ACCOUNTS", "acme-prod-data=111122223333,acme-logs=444455556666"),
+        ]))
+        .unwrap()
+        .expect("a role");
+        assert_eq!(r.accounts.account_of("acme-prod-data").unwrap(), "111122223333");
+        assert_eq!(r.accounts.account_of("acme-logs").unwrap(), "444455556666");
+        let missing = r.accounts.account_of("acme-other").unwrap_err();
+        assert!(!missing.is_transient(), "a bucket with no account is permanent");
+        let msg = missing.to_string();
+        assert!(msg.contains("acme-other") && msg.contains("TIDEMARK_BUCKET_ACCOUNTS") && msg.contains("bucket_accounts"), "{msg}");
+    }
+
+    #[test]
+    fn malformed_source_settings_are_configuration_errors() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[ROLE, EXT, ("TIDEMARK_SOURCE_ACCOUNT_IDS", "11112222333")], "'11112222333' is not a 12-digit"),
+            (&[ROLE, EXT, ("TIDEMARK_SOURCE_ACCOUNT_IDS", "11112222333a")], "is not a 12-digit"),
+            (&[ROLE, EXT], "TIDEMARK_SOURCE_ACCOUNT_IDS is not set"),
+            (&[ROLE, ("TIDEMARK_SOURCE_ACCOUNT_IDS", "111122223333")], "TIDEMARK_EXTERNAL_ID is not set"),
+            (&[ROLE, EXT, ("TIDEMARK_SOURCE_ACCOUNT_IDS", "111122223333"), ("TIDEMARK_BUCKET_ACCOUNTS", "acme=1")], "'1' of bucket 'acme'"),
+            (&[ROLE, EXT, ("TIDEMARK_SOURCE_ACCOUNT_IDS", "111122223333"), ("TIDEMARK_BUCKET_ACCOUNTS", "acme")], "bucket=account"),
+            (
+                &[ROLE, EXT, ("TIDEMARK_SOURCE_ACCOUNT_IDS", "111122223333"), ("TIDEMARK_BUCKET_ACCOUNTS", "acme=444455556666")],
+                "not one of TIDEMARK_SOURCE_ACCOUNT_IDS",
+            ),
+            (&[("TIDEMARK_SOURCE_ROLE_NAME", "no spaces allowed"), EXT], "not an IAM role name"),
+        ];
+        for (vars, expected) in cases {
+            let e = source_role_from(lookup(vars)).unwrap_err();
+            assert!(matches!(e, LambdaError::Config(_)) && !e.is_transient(), "{e}");
+            assert!(e.to_string().contains(expected), "{vars:?}: '{e}' should contain '{expected}'");
+        }
+    }
+}
