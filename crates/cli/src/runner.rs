@@ -9,8 +9,8 @@ use tidemark_core::changes::delta::{process_batch, DeltaMessage, DeltaReport};
 use tidemark_core::changes::events::parse_change;
 use tidemark_core::control::{Counters, RunState};
 use tidemark_core::engine::Engine;
-use tidemark_core::protect::steps::{handle_step, parse_work_message, WorkMessage};
-use tidemark_core::protect::worker::{process_task, TaskOutcome};
+use tidemark_core::protocol::dispatch::{dispatch, Disposition};
+use tidemark_core::protocol::messages::WorkMessage;
 
 /// Runs `workers` worker loops until the run is complete; reports progress on stderr.
 pub async fn work_until_complete(engine: &Engine, run_id: &str, workers: usize, quiet: bool) -> Result<()> {
@@ -64,43 +64,30 @@ fn rand_u32() -> u32 {
     (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)) ^ std::process::id()
 }
 
+/// Receives work messages one at a time and hands each to the engine's dispatcher, as the worker
+/// function does; what the dispatcher says becomes a delete or a visibility change.
 async fn worker_loop(engine: &Engine, owner: &str, stop: &AtomicBool) -> Result<()> {
     let visibility = (engine.config.lease_seconds * 2).clamp(10, 43_200) as i32;
     while !stop.load(Ordering::SeqCst) {
         let msgs = engine.queue.receive(&engine.queues.work, 1, 1, visibility).await?;
         for m in msgs {
-            let task = match parse_work_message(&m.body) {
-                Ok(WorkMessage::Task(t)) => t,
-                // Steps of a stepwise seed (started by the seeder function) share the queue.
-                Ok(WorkMessage::Step(step)) => {
-                    match handle_step(engine, &step).await {
-                        Ok(_) => engine.queue.delete(&engine.queues.work, &m.receipt).await?,
-                        Err(e) if e.is_transient() => {
-                            tracing::warn!(run_id = %step.run_id, error = %e, "seed step interrupted; it will be retried");
-                            engine.queue.change_visibility(&engine.queues.work, &m.receipt, 1).await?;
-                        }
-                        Err(e) => return Err(anyhow::anyhow!("seed step {:?} of run {} failed: {e}", step.step, step.run_id)),
-                    }
-                    continue;
+            match dispatch(engine, &m.id, &m.body, owner).await {
+                Disposition::Done => engine.queue.delete(&engine.queues.work, &m.receipt).await?,
+                Disposition::Retry { after, .. } => {
+                    let seconds = after.as_secs_f64().ceil().clamp(0.0, 43_200.0) as i32;
+                    engine.queue.change_visibility(&engine.queues.work, &m.receipt, seconds).await?;
                 }
-                Err(e) => {
-                    // Left for redelivery and, after its retries, the dead-letter queue.
-                    tracing::error!(message_id = %m.id, error = %e, "malformed work message");
-                    continue;
+                // A task or step that fails for good keeps its run from completing: stop and say so
+                // (the message stays for the dead-letter queue).
+                Disposition::Failed { error, message: Some(WorkMessage::Task(task)) } => {
+                    return Err(anyhow::anyhow!("task {} failed: {error}", task.task_id));
                 }
-            };
-            match process_task(engine, &task, owner).await {
-                Ok(TaskOutcome::Finished(_)) | Ok(TaskOutcome::AlreadyDone) => engine.queue.delete(&engine.queues.work, &m.receipt).await?,
-                Ok(TaskOutcome::Busy) => engine.queue.change_visibility(&engine.queues.work, &m.receipt, 2).await?,
-                Ok(TaskOutcome::Deferred(delay)) => {
-                    tidemark_core::protect::worker::requeue_deferred(engine, &task, delay).await?;
-                    engine.queue.delete(&engine.queues.work, &m.receipt).await?;
+                Disposition::Failed { error, message: Some(WorkMessage::Step(step)) } => {
+                    return Err(anyhow::anyhow!("seed step {:?} of run {} failed: {error}", step.step, step.run_id));
                 }
-                Err(e) if e.is_transient() => {
-                    tracing::warn!(task_id = %task.task_id, error = %e, "task interrupted; it will resume from its checkpoint");
-                    engine.queue.change_visibility(&engine.queues.work, &m.receipt, 1).await?;
-                }
-                Err(e) => return Err(anyhow::anyhow!("task {} failed: {e}", task.task_id)),
+                // A body that is no message at all belongs to no run: it is left for redelivery
+                // and, after its retries, the dead-letter queue.
+                Disposition::Failed { message: None, .. } => {}
             }
         }
     }

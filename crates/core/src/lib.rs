@@ -20,6 +20,8 @@ pub mod plan;
 
 pub mod protect;
 
+pub mod protocol;
+
 pub mod scheduler;
 
 pub mod capture;

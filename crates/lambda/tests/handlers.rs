@@ -265,7 +265,7 @@ async fn a_killed_worker_resumes_without_duplicate_records() {
     assert_eq!(seeded.tasks, 1);
     let msg = w.queue.receive("work", 1, 0, 30).await.unwrap().remove(0);
     let control = w.engine.control();
-    let task: tidemark_core::protect::worker::TaskMessage = serde_json::from_str(&msg.body).unwrap();
+    let task: tidemark_core::protocol::messages::TaskMessage = serde_json::from_str(&msg.body).unwrap();
     // First worker: finishes two batches of 7, then dies in the middle of the third.
     let mut dying = w.engine.clone();
     dying.config.lease_seconds = 0;

@@ -4,8 +4,6 @@
 //! CopyObject, or UploadPartCopy in parallel parts), so their bytes never pass through the
 //! process. The resulting capture records go into one index segment per batch.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use chrono::SubsecRound;
 use futures::stream::{self, StreamExt};
@@ -13,8 +11,7 @@ use futures::stream::{self, StreamExt};
 use crate::control::Counters;
 use crate::domain::{new_id, stable_id, CaptureKind, CaptureRecord, Location, ObjectInfo};
 use crate::engine::Engine;
-use crate::ports::{Fetch, ObjectRef, PutOptions};
-use crate::scheduler::Observation;
+use crate::ports::{Fetch, ObjectRef, ObjectStore, PutOptions};
 use crate::vault::pack::PackSink;
 use crate::{vault, Error, Result};
 
@@ -61,10 +58,10 @@ fn put_record(bucket: &str, info: &ObjectInfo, sequencer: Option<String>, now: c
     }
 }
 
-async fn capture_one(engine: &Engine, bucket: &str, item: CaptureItem) -> Result<(Captured, u64)> {
+async fn capture_one(engine: &Engine, source: &dyn ObjectStore, bucket: &str, item: CaptureItem) -> Result<(Captured, u64)> {
     let now = engine.clock.now();
     if item.size_hint < engine.config.small_object_threshold {
-        return match engine.source.get(bucket, &item.key, item.version_id.as_deref(), item.if_match.as_deref()).await? {
+        return match source.get(bucket, &item.key, item.version_id.as_deref(), item.if_match.as_deref()).await? {
             Fetch::Found((info, data)) => {
                 let mut info = info;
                 info.key = item.key.clone();
@@ -77,7 +74,7 @@ async fn capture_one(engine: &Engine, bucket: &str, item: CaptureItem) -> Result
     let mut requests = 0;
     for _ in 0..3 {
         requests += 1;
-        let Some(mut info) = engine.source.head(bucket, &item.key, item.version_id.as_deref()).await? else {
+        let Some(mut info) = source.head(bucket, &item.key, item.version_id.as_deref()).await? else {
             return Ok((Captured::Gone, requests));
         };
         info.key = item.key.clone();
@@ -159,88 +156,16 @@ pub async fn copy_to_vault(engine: &Engine, src: &ObjectRef, info: &ObjectInfo) 
 pub struct BatchResult {
     pub records: Vec<CaptureRecord>,
     pub counters: Counters,
-    /// Source requests that succeeded and those S3 throttled, for the per-prefix scheduler.
-    pub observation: Observation,
-}
-
-/// Spaces requests to one prefix evenly at a rate the scheduler granted.
-///
-/// Requests are handed start times one interval apart; a caller sleeps until its slot. The rate
-/// can change between batches (after each report), and a pacer that fell behind does not burst
-/// to catch up, because S3 throttles bursts as readily as sustained excess.
-#[derive(Debug)]
-pub struct Pacer {
-    state: std::sync::Mutex<(tokio::time::Instant, Duration)>,
-}
-
-impl Pacer {
-    /// A pacer at `rate_rps` requests per second.
-    pub fn new(rate_rps: f64) -> Self {
-        Pacer { state: std::sync::Mutex::new((tokio::time::Instant::now(), interval(rate_rps))) }
-    }
-
-    /// Changes the rate for the requests not yet started.
-    pub fn set_rate(&self, rate_rps: f64) {
-        self.state.lock().expect("pacer lock").1 = interval(rate_rps);
-    }
-
-    /// Waits for this request's slot.
-    pub async fn wait(&self) {
-        let at = {
-            let mut st = self.state.lock().expect("pacer lock");
-            let at = st.0.max(tokio::time::Instant::now());
-            st.0 = at + st.1;
-            at
-        };
-        tokio::time::sleep_until(at).await;
-    }
-}
-
-fn interval(rate_rps: f64) -> Duration {
-    if rate_rps.is_finite() && rate_rps > 0.0 {
-        Duration::from_secs_f64(1.0 / rate_rps)
-    } else {
-        Duration::ZERO
-    }
-}
-
-/// How often one object is tried again after S3 throttled it, within one batch.
-pub const THROTTLE_RETRIES: u32 = 4;
-
-/// Captures one object, waiting for the pacer before each attempt and backing off (exponentially,
-/// from 200 ms) when S3 throttles it. Returns the outcome and how many attempts were throttled.
-async fn capture_paced(engine: &Engine, bucket: &str, item: CaptureItem, pacer: Option<&Pacer>) -> (Result<(Captured, u64)>, u64) {
-    let mut throttles = 0;
-    loop {
-        if let Some(p) = pacer {
-            p.wait().await;
-        }
-        match capture_one(engine, bucket, item.clone()).await {
-            Err(Error::Throttled { operation, prefix }) => {
-                throttles += 1;
-                if throttles > u64::from(THROTTLE_RETRIES) {
-                    return (Err(Error::Throttled { operation, prefix }), throttles);
-                }
-                // Backing off spreads this worker's retries; the scheduler cuts the rate of the
-                // whole fleet once the batch reports its throttles.
-                let backoff = Duration::from_millis(200u64 << (throttles - 1).min(4));
-                tokio::time::sleep(backoff).await;
-            }
-            other => return (other, throttles),
-        }
-    }
 }
 
 /// Captures a batch of objects: packs the small ones, copies the large ones, returns the records.
-pub async fn capture_batch(engine: &Engine, bucket: &str, items: Vec<CaptureItem>) -> Result<BatchResult> {
-    capture_batch_paced(engine, bucket, items, None).await
-}
-
-/// [`capture_batch`] with source requests spaced by `pacer`; throttled objects are retried a
-/// bounded number of times ([`THROTTLE_RETRIES`]) before the batch fails with a transient error.
-pub async fn capture_batch_paced(engine: &Engine, bucket: &str, items: Vec<CaptureItem>, pacer: Option<&Pacer>) -> Result<BatchResult> {
+///
+/// Objects are read through `source` (the task's [`crate::scheduler::source::PacedStore`], which
+/// paces and retries throttled requests); large ones are copied by the vault store. A permanent
+/// failure of one object is counted and the batch goes on; a transient one fails the batch, which
+/// the caller redoes from its last checkpoint.
+pub async fn capture_batch(engine: &Engine, source: &dyn ObjectStore, bucket: &str, items: Vec<CaptureItem>) -> Result<BatchResult> {
     let cfg = &engine.config;
-    let mut observation = Observation::default();
     let mut counters = Counters::default();
     let mut records = Vec::new();
     let new_pack = |engine: &Engine| {
@@ -251,15 +176,10 @@ pub async fn capture_batch_paced(engine: &Engine, bucket: &str, items: Vec<Captu
     let mut results = stream::iter(items)
         .map(|item| async move {
             let key = item.key.clone();
-            let (r, throttles) = capture_paced(engine, bucket, item, pacer).await;
-            (r.map_err(|e| (key, e)), throttles)
+            capture_one(engine, source, bucket, item).await.map_err(|e| (key, e))
         })
         .buffer_unordered(cfg.concurrency.max(1));
-    while let Some((r, throttles)) = results.next().await {
-        observation.throttles += throttles;
-        if let Ok((_, requests)) = &r {
-            observation.successes += requests;
-        }
+    while let Some(r) = results.next().await {
         let (captured, requests) = match r {
             Ok(ok) => ok,
             // A permanent failure of one object (access denied, an archived storage class) is
@@ -302,5 +222,5 @@ pub async fn capture_batch_paced(engine: &Engine, bucket: &str, items: Vec<Captu
     let (recs, reqs) = pack.finish().await?;
     counters.vault_requests += reqs;
     records.extend(recs);
-    Ok(BatchResult { records, counters, observation })
+    Ok(BatchResult { records, counters })
 }

@@ -16,6 +16,8 @@ use crate::changes::events::{key_candidates, parse_change, ChangeEvent, ChangeKi
 use crate::control::Counters;
 use crate::domain::CaptureRecord;
 use crate::engine::Engine;
+use crate::ports::ObjectStore;
+use crate::scheduler::source::PacedStore;
 use crate::vault::segment::{self, SegmentKind, SegmentMeta};
 use crate::Result;
 
@@ -126,13 +128,15 @@ pub async fn process_batch(engine: &Engine, messages: &[DeltaMessage]) -> Result
 
 async fn capture_bucket_changes(engine: &Engine, bucket: &str, evs: &[ChangeEvent], report: &mut DeltaReport) -> Result<()> {
     let now = engine.clock.now();
+    // Unpaced (changes are not scheduled per prefix), but throttled reads are retried alike.
+    let source = PacedStore::new(engine.source.clone());
     let mut items = Vec::new();
     let mut records: Vec<CaptureRecord> = Vec::new();
     for ev in evs {
         let candidates = key_candidates(&ev.key);
         match &ev.kind {
             ChangeKind::Created => {
-                let key = resolve_existing(engine, bucket, &candidates, ev.version_id.as_deref()).await?;
+                let key = resolve_existing(&source, bucket, &candidates, ev.version_id.as_deref()).await?;
                 let Some(key) = key else {
                     report.superseded += 1;
                     continue;
@@ -154,7 +158,7 @@ async fn capture_bucket_changes(engine: &Engine, bucket: &str, evs: &[ChangeEven
                     continue;
                 }
                 for key in &candidates {
-                    match engine.source.head(bucket, key, None).await? {
+                    match source.head(bucket, key, None).await? {
                         // Deleting one old version leaves the current object in place; a
                         // literal key that still exists means the event meant the other candidate.
                         Some(info) if permanent_version || candidates.len() > 1 => {
@@ -177,7 +181,7 @@ async fn capture_bucket_changes(engine: &Engine, bucket: &str, evs: &[ChangeEven
             }
         }
     }
-    let batch = capture_batch(engine, bucket, items).await?;
+    let batch = capture_batch(engine, &source, bucket, items).await?;
     report.captured += batch.counters.objects;
     report.superseded += batch.counters.vanished;
     report.counters.add(&batch.counters);
@@ -190,12 +194,12 @@ async fn capture_bucket_changes(engine: &Engine, bucket: &str, evs: &[ChangeEven
 }
 
 /// Finds which candidate key of a create event exists (the literal one first).
-async fn resolve_existing(engine: &Engine, bucket: &str, candidates: &[String], version: Option<&str>) -> Result<Option<String>> {
+async fn resolve_existing(source: &dyn ObjectStore, bucket: &str, candidates: &[String], version: Option<&str>) -> Result<Option<String>> {
     if candidates.len() == 1 {
         return Ok(Some(candidates[0].clone()));
     }
     for key in candidates {
-        if engine.source.head(bucket, key, version).await?.is_some() {
+        if source.head(bucket, key, version).await?.is_some() {
             return Ok(Some(key.clone()));
         }
     }

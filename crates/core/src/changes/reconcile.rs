@@ -28,6 +28,7 @@ use crate::control::{Counters, RunState};
 use crate::domain::{normalize_etag, CaptureRecord};
 use crate::engine::Engine;
 use crate::restore::resolve::resolve;
+use crate::scheduler::source::PacedStore;
 use crate::vault::segment::{self, SegmentMeta};
 use crate::{Error, Result};
 
@@ -199,13 +200,14 @@ pub async fn reconcile(engine: &Engine, bucket: &str, opts: &ReconcileOptions) -
     }
 
     let batch = engine.config.batch_objects.max(1);
+    let source = PacedStore::new(engine.source.clone());
     let mut deletes = deletes.into_iter().peekable();
     let mut items = items.into_iter().peekable();
     while items.peek().is_some() || deletes.peek().is_some() {
         let chunk: Vec<CaptureItem> = items.by_ref().take(batch).collect();
         let mut records: Vec<CaptureRecord> = deletes.by_ref().take(batch).collect();
         report.deletes += records.len() as u64;
-        let captured = capture_batch(engine, bucket, chunk).await?;
+        let captured = capture_batch(engine, &source, bucket, chunk).await?;
         report.puts += captured.counters.objects;
         report.vanished += captured.counters.vanished;
         report.counters.add(&captured.counters);

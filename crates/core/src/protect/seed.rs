@@ -11,7 +11,7 @@ use crate::domain::{new_id, stable_id};
 use crate::engine::Engine;
 use crate::plan::partition::{Partition, PlanTargets};
 use crate::ports::ObjectStore;
-use crate::protect::worker::TaskMessage;
+use crate::protocol::messages::TaskMessage;
 use crate::{Error, Result};
 
 /// The result of seeding.
@@ -161,7 +161,7 @@ pub(crate) fn new_task(run: &RunRecord, partition: &Partition) -> TaskRecord {
 
 /// The body of the work message of a task.
 pub(crate) fn task_message(run_id: &str, task_id: &str) -> String {
-    serde_json::to_string(&TaskMessage { run_id: run_id.into(), task_id: task_id.into() }).expect("serialises")
+    TaskMessage::new(run_id, task_id).body()
 }
 
 /// Checks the buckets, marks the source protected and starts a run of `bucket/prefix` in

@@ -16,14 +16,13 @@
 //! Every step is idempotent: a step that finds its work recorded sends nothing. A step that
 //! dies between sending and recording resends at most that one chunk when retried, and
 //! duplicate task messages are fenced by the task leases. Step messages travel on the work
-//! queue with `"kind": "seed_step"` ([`parse_work_message`] tells them from task messages).
+//! queue with `"kind": "seed_step"` (`protocol::messages` tells them from task messages).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use serde::{Deserialize, Serialize};
 
 use crate::control::{RunRecord, RunState, SeedPlan};
 use crate::engine::Engine;
@@ -31,73 +30,12 @@ use crate::plan::inventory::FileSummary;
 use crate::plan::partition::{Partition, PlanTargets};
 use crate::ports::{Fetch, PutOptions};
 use crate::protect::seed::{interleave, new_task, read_options, task_id, task_message, with_inventory, Seeded, SUMMARY_SORT_BUDGET};
-use crate::protect::worker::{parse_task_message, truncate, TaskMessage};
+use crate::protocol::messages::{StepKind, StepMessage};
 use crate::{Error, Result};
-
-/// The `kind` of a step message on the work queue.
-pub const STEP_KIND: &str = "seed_step";
 
 /// Messages (summarise messages, or tasks) sent and then recorded together; a retry after a
 /// crash between the two resends at most this many.
 const SEND_CHUNK: usize = 256;
-
-/// Which step a message asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepKind {
-    Summarise,
-    Plan,
-}
-
-/// A step message: `{"kind":"seed_step","run_id":…,"step":"summarise","file":3}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepMessage {
-    pub kind: String,
-    pub run_id: String,
-    pub step: StepKind,
-    /// The data file to summarise (its index in the manifest).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<usize>,
-}
-
-impl StepMessage {
-    /// The message that summarises data file `file` of `run_id`'s report.
-    pub fn summarise(run_id: &str, file: usize) -> Self {
-        StepMessage { kind: STEP_KIND.into(), run_id: run_id.into(), step: StepKind::Summarise, file: Some(file) }
-    }
-
-    /// The message that plans `run_id` from its summaries.
-    pub fn plan(run_id: &str) -> Self {
-        StepMessage { kind: STEP_KIND.into(), run_id: run_id.into(), step: StepKind::Plan, file: None }
-    }
-
-    /// The message body.
-    pub fn body(&self) -> String {
-        serde_json::to_string(self).expect("a step message serialises")
-    }
-}
-
-/// A work-queue message: a task, or a step of a stepwise seed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WorkMessage {
-    Task(TaskMessage),
-    Step(StepMessage),
-}
-
-/// Parses a work-queue message body of either kind.
-pub fn parse_work_message(body: &str) -> Result<WorkMessage> {
-    let value: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| Error::Invalid(format!("work message is not JSON: {e}: {}", truncate(body))))?;
-    if value.get("kind").and_then(|k| k.as_str()) == Some(STEP_KIND) {
-        let step: StepMessage =
-            serde_json::from_value(value).map_err(|e| Error::Invalid(format!("malformed seed step message: {e}: {}", truncate(body))))?;
-        if step.step == StepKind::Summarise && step.file.is_none() {
-            return Err(Error::Invalid(format!("summarise message names no data file: {}", truncate(body))));
-        }
-        return Ok(WorkMessage::Step(step));
-    }
-    parse_task_message(body).map(WorkMessage::Task)
-}
 
 /// What handling a step message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

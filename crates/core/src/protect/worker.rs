@@ -7,23 +7,17 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::capture::{capture_batch_paced, CaptureItem, Pacer};
-use crate::control::{Counters, RunState, SegmentSlot};
+use crate::capture::{capture_batch, CaptureItem};
+use crate::control::{Counters, RunState, SegmentSlot, TaskRecord};
 use crate::engine::Engine;
-use crate::ports::ListRequest;
-use crate::scheduler::fleet::{millis, top_prefix, Pressure};
-use crate::scheduler::{Admission, Observation};
+use crate::ports::{ListRequest, ObjectStore};
+use crate::protocol::messages::TaskMessage;
+use crate::scheduler::fleet::{millis, top_prefix};
+use crate::scheduler::gate::Gate;
+use crate::scheduler::source::PacedStore;
+use crate::scheduler::Admission;
 use crate::vault::segment::{self, SegmentKind};
 use crate::{Error, Result};
-
-/// The body of a work-queue message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskMessage {
-    pub run_id: String,
-    pub task_id: String,
-}
 
 /// What handling a task message did.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,37 +33,40 @@ pub enum TaskOutcome {
     Deferred(Duration),
 }
 
-/// Parses a work-queue message body.
-pub fn parse_task_message(body: &str) -> Result<TaskMessage> {
-    serde_json::from_str(body).map_err(|e| Error::Invalid(format!("work message is not a task: {e}: {}", truncate(body))))
-}
-
-pub(crate) fn truncate(s: &str) -> String {
-    s.chars().take(200).collect()
-}
-
 /// The top-level prefix the task's next batch reads from: that of its cursor, or of its
 /// partition's start, or of the run's prefix. A task that starts at the beginning of the bucket
 /// does not know its first key, so it asks for it (one single-key listing), rather than be
 /// admitted on the bucket's root when its keys live under some prefix.
-async fn batch_prefix(engine: &Engine, task: &crate::control::TaskRecord) -> Result<String> {
+async fn batch_prefix(source: &dyn ObjectStore, task: &TaskRecord) -> Result<String> {
     let at = task.cursor.as_deref().filter(|c| !c.is_empty()).unwrap_or(&task.partition.start);
     let at = if at.is_empty() { task.prefix.as_str() } else { at };
     if !top_prefix(at).is_empty() || at.contains('/') {
         return Ok(top_prefix(at).to_string());
     }
     let req = ListRequest { prefix: &task.prefix, start_after: (!at.is_empty()).then_some(at), max_keys: Some(1), ..Default::default() };
-    let page = engine.source.list(&task.source_bucket, req).await?;
+    let page = source.list(&task.source_bucket, req).await?;
     Ok(page.objects.first().map_or_else(String::new, |o| top_prefix(&o.key).to_string()))
+}
+
+/// What capturing the next batch of a task's partition gave.
+enum Batch {
+    /// The partition has no keys after the cursor: the task is done.
+    End,
+    /// Every key listed vanished before it could be read: the cursor moves, nothing is registered.
+    Vanished { last: String, counters: Counters },
+    /// A segment was written and registered in the batch's slot (or a retry found it there).
+    Registered(SegmentSlot),
 }
 
 /// Processes one task to completion (or until its lease is lost, or its prefix has no room).
 ///
-/// With a scheduler configured, the worker asks for admission on the task's prefix before each
-/// batch, reporting what the previous batch saw (successes and throttles), and paces its source
-/// requests at the rate it was granted. When the prefix has no room, or S3 throttles a batch
-/// beyond its retries, the task is checkpointed, its lease released, and [`TaskOutcome::Deferred`]
-/// returned so that the caller puts the message back with that delay and takes another task.
+/// Before each batch the worker reports to its [`Gate`] what the source answered since the last
+/// report and is told whether to go on, at what pace, or to defer. Every source request goes
+/// through one [`PacedStore`], which paces at the granted rate and retries throttled requests.
+/// When the prefix has no room, or S3 throttles a batch beyond its retries under the scheduler,
+/// the task is checkpointed, its lease released, and [`TaskOutcome::Deferred`] returned so that
+/// the caller puts the message back with that delay and takes another task. Without a scheduler
+/// the gate always admits and the pace is unlimited.
 pub async fn process_task(engine: &Engine, msg: &TaskMessage, owner: &str) -> Result<TaskOutcome> {
     let control = engine.control();
     let cfg = &engine.config;
@@ -79,89 +76,89 @@ pub async fn process_task(engine: &Engine, msg: &TaskMessage, owner: &str) -> Re
     };
     let bucket = lease.task.source_bucket.clone();
     tracing::info!(run_id = %msg.run_id, task_id = %msg.task_id, attempt = lease.task.attempts, cursor = ?lease.task.cursor, "task claimed");
-    let mut pressure = match &cfg.scheduler {
-        Some(sc) => Some(Pressure::new(engine.control.as_ref(), &cfg.vault_bucket, &bucket, sc.clone(), owner, cfg.want_rps())?),
-        None => None,
-    };
-    let pacer = Pacer::new(f64::INFINITY);
-    // What the source answered since the last report, and the prefix it was about.
-    let mut seen = Observation::default();
-    let mut seen_prefix = match pressure {
-        Some(_) => batch_prefix(engine, &lease.task).await?,
-        None => String::new(),
-    };
+    let mut gate = Gate::new(engine.control.as_ref(), cfg, &bucket, owner)?;
+    let source = PacedStore::new(engine.source.clone());
+    // The top-level prefix the last report was about; only the shared scheduler needs to know it.
+    let mut prefix = String::new();
+    if gate.is_shared() {
+        prefix = batch_prefix(&source, &lease.task).await?;
+    }
     loop {
-        if let Some(p) = pressure.as_mut() {
-            let prefix = batch_prefix(engine, &lease.task).await?;
-            if prefix != seen_prefix {
+        let now = millis(engine.clock.now());
+        if gate.is_shared() {
+            let next = batch_prefix(&source, &lease.task).await?;
+            if next != prefix {
                 // The task crossed into another top-level prefix: settle the old one first.
-                p.release(&seen_prefix, millis(engine.clock.now()), std::mem::take(&mut seen)).await?;
-                seen_prefix = prefix.clone();
-            }
-            match p.report(&prefix, millis(engine.clock.now()), std::mem::take(&mut seen)).await? {
-                Admission::Go { rate_rps } => pacer.set_rate(rate_rps),
-                Admission::Defer(delay) => {
-                    tracing::info!(task_id = %msg.task_id, %prefix, delay_ms = delay.as_millis() as u64, "prefix over budget; task deferred");
-                    return yield_task(engine, &mut lease, delay).await;
-                }
+                gate.release(&prefix, now, source.take_observation()).await?;
+                prefix = next;
             }
         }
-        let slot_name = format!("seed#{}#{}#{:06}", msg.run_id, msg.task_id, lease.task.batch);
-        let slot = match control.segment_slot(&bucket, &slot_name).await? {
-            Some(slot) => Some(slot),
-            None => {
-                let listed = match list_batch(engine, &lease.task, &mut seen).await {
-                    Ok(listed) => listed,
-                    Err(Error::Throttled { .. }) if pressure.is_some() => {
-                        return throttled(engine, &mut pressure, &seen_prefix, seen, &mut lease).await;
-                    }
-                    Err(e) => return Err(e),
-                };
-                let Some(last) = listed.last().map(|i| i.key.clone()) else {
-                    lease.task.done = true;
-                    control.commit(&mut lease, engine.clock.now(), cfg.lease_seconds).await?;
-                    if let Some(p) = pressure.as_mut() {
-                        p.release(&seen_prefix, millis(engine.clock.now()), std::mem::take(&mut seen)).await?;
-                    }
-                    finish_run_if_complete(engine, &msg.run_id).await?;
-                    tracing::info!(run_id = %msg.run_id, task_id = %msg.task_id, objects = lease.task.counters.objects, "task done");
-                    return Ok(TaskOutcome::Finished(lease.task.counters));
-                };
-                let paced = pressure.as_ref().map(|_| &pacer);
-                let mut batch = match capture_batch_paced(engine, &bucket, listed, paced).await {
-                    Ok(batch) => batch,
-                    Err(Error::Throttled { .. }) if pressure.is_some() => {
-                        // The batch's own counts are lost with it; one throttle is enough to
-                        // make the scheduler cut, and the batch is redone from the cursor.
-                        seen.throttles += 1;
-                        return throttled(engine, &mut pressure, &seen_prefix, seen, &mut lease).await;
-                    }
-                    Err(e) => return Err(e),
-                };
-                seen.successes += batch.observation.successes;
-                seen.throttles += batch.observation.throttles;
-                batch.counters.source_requests += 1;
-                if batch.records.is_empty() {
-                    // Everything listed vanished: advance the cursor, nothing to register.
-                    lease.task.cursor = Some(last);
-                    lease.task.counters.add(&batch.counters);
-                    control.commit(&mut lease, engine.clock.now(), cfg.lease_seconds).await?;
-                    continue;
-                }
-                let meta =
-                    segment::write(engine.vault.as_ref(), &cfg.vault_bucket, &bucket, SegmentKind::Seed, batch.records, engine.clock.now())
-                        .await?;
-                batch.counters.vault_requests += 2;
-                let slot = SegmentSlot { meta, end_cursor: Some(last), counters: batch.counters };
-                Some(control.register_segment(&bucket, &slot_name, &slot).await?)
+        match gate.report(&prefix, now, source.take_observation()).await? {
+            Admission::Go { rate_rps } => source.set_rate(rate_rps),
+            Admission::Defer(delay) => {
+                tracing::info!(task_id = %msg.task_id, %prefix, delay_ms = delay.as_millis() as u64, "prefix over budget; task deferred");
+                return yield_task(engine, &mut lease, delay).await;
             }
+        }
+        let batch = match next_batch(engine, &source, &bucket, msg, &lease.task).await {
+            Ok(batch) => batch,
+            Err(e @ Error::Throttled { .. }) => {
+                let Some(delay) = gate.throttle_deferral() else { return Err(e) };
+                // The batch's work is lost with it and redone from the cursor; its throttles,
+                // counted by the source store, cut the prefix's rate for the whole fleet.
+                let seen = source.take_observation();
+                gate.release(&prefix, millis(engine.clock.now()), seen).await?;
+                tracing::info!(task_id = %lease.task.task_id, %prefix, throttles = seen.throttles, "S3 throttled the batch; task yielded");
+                return yield_task(engine, &mut lease, delay).await;
+            }
+            Err(e) => return Err(e),
         };
-        let slot = slot.expect("set in both arms");
-        lease.task.cursor = slot.end_cursor.clone();
-        lease.task.batch += 1;
-        lease.task.counters.add(&slot.counters);
+        match batch {
+            Batch::End => {
+                lease.task.done = true;
+                control.commit(&mut lease, engine.clock.now(), cfg.lease_seconds).await?;
+                gate.release(&prefix, millis(engine.clock.now()), source.take_observation()).await?;
+                finish_run_if_complete(engine, &msg.run_id).await?;
+                tracing::info!(run_id = %msg.run_id, task_id = %msg.task_id, objects = lease.task.counters.objects, "task done");
+                return Ok(TaskOutcome::Finished(lease.task.counters));
+            }
+            Batch::Vanished { last, counters } => {
+                lease.task.cursor = Some(last);
+                lease.task.counters.add(&counters);
+            }
+            Batch::Registered(slot) => {
+                lease.task.cursor = slot.end_cursor.clone();
+                lease.task.batch += 1;
+                lease.task.counters.add(&slot.counters);
+            }
+        }
         control.commit(&mut lease, engine.clock.now(), cfg.lease_seconds).await?;
     }
+}
+
+/// Captures the task's next batch into the vault and registers it in the batch's slot, unless a
+/// previous attempt already registered it (the slot is named by run, task and batch number).
+async fn next_batch(engine: &Engine, source: &PacedStore, bucket: &str, msg: &TaskMessage, task: &TaskRecord) -> Result<Batch> {
+    let control = engine.control();
+    let slot_name = format!("seed#{}#{}#{:06}", msg.run_id, msg.task_id, task.batch);
+    if let Some(slot) = control.segment_slot(bucket, &slot_name).await? {
+        return Ok(Batch::Registered(slot));
+    }
+    let listed = list_batch(engine, source, task).await?;
+    let Some(last) = listed.last().map(|i| i.key.clone()) else {
+        return Ok(Batch::End);
+    };
+    let mut batch = capture_batch(engine, source, bucket, listed).await?;
+    batch.counters.source_requests += 1;
+    if batch.records.is_empty() {
+        return Ok(Batch::Vanished { last, counters: batch.counters });
+    }
+    let meta =
+        segment::write(engine.vault.as_ref(), &engine.config.vault_bucket, bucket, SegmentKind::Seed, batch.records, engine.clock.now())
+            .await?;
+    batch.counters.vault_requests += 2;
+    let slot = SegmentSlot { meta, end_cursor: Some(last), counters: batch.counters };
+    Ok(Batch::Registered(control.register_segment(bucket, &slot_name, &slot).await?))
 }
 
 /// Checkpoints the task with its lease released (it expires now), so that whichever worker
@@ -171,26 +168,8 @@ async fn yield_task(engine: &Engine, lease: &mut crate::control::Lease, delay: D
     Ok(TaskOutcome::Deferred(delay))
 }
 
-/// A batch S3 throttled beyond its retries: report the throttles (which cuts the prefix's rate),
-/// release this worker's claim, and yield the task for at least the shortest deferral.
-async fn throttled(
-    engine: &Engine,
-    pressure: &mut Option<Pressure<'_>>,
-    prefix: &str,
-    seen: Observation,
-    lease: &mut crate::control::Lease,
-) -> Result<TaskOutcome> {
-    let Some(p) = pressure.as_mut() else {
-        return Err(Error::Invalid("a throttled batch is only yielded under a scheduler".into()));
-    };
-    let delay = Duration::from_millis(p.config().min_defer_ms);
-    p.release(prefix, millis(engine.clock.now()), seen).await?;
-    tracing::info!(task_id = %lease.task.task_id, %prefix, throttles = seen.throttles, "S3 throttled the batch; task yielded");
-    yield_task(engine, lease, delay).await
-}
-
 /// Lists the next batch of the task's partition after its cursor.
-async fn list_batch(engine: &Engine, task: &crate::control::TaskRecord, seen: &mut Observation) -> Result<Vec<CaptureItem>> {
+async fn list_batch(engine: &Engine, source: &dyn ObjectStore, task: &TaskRecord) -> Result<Vec<CaptureItem>> {
     let cfg = &engine.config;
     let part = &task.partition;
     // ListObjectsV2 has no inclusive start: start after the key with its last character
@@ -209,36 +188,14 @@ async fn list_batch(engine: &Engine, task: &crate::control::TaskRecord, seen: &m
     let mut token = None;
     loop {
         let want = (cfg.batch_objects - items.len()).min(1000) as i32;
-        let continuation = token.take();
-        let mut attempt = 0u32;
-        let page = loop {
-            let req = ListRequest {
-                prefix: &task.prefix,
-                start_after: start_after.as_deref().filter(|s| !s.is_empty()),
-                continuation: continuation.clone(),
-                max_keys: Some(want),
-                ..Default::default()
-            };
-            match engine.source.list(&task.source_bucket, req).await {
-                Ok(page) => {
-                    seen.successes += 1;
-                    break page;
-                }
-                // A throttled listing is retried with a backoff a bounded number of times, as
-                // the SDK would have; its throttles are reported to the scheduler.
-                Err(Error::Throttled { .. }) if attempt < crate::capture::THROTTLE_RETRIES => {
-                    seen.throttles += 1;
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(200u64 << (attempt - 1).min(4))).await;
-                }
-                Err(e) => {
-                    if matches!(e, Error::Throttled { .. }) {
-                        seen.throttles += 1;
-                    }
-                    return Err(e);
-                }
-            }
+        let req = ListRequest {
+            prefix: &task.prefix,
+            start_after: start_after.as_deref().filter(|s| !s.is_empty()),
+            continuation: token.take(),
+            max_keys: Some(want),
+            ..Default::default()
         };
+        let page = source.list(&task.source_bucket, req).await?;
         for o in page.objects {
             if o.key.as_str() < part.start.as_str() {
                 continue;
@@ -296,7 +253,7 @@ pub async fn finish_run_if_complete(engine: &Engine, run_id: &str) -> Result<boo
 /// the copy is sent. A duplicate (the send succeeded, the delete did not) is harmless: a second
 /// worker finds the lease held or the task done.
 pub async fn requeue_deferred(engine: &Engine, msg: &TaskMessage, delay: Duration) -> Result<()> {
-    let body = serde_json::to_string(msg).map_err(|e| Error::Invalid(format!("task message: {e}")))?;
+    let body = TaskMessage::new(&msg.run_id, &msg.task_id).body();
     let seconds = delay.as_secs_f64().ceil().clamp(1.0, 900.0) as i32;
     engine.queue.send(&engine.queues.work, &body, seconds).await
 }

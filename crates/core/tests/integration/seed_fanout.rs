@@ -13,7 +13,8 @@ use tidemark_core::plan::inventory::{samples_per_file, summarise_file, Inventory
 use tidemark_core::plan::partition::{Partition, PlanTargets};
 use tidemark_core::ports::{Queue, SystemClock};
 use tidemark_core::protect::seed::{plan_by_inventory, task_id};
-use tidemark_core::protect::steps::{self, parse_work_message, StepKind, StepMessage, StepOutcome, WorkMessage};
+use tidemark_core::protect::steps::{self, StepOutcome};
+use tidemark_core::protocol::messages::{parse_work_message, StepKind, StepMessage, WorkMessage};
 use tidemark_testkit::fakes::{MemControlStore, MemObjectStore, MemQueue};
 use tidemark_testkit::inventory_gen::{write_report, Report, ReportSpec, RowOrder};
 

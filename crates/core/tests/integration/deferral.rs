@@ -14,7 +14,8 @@ use tidemark_core::engine::{Engine, QueueUrls};
 use tidemark_core::plan::partition::PlanTargets;
 use tidemark_core::ports::{ObjectStore, PutOptions, SystemClock};
 use tidemark_core::protect::seed::{seed, PlanSource};
-use tidemark_core::protect::worker::{process_task, TaskMessage, TaskOutcome};
+use tidemark_core::protect::worker::{process_task, TaskOutcome};
+use tidemark_core::protocol::messages::TaskMessage;
 use tidemark_core::scheduler::fleet::{load, millis, Pressure};
 use tidemark_core::scheduler::{Admission, Observation};
 use tidemark_core::{Error, Result};
@@ -69,7 +70,7 @@ async fn world() -> anyhow::Result<(Engine, Arc<HookedStore<Throttling>>, TaskMe
     let seeded = seed(&engine, "src", "", PlanSource::Listing(PlanTargets::default())).await?;
     assert_eq!(seeded.run.task_total(), 1);
     let task_id = engine.control().tasks(&seeded.run.run_id).await?[0].task_id.clone();
-    let msg = TaskMessage { run_id: seeded.run.run_id.clone(), task_id };
+    let msg = TaskMessage::new(&seeded.run.run_id, &task_id);
     Ok((engine, source, msg))
 }
 

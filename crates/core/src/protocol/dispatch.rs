@@ -1,0 +1,88 @@
+//! Handling one work-queue message, and what the queue should do with it afterwards.
+//!
+//! The worker Lambda and the local runner both call [`dispatch`]; the Lambda reports
+//! [`Disposition::Retry`] and [`Disposition::Failed`] as batch item failures (the queue's
+//! visibility timeout brings them back; a Lambda cannot shorten it without an extra call per
+//! message), and the local runner deletes a done message and makes a retried one visible again
+//! after its delay.
+
+use std::time::Duration;
+
+use crate::engine::Engine;
+use crate::protect::steps::handle_step;
+use crate::protect::worker::{process_task, requeue_deferred, TaskOutcome};
+use crate::protocol::messages::{parse_work_message, WorkMessage};
+use crate::Error;
+
+/// How long a busy task's message waits before it is tried again: about the time a live worker
+/// needs to checkpoint, after which either it still holds the lease or the lease has lapsed.
+pub const BUSY_RETRY: Duration = Duration::from_secs(2);
+
+/// How long a message whose handling failed transiently waits before it is tried again.
+pub const TRANSIENT_RETRY: Duration = Duration::from_secs(1);
+
+/// What the queue should do with a message once its handler returned.
+#[derive(Debug)]
+pub enum Disposition {
+    /// Handled now, or found already handled (a duplicate): delete the message.
+    Done,
+    /// Not handled now and worth another try after `after`: a busy task, an interrupted step, a
+    /// transient failure, or a message of a newer version than this worker reads.
+    Retry { after: Duration, reason: String },
+    /// Cannot be handled: the queue's retries and then its dead-letter queue take it. `message`
+    /// is the parsed message, or `None` when the body is not a message at all.
+    Failed { error: Error, message: Option<WorkMessage> },
+}
+
+fn from_error(error: Error, message: Option<WorkMessage>) -> Disposition {
+    if error.is_transient() {
+        Disposition::Retry { after: TRANSIENT_RETRY, reason: error.to_string() }
+    } else {
+        Disposition::Failed { error, message }
+    }
+}
+
+/// Handles one work-queue message (`id` is the queue's message id, for the logs).
+///
+/// A deferred task is put back as a fresh, delayed copy of its message (see
+/// [`requeue_deferred`]) and the received one is done; if sending the copy fails, the received
+/// one is retried instead, so the task is never dropped.
+pub async fn dispatch(engine: &Engine, id: &str, body: &str, owner: &str) -> Disposition {
+    let message = match parse_work_message(body) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(message_id = %id, error = %e, transient = e.is_transient(), "malformed work message");
+            return from_error(e, None);
+        }
+    };
+    let disposition = match &message {
+        WorkMessage::Step(step) => match handle_step(engine, step).await {
+            Ok(outcome) => {
+                tracing::info!(message_id = %id, run_id = %step.run_id, step = ?step.step, file = ?step.file, ?outcome, "seed step");
+                Disposition::Done
+            }
+            Err(e) => from_error(e, Some(message.clone())),
+        },
+        WorkMessage::Task(task) => match process_task(engine, task, owner).await {
+            Ok(TaskOutcome::Finished(_)) | Ok(TaskOutcome::AlreadyDone) => Disposition::Done,
+            Ok(TaskOutcome::Busy) => {
+                Disposition::Retry { after: BUSY_RETRY, reason: format!("task {} is leased by another live worker", task.task_id) }
+            }
+            Ok(TaskOutcome::Deferred(delay)) => match requeue_deferred(engine, task, delay).await {
+                Ok(()) => Disposition::Done,
+                Err(e) => from_error(e, Some(message.clone())),
+            },
+            Err(e) => from_error(e, Some(message.clone())),
+        },
+    };
+    match &disposition {
+        Disposition::Retry { reason, .. } => {
+            tracing::warn!(message_id = %id, run_id = %message.run_id(), %reason, "work message will be retried")
+        }
+        Disposition::Failed { error, .. } => {
+            tracing::error!(message_id = %id, run_id = %message.run_id(), error = %error, "work message failed")
+        }
+        Disposition::Done => {}
+    }
+    disposition
+}
