@@ -1,10 +1,10 @@
 //! End-to-end tests of the tidemark CLI on the local stack (moto server started by each test).
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Result;
-use tidemark_e2e::{s3, tidemark, tidemark_bin, tidemark_json, Scenario};
+use tidemark_e2e::{s3, tidemark, tidemark_json, Scenario};
 use tidemark_testkit::harness;
 
 /// The whole job at a small scale: protect, change, sync, restore at two times, compare everything.
@@ -44,11 +44,8 @@ async fn protect_killed_mid_run_resumes_with_nothing_lost_or_duplicated() -> Res
     tidemark_json(ep, &env, &["init", "--local", "--vault", "s3://kill-vault", "--json"])?;
     fill(ep, "kill-src", 900).await?;
     let args = ["protect", "--source", "s3://kill-src", "--vault", "s3://kill-vault", "--workers", "2", "--wait", "--json"];
-    let mut cmd = Command::new(tidemark_bin());
-    cmd.args(args).env("AWS_ENDPOINT_URL", ep).stdout(Stdio::null()).stderr(Stdio::null());
-    for (k, v) in &env {
-        cmd.env(k, v);
-    }
+    let mut cmd = tidemark_e2e::local_command(ep, &env);
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = cmd.spawn()?;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(child.try_wait()?.is_none(), "protect finished before it could be killed; the test needs a bigger bucket");

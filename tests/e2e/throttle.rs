@@ -49,8 +49,8 @@ async fn run_with_deadline(
     must_finish: bool,
 ) -> Result<Option<serde_json::Value>> {
     let log = tempfile::NamedTempFile::new()?;
-    let mut cmd = std::process::Command::new(tidemark_e2e::tidemark_bin());
-    cmd.args(args).env("AWS_ENDPOINT_URL", moto).env("TIDEMARK_LOG", "info").stdout(std::process::Stdio::piped()).stderr(log.reopen()?);
+    let mut cmd = tidemark_e2e::local_command(moto, env);
+    cmd.args(args).env("TIDEMARK_LOG", "info").stdout(std::process::Stdio::piped()).stderr(log.reopen()?);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -1,6 +1,7 @@
 //! Command-line arguments: the contract scripts depend on (README.md), plus typed engine settings read from flags or environment.
 
 use clap::{Args, Parser, Subcommand};
+use tidemark_core::config::settings::Settings;
 
 /// tidemark: protect S3 buckets into an immutable vault and restore any prefix as of any time.
 #[derive(Parser, Debug)]
@@ -25,50 +26,85 @@ pub struct Global {
     pub region: Option<String>,
     #[arg(long, global = true)]
     pub profile: Option<String>,
-    /// Prefix of the queue and table names, so several vaults can share one account or endpoint.
-    #[arg(long, global = true, env = "TIDEMARK_NAME", default_value = "tidemark")]
-    pub name: String,
+    /// Prefix of the queue and table names, so several vaults can share one account or endpoint
+    /// [TIDEMARK_NAME; default tidemark].
+    #[arg(long, global = true)]
+    pub name: Option<String>,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
 
-/// Engine tunables, from flags or TIDEMARK_* variables.
-#[derive(Args, Debug, Clone)]
+/// Engine settings: each flag overrides the `TIDEMARK_*` variable of the configuration table
+/// named in brackets (`tidemark_core::config::settings`), whose default applies when neither is set.
+#[derive(Args, Debug, Clone, Default)]
 pub struct EngineArgs {
-    /// Objects below this size (bytes) are packed; larger ones are copied server-side.
-    #[arg(long, global = true, env = "TIDEMARK_SMALL_OBJECT_THRESHOLD", default_value_t = 1024 * 1024)]
-    pub small_object_threshold: u64,
-    /// Pack size (bytes) at which a pack is closed.
-    #[arg(long, global = true, env = "TIDEMARK_PACK_TARGET_BYTES", default_value_t = 64 * 1024 * 1024)]
-    pub pack_target_bytes: u64,
-    /// Objects at or above this size (bytes) are copied with UploadPartCopy in parallel parts.
-    #[arg(long, global = true, env = "TIDEMARK_MULTIPART_COPY_THRESHOLD", default_value_t = 5 * 1024 * 1024 * 1024)]
-    pub multipart_copy_threshold: u64,
-    /// Part size (bytes) of multipart server-side copies.
-    #[arg(long, global = true, env = "TIDEMARK_COPY_PART_BYTES", default_value_t = 512 * 1024 * 1024)]
-    pub copy_part_bytes: u64,
-    /// Requests each worker keeps in flight.
-    #[arg(long, global = true, env = "TIDEMARK_CONCURRENCY", default_value_t = 16)]
-    pub concurrency: usize,
-    /// Objects per partition when planning a seed run.
-    #[arg(long, global = true, env = "TIDEMARK_TARGET_OBJECTS", default_value_t = 100_000)]
-    pub target_objects: u64,
-    /// Objects per batch (one pack, one index segment).
-    #[arg(long, global = true, env = "TIDEMARK_BATCH_OBJECTS", default_value_t = 10_000)]
-    pub batch_objects: usize,
-    /// Seconds a task lease lasts without a checkpoint.
-    #[arg(long, global = true, env = "TIDEMARK_LEASE_SECONDS", default_value_t = 60)]
-    pub lease_seconds: i64,
-    /// Seconds allowed for late events when sealing a recovery point.
-    #[arg(long, global = true, env = "TIDEMARK_LATE_EVENT_SECONDS", default_value_t = 2)]
-    pub late_event_seconds: i64,
+    /// Objects below this size (bytes) are packed; larger ones are copied server-side [TIDEMARK_SMALL_OBJECT_THRESHOLD].
+    #[arg(long, global = true)]
+    pub small_object_threshold: Option<u64>,
+    /// Pack size (bytes) at which a pack is closed [TIDEMARK_PACK_TARGET_BYTES].
+    #[arg(long, global = true)]
+    pub pack_target_bytes: Option<u64>,
+    /// Objects at or above this size (bytes) are copied with UploadPartCopy in parallel parts [TIDEMARK_MULTIPART_COPY_THRESHOLD].
+    #[arg(long, global = true)]
+    pub multipart_copy_threshold: Option<u64>,
+    /// Part size (bytes) of multipart server-side copies [TIDEMARK_COPY_PART_BYTES].
+    #[arg(long, global = true)]
+    pub copy_part_bytes: Option<u64>,
+    /// Requests each worker keeps in flight [TIDEMARK_CONCURRENCY].
+    #[arg(long, global = true)]
+    pub concurrency: Option<usize>,
+    /// Objects per partition when planning a seed run [TIDEMARK_TARGET_OBJECTS].
+    #[arg(long, global = true)]
+    pub target_objects: Option<u64>,
+    /// Objects per batch (one pack, one index segment) [TIDEMARK_BATCH_OBJECTS].
+    #[arg(long, global = true)]
+    pub batch_objects: Option<usize>,
+    /// Seconds a task lease lasts without a checkpoint [TIDEMARK_LEASE_SECONDS].
+    #[arg(long, global = true)]
+    pub lease_seconds: Option<i64>,
+    /// Seconds a recovery point stays behind the drain, for events still in flight [TIDEMARK_LATE_EVENT_SECONDS].
+    #[arg(long, global = true)]
+    pub late_event_seconds: Option<i64>,
+    /// Seconds a seed plan step works before it continues in a fresh message [TIDEMARK_STEP_SECONDS].
+    #[arg(long, global = true)]
+    pub step_seconds: Option<u64>,
     /// Operator ceiling in requests per second per top-level prefix (application and backup
-    /// together); setting it turns on the per-prefix scheduler.
-    #[arg(long, global = true, env = "TIDEMARK_PREFIX_CEILING_RPS")]
+    /// together); setting it turns on the per-prefix scheduler [TIDEMARK_PREFIX_CEILING_RPS].
+    #[arg(long, global = true)]
     pub prefix_ceiling_rps: Option<f64>,
-    /// The share of the per-prefix ceiling the backup may use, in (0, 1].
-    #[arg(long, global = true, env = "TIDEMARK_BACKUP_SHARE", default_value_t = 0.8)]
-    pub backup_share: f64,
+    /// The share of the per-prefix ceiling the backup may use, in (0, 1] [TIDEMARK_BACKUP_SHARE].
+    #[arg(long, global = true)]
+    pub backup_share: Option<f64>,
+}
+
+impl Global {
+    /// The configuration table as read from the environment, with this invocation's flags applied on top.
+    pub fn settings(&self, mut s: Settings) -> Settings {
+        let e = &self.engine;
+        fn set<T: Copy>(slot: &mut T, flag: Option<T>) {
+            if let Some(v) = flag {
+                *slot = v;
+            }
+        }
+        if let Some(name) = &self.name {
+            s.name = name.clone();
+        }
+        set(&mut s.small_object_threshold, e.small_object_threshold);
+        set(&mut s.pack_target_bytes, e.pack_target_bytes);
+        set(&mut s.multipart_copy_threshold, e.multipart_copy_threshold);
+        set(&mut s.copy_part_bytes, e.copy_part_bytes);
+        set(&mut s.concurrency, e.concurrency);
+        set(&mut s.target_objects, e.target_objects);
+        set(&mut s.batch_objects, e.batch_objects);
+        set(&mut s.lease_seconds, e.lease_seconds);
+        set(&mut s.late_event_seconds, e.late_event_seconds);
+        set(&mut s.step_seconds, e.step_seconds);
+        set(&mut s.backup_share, e.backup_share);
+        if e.prefix_ceiling_rps.is_some() {
+            s.prefix_ceiling_rps = e.prefix_ceiling_rps;
+        }
+        s
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -205,9 +241,9 @@ pub enum InventoryCommand {
         /// The report's manifest.json (`file://` path; a directory standing for the destination bucket).
         #[arg(long)]
         manifest: String,
-        /// Objects per partition.
-        #[arg(long, default_value_t = 100_000)]
-        target_objects: u64,
+        /// Objects per partition [TIDEMARK_TARGET_OBJECTS].
+        #[arg(long)]
+        target_objects: Option<u64>,
         /// Protect every version of a versioned report, not only the current ones.
         #[arg(long)]
         all_versions: bool,

@@ -17,19 +17,22 @@ use tidemark_core::protect::seed;
 use tidemark_core::restore::{self, RestoreMode, RestoreRequest};
 use tidemark_core::vault::point;
 
+use tidemark_core::config::settings::Settings;
+
 use crate::args::{Cli, Command, InventoryCommand};
 use crate::context::{s3_url, time, Context};
 use crate::runner;
 
 /// Runs one command.
-pub async fn run(cli: Cli) -> Result<()> {
+pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
     match cli.command {
         Command::Simulate { scenario, seed, json, report } => simulate(&scenario, seed, json, report.as_deref()),
         Command::Inventory { command: InventoryCommand::Plan { manifest, target_objects, all_versions, json } } => {
-            inventory_plan(&cli.global, &manifest, target_objects, all_versions, json).await
+            let target_objects = target_objects.unwrap_or(settings.target_objects);
+            inventory_plan(&cli.global, settings, &manifest, target_objects, all_versions, json).await
         }
         cmd => {
-            let ctx = Context::load(&cli.global).await;
+            let ctx = Context::load(&cli.global, settings).await;
             match cmd {
                 Command::Init { local, vault, retention_days, json } => init(&ctx, local, vault.as_deref(), retention_days, json).await,
                 Command::Protect { source, vault, inventory, workers, wait, no_events, json } => {
@@ -60,7 +63,7 @@ async fn init(ctx: &Context, local: bool, vault: Option<&str>, retention_days: i
         bail!("init --local needs --endpoint-url (or AWS_ENDPOINT_URL) pointing at the local stack");
     }
     let c = &ctx.clients;
-    let visibility = (ctx.global.engine.lease_seconds * 2).max(30) as i32;
+    let visibility = (ctx.settings.lease_seconds * 2).max(30) as i32;
     let (work, _) = admin::ensure_queue(c, &ctx.names.work_queue, visibility).await?;
     let (delta, _) = admin::ensure_queue(c, &ctx.names.delta_queue, 60).await?;
     admin::ensure_table(c, &ctx.names.table).await?;
@@ -106,9 +109,9 @@ async fn protect(
     // between the seed listing and continuous capture.
     if !no_events {
         admin::enable_bucket_events(&ctx.clients, &src.bucket).await.context("turning on EventBridge notifications for the source")?;
-        admin::route_events(&ctx.clients, &ctx.global.name, &src.bucket, &engine.queues.delta).await?;
+        admin::route_events(&ctx.clients, &ctx.settings.name, &src.bucket, &engine.queues.delta).await?;
     }
-    let targets = PlanTargets { objects: ctx.global.engine.target_objects, ..Default::default() };
+    let targets = PlanTargets { objects: ctx.settings.target_objects, ..Default::default() };
     let plan_source = match inventory {
         Some(url) => seed::PlanSource::Inventory { manifest_url: url.to_string(), targets },
         None => seed::PlanSource::Listing(targets),
@@ -125,7 +128,7 @@ async fn protect(
     let mut c = Counters::default();
     tasks.iter().for_each(|t| c.add(&t.counters));
     // Changes made while seeding are in the delta queue: capture them, then seal the first point.
-    let (deltas, sealed) = sync_engine(&engine, &src.bucket, ctx.global.engine.late_event_seconds).await?;
+    let (deltas, sealed) = sync_engine(&engine, &src.bucket, ctx.settings.late_event_seconds).await?;
     let point = sealed_time(&sealed);
     let out = json!({
         "run_id": run_id,
@@ -197,11 +200,11 @@ async fn sync(ctx: &Context, source: &str, vault: &str, reconcile: bool, invento
         // A reconciled delete is stamped with the time it was confirmed, which is now; the point
         // sealed below must reach past it, and points lag the drain by the late-event allowance.
         if r.deletes > 0 {
-            tokio::time::sleep(std::time::Duration::from_secs(ctx.global.engine.late_event_seconds.max(0) as u64 + 1)).await;
+            tokio::time::sleep(std::time::Duration::from_secs(ctx.settings.late_event_seconds.max(0) as u64 + 1)).await;
         }
         rec = Some(r);
     }
-    let (mut r, sealed) = sync_engine(&engine, &src.bucket, ctx.global.engine.late_event_seconds).await?;
+    let (mut r, sealed) = sync_engine(&engine, &src.bucket, ctx.settings.late_event_seconds).await?;
     if let Some(b) = before {
         r.absorb(b);
     }
@@ -399,7 +402,14 @@ fn simulate(scenario: &std::path::Path, seed: Option<u64>, json: bool, report: O
 /// Plans a report read through the seeder's opening function (`seed::open_report`): a `file://`
 /// manifest from the local directory, an `s3://` one through the S3 client (the only case that
 /// loads the AWS configuration).
-async fn inventory_plan(global: &crate::args::Global, manifest: &str, target_objects: u64, all_versions: bool, json: bool) -> Result<()> {
+async fn inventory_plan(
+    global: &crate::args::Global,
+    settings: Settings,
+    manifest: &str,
+    target_objects: u64,
+    all_versions: bool,
+    json: bool,
+) -> Result<()> {
     let mut opts = tidemark_core::plan::inventory::PlanOptions {
         targets: PlanTargets { objects: target_objects, ..Default::default() },
         ..Default::default()
@@ -407,7 +417,7 @@ async fn inventory_plan(global: &crate::args::Global, manifest: &str, target_obj
     opts.read.all_versions = all_versions;
     // Only an s3:// report needs the AWS configuration and a client; a local copy plans offline.
     let store: Option<Arc<dyn tidemark_core::ports::ObjectStore>> = if manifest.starts_with("s3://") {
-        let ctx = Context::load(global).await;
+        let ctx = Context::load(global, settings).await;
         Some(Arc::new(tidemark_aws::S3Store::new(ctx.clients.s3.clone())))
     } else {
         None

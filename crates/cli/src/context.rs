@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use tidemark_aws::admin::{self, ResourceNames};
 use tidemark_aws::{AwsClients, ClientOptions, DynamoControlStore, S3Store, SqsQueue};
+use tidemark_core::config::settings::Settings;
 use tidemark_core::config::EngineConfig;
 use tidemark_core::domain::S3Url;
 use tidemark_core::engine::{Engine, QueueUrls};
@@ -17,34 +18,25 @@ pub struct Context {
     pub clients: AwsClients,
     pub names: ResourceNames,
     pub global: Global,
+    /// The configuration table with this invocation's flags applied.
+    pub settings: Settings,
 }
 
 impl Context {
     /// Loads the SDK configuration.
-    pub async fn load(global: &Global) -> Self {
+    pub async fn load(global: &Global, settings: Settings) -> Self {
         let opts = ClientOptions {
             endpoint_url: global.endpoint_url.clone(),
             s3_endpoint_url: global.s3_endpoint_url.clone(),
             region: global.region.clone(),
             profile: global.profile.clone(),
         };
-        Context { clients: AwsClients::load(&opts).await, names: ResourceNames::new(&global.name), global: global.clone() }
+        Context { clients: AwsClients::load(&opts).await, names: ResourceNames::new(&settings.name), global: global.clone(), settings }
     }
 
     /// The engine configuration for a vault, validated.
     pub fn config(&self, vault: &str) -> Result<EngineConfig> {
-        let e = &self.global.engine;
-        let mut c = EngineConfig::new(vault);
-        c.small_object_threshold = e.small_object_threshold;
-        c.pack_target_bytes = e.pack_target_bytes;
-        c.multipart_copy_threshold = e.multipart_copy_threshold;
-        c.copy_part_bytes = e.copy_part_bytes;
-        c.concurrency = e.concurrency;
-        c.batch_objects = e.batch_objects;
-        c.lease_seconds = e.lease_seconds;
-        c.scheduler = e.prefix_ceiling_rps.map(|ceiling| EngineConfig::scheduler_for(ceiling, e.backup_share));
-        c.validate()?;
-        Ok(c)
+        Ok(self.settings.engine_config(vault)?)
     }
 
     /// The engine for a vault, with the queues of this deployment.

@@ -8,6 +8,7 @@
 //! each version of the code wrote them.
 
 mod integration {
+    mod config_table;
     mod deferral;
     mod delta_semantics;
     mod inventory;

@@ -6,6 +6,7 @@ use tidemark_aws::{
     AwsClients, BucketAccounts, ClientOptions, DynamoControlStore, RoleSourceStore, RoleVaultStore, S3Store, SourceRole, SourceSessions,
     SqsQueue,
 };
+use tidemark_core::config::settings::Settings;
 use tidemark_core::config::EngineConfig;
 use tidemark_core::engine::{Engine, QueueUrls};
 use tidemark_core::ports::SystemClock;
@@ -24,41 +25,28 @@ pub struct LambdaConfig {
     pub source_role: Option<SourceRole>,
 }
 
-fn var(name: &str) -> Result<String, LambdaError> {
-    std::env::var(name).map_err(|_| LambdaError::Config(format!("environment variable {name} is not set")))
-}
-
-fn num<T: std::str::FromStr>(name: &str, default: T) -> Result<T, LambdaError> {
-    match std::env::var(name) {
-        Err(_) => Ok(default),
-        Ok(v) => v.parse().map_err(|_| LambdaError::Config(format!("environment variable {name}='{v}' is not a number"))),
-    }
-}
-
 impl LambdaConfig {
-    /// Reads `TIDEMARK_*` variables; missing required ones are named in the error.
+    /// Reads the configuration table from the process environment (see [`LambdaConfig::from_lookup`]).
     pub fn from_env() -> Result<Self, LambdaError> {
-        let mut engine = EngineConfig::new(var("TIDEMARK_VAULT_BUCKET")?);
-        engine.small_object_threshold = num("TIDEMARK_SMALL_OBJECT_THRESHOLD", engine.small_object_threshold)?;
-        engine.pack_target_bytes = num("TIDEMARK_PACK_TARGET_BYTES", engine.pack_target_bytes)?;
-        engine.multipart_copy_threshold = num("TIDEMARK_MULTIPART_COPY_THRESHOLD", engine.multipart_copy_threshold)?;
-        engine.copy_part_bytes = num("TIDEMARK_COPY_PART_BYTES", engine.copy_part_bytes)?;
-        engine.concurrency = num("TIDEMARK_CONCURRENCY", engine.concurrency)?;
-        engine.lease_seconds = num("TIDEMARK_LEASE_SECONDS", engine.lease_seconds)?;
-        engine.step_seconds = num("TIDEMARK_STEP_SECONDS", engine.step_seconds)?;
-        if let Ok(ceiling) = var("TIDEMARK_PREFIX_CEILING_RPS") {
-            let ceiling: f64 = ceiling.parse().map_err(|_| {
-                LambdaError::Config(format!("environment variable TIDEMARK_PREFIX_CEILING_RPS='{ceiling}' is not a number"))
-            })?;
-            engine.scheduler = Some(EngineConfig::scheduler_for(ceiling, num("TIDEMARK_BACKUP_SHARE", 0.8)?));
-        }
-        engine.validate()?;
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration table through `get`; the vault bucket, control table and queue
+    /// URLs are required, and a missing or malformed variable is named in the error.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, LambdaError> {
+        let config = |e: tidemark_core::Error| LambdaError::Config(e.to_string());
+        let settings = Settings::from_lookup(&get).map_err(config)?;
+        let required = |value: &Option<String>, var: &str| Settings::require(value, var).map(str::to_string).map_err(config);
+        let engine = settings.engine_config(&required(&settings.vault_bucket, "TIDEMARK_VAULT_BUCKET")?)?;
         Ok(LambdaConfig {
             engine,
-            control_table: var("TIDEMARK_CONTROL_TABLE")?,
-            queues: QueueUrls { work: var("TIDEMARK_WORK_QUEUE_URL")?, delta: var("TIDEMARK_DELTA_QUEUE_URL")? },
-            late_event_seconds: num("TIDEMARK_LATE_EVENT_SECONDS", 60)?,
-            source_role: source_role_from(|name| std::env::var(name).ok())?,
+            control_table: required(&settings.control_table, "TIDEMARK_CONTROL_TABLE")?,
+            queues: QueueUrls {
+                work: required(&settings.work_queue_url, "TIDEMARK_WORK_QUEUE_URL")?,
+                delta: required(&settings.delta_queue_url, "TIDEMARK_DELTA_QUEUE_URL")?,
+            },
+            late_event_seconds: settings.late_event_seconds,
+            source_role: source_role_from(&get)?,
         })
     }
 
@@ -103,22 +91,23 @@ impl LambdaConfig {
 /// with the function's own credentials. With it, the external id and the source account ids are
 /// required, because the role's trust policy demands the one and the role ARN needs the other.
 pub fn source_role_from(get: impl Fn(&str) -> Option<String>) -> Result<Option<SourceRole>, LambdaError> {
-    let Some(role_name) = get("TIDEMARK_SOURCE_ROLE_NAME").map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) else {
+    let settings = Settings::from_lookup(&get).map_err(|e| LambdaError::Config(e.to_string()))?;
+    let Some(role_name) = settings.source_role_name else {
         return Ok(None);
     };
     if !role_name.chars().all(iam_name_char) || role_name.len() > 64 {
         return Err(LambdaError::Config(format!("environment variable TIDEMARK_SOURCE_ROLE_NAME='{role_name}' is not an IAM role name")));
     }
-    let external_id = get("TIDEMARK_EXTERNAL_ID").filter(|s| !s.is_empty()).ok_or_else(|| {
+    let external_id = settings.external_id.ok_or_else(|| {
         LambdaError::Config("environment variable TIDEMARK_EXTERNAL_ID is not set; the source read role's trust policy requires it".into())
     })?;
-    let account_ids = get("TIDEMARK_SOURCE_ACCOUNT_IDS").ok_or_else(|| {
+    let account_ids = settings.source_account_ids.ok_or_else(|| {
         LambdaError::Config(
             "environment variable TIDEMARK_SOURCE_ACCOUNT_IDS is not set; with TIDEMARK_SOURCE_ROLE_NAME it must name the source accounts (comma-separated)".into(),
         )
     })?;
     let accounts =
-        BucketAccounts::parse(&account_ids, &get("TIDEMARK_BUCKET_ACCOUNTS").unwrap_or_default()).map_err(LambdaError::Config)?;
+        BucketAccounts::parse(&account_ids, settings.bucket_accounts.as_deref().unwrap_or_default()).map_err(LambdaError::Config)?;
     // The session name shows in the source account's CloudTrail; naming the function tells
     // which of them read. STS allows [\w+=,.@-]{2,64}.
     let session_name = match get("AWS_LAMBDA_FUNCTION_NAME") {

@@ -35,7 +35,7 @@ pub struct SeedResponse {
 /// starts the stepwise seed (`protect::steps`): one summarise message per data file, handled by
 /// the worker function, so that no invocation's time grows with the report.
 pub async fn seeder_handler(engine: &Engine, req: SeedRequest) -> Result<SeedResponse, LambdaError> {
-    let targets = PlanTargets { objects: req.target_objects.unwrap_or(100_000), ..Default::default() };
+    let targets = PlanTargets { objects: req.target_objects.unwrap_or(engine.config.target_objects), ..Default::default() };
     let s = match req.inventory_manifest {
         Some(url) => tidemark_core::protect::steps::start(engine, &req.source_bucket, &req.prefix, &url, targets).await?,
         None => {

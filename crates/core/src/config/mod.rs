@@ -1,4 +1,6 @@
-//! Typed engine configuration, read once at start-up by binaries and passed to handlers.
+//! Typed engine configuration, built once at start-up from the configuration table and passed to handlers.
+
+pub mod settings;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +23,9 @@ pub struct EngineConfig {
     pub concurrency: usize,
     /// The most objects one batch (one pack and one segment) covers.
     pub batch_objects: usize,
+    /// Objects per partition when a seed run is planned (a seed request may ask for another).
+    #[serde(default = "default_target_objects")]
+    pub target_objects: u64,
     /// How long a task lease lasts without a checkpoint.
     pub lease_seconds: i64,
     /// Whether blobs are zstd-compressed when that makes them smaller.
@@ -36,26 +41,17 @@ pub struct EngineConfig {
 }
 
 fn default_step_seconds() -> u64 {
-    600
+    settings::Settings::default().step_seconds
+}
+
+fn default_target_objects() -> u64 {
+    settings::Settings::default().target_objects
 }
 
 impl EngineConfig {
-    /// The defaults for a vault bucket.
+    /// The defaults of the configuration table for a vault bucket.
     pub fn new(vault_bucket: impl Into<String>) -> Self {
-        EngineConfig {
-            vault_bucket: vault_bucket.into(),
-            small_object_threshold: 1024 * 1024,
-            pack_target_bytes: 64 * 1024 * 1024,
-            pack_part_bytes: 8 * 1024 * 1024,
-            multipart_copy_threshold: 5 * 1024 * 1024 * 1024,
-            copy_part_bytes: 512 * 1024 * 1024,
-            concurrency: 16,
-            batch_objects: 10_000,
-            lease_seconds: 60,
-            compress: true,
-            scheduler: None,
-            step_seconds: default_step_seconds(),
-        }
+        settings::Settings::default().engine_config_unchecked(&vault_bucket.into())
     }
 
     /// Checks the values against S3's limits so a bad setting fails at start-up, not mid-run.
