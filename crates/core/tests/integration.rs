@@ -17,4 +17,5 @@ mod integration {
     mod protocol;
     mod reconcile_inventory;
     mod seed_fanout;
+    mod tidy;
 }
