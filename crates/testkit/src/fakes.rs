@@ -623,3 +623,18 @@ impl<H: GetHook> ObjectStore for HookedStore<H> {
         self.inner.delete(b, k).await
     }
 }
+
+/// An engine over the fakes: `s3` as both the source and the vault, a fresh control store and
+/// queue, the system clock, and the queues named `work` and `delta`; the shape most engine tests
+/// start from.
+pub fn mem_engine(s3: std::sync::Arc<MemObjectStore>, config: tidemark_core::config::EngineConfig) -> tidemark_core::engine::Engine {
+    tidemark_core::engine::Engine {
+        source: s3.clone(),
+        vault: s3,
+        control: std::sync::Arc::new(MemControlStore::new()),
+        queue: std::sync::Arc::new(MemQueue::new()),
+        clock: std::sync::Arc::new(tidemark_core::ports::SystemClock),
+        config,
+        queues: tidemark_core::engine::QueueUrls { work: "work".into(), delta: "delta".into() },
+    }
+}

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tidemark_core::config::EngineConfig;
-use tidemark_core::engine::{Engine, QueueUrls};
+use tidemark_core::engine::Engine;
 use tidemark_core::plan::partition::PlanTargets;
-use tidemark_core::ports::{ObjectStore, PutOptions, SystemClock};
+use tidemark_core::ports::{ObjectStore, PutOptions};
 use tidemark_core::protect::seed::{seed, PlanSource};
 use tidemark_core::protocol::dispatch::{dispatch, Disposition, BUSY_RETRY};
 use tidemark_core::protocol::messages::{parse_work_message, StepKind, StepMessage, TaskMessage, WorkMessage, VERSION};
-use tidemark_testkit::fakes::{MemControlStore, MemObjectStore, MemQueue};
+use tidemark_testkit::fakes::{mem_engine, MemObjectStore};
 
 fn fixture(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/messages").join(name);
@@ -71,18 +71,7 @@ fn engine() -> (Engine, Arc<MemObjectStore>) {
     let s3 = Arc::new(MemObjectStore::new());
     s3.create("src", false);
     s3.create("vault", true);
-    let mut config = EngineConfig::new("vault");
-    config.lease_seconds = 30;
-    let engine = Engine {
-        source: s3.clone(),
-        vault: s3.clone(),
-        control: Arc::new(MemControlStore::new()),
-        queue: Arc::new(MemQueue::new()),
-        clock: Arc::new(SystemClock),
-        config,
-        queues: QueueUrls { work: "work".into(), delta: "delta".into() },
-    };
-    (engine, s3)
+    (mem_engine(s3.clone(), EngineConfig::new("vault")), s3)
 }
 
 #[tokio::test]

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tidemark_core::changes::reconcile::{reconcile, ReconcileOptions};
 use tidemark_core::config::EngineConfig;
-use tidemark_core::engine::{Engine, QueueUrls};
-use tidemark_core::ports::{ObjectStore, PutOptions, SystemClock};
-use tidemark_testkit::fakes::{MemControlStore, MemObjectStore, MemQueue};
+
+use tidemark_core::ports::{ObjectStore, PutOptions};
+use tidemark_testkit::fakes::{mem_engine, MemObjectStore};
 use tidemark_testkit::inventory_gen::{object_body, rows, write_report, ReportSpec};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -17,15 +17,7 @@ async fn an_s3_manifest_reconciles_like_a_local_one() {
     for b in ["src", "vault", "reports"] {
         s3.create(b, b == "vault");
     }
-    let engine = Engine {
-        source: s3.clone(),
-        vault: s3.clone(),
-        control: Arc::new(MemControlStore::new()),
-        queue: Arc::new(MemQueue::new()),
-        clock: Arc::new(SystemClock),
-        config: EngineConfig::new("vault"),
-        queues: QueueUrls { work: "work".into(), delta: "delta".into() },
-    };
+    let engine = mem_engine(s3.clone(), EngineConfig::new("vault"));
     let dir = tempfile::tempdir().unwrap();
     let mut spec = ReportSpec::new(60, 2);
     spec.source_bucket = "src".into();
