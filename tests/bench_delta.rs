@@ -649,6 +649,7 @@ async fn main() -> Result<()> {
         queues: QueueUrls {
             work: admin::queue_url(&clients, &names.work_queue).await?,
             delta: admin::queue_url(&clients, &names.delta_queue).await?,
+            ..Default::default()
         },
     };
 
@@ -886,6 +887,7 @@ async fn main() -> Result<()> {
             mode: RestoreMode::Copy,
             delete_newer: false,
             dry_run: false,
+            target_role_arn: None,
         };
         let target_store: Arc<dyn ObjectStore> = engine.vault.clone();
         let r = restore::restore(&engine, target_store, &req, &|_, _| {}).await?;

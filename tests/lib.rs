@@ -272,6 +272,7 @@ pub async fn run(endpoint: &str, sc: &Scenario, say: impl Fn(&str)) -> Result<Su
                 &ts,
                 "--to",
                 &format!("s3://{target}"),
+                "--wait",
                 "--json",
             ],
         )?;

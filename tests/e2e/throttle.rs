@@ -170,6 +170,7 @@ async fn protect_through_proxy(moto: &str, tag: &str, scheduler: Option<(f64, f6
             &as_of,
             "--to",
             &format!("s3://{target}"),
+            "--wait",
             "--json",
         ],
     )?;

@@ -21,13 +21,19 @@ use crate::AwsClients;
 pub struct ResourceNames {
     pub work_queue: String,
     pub delta_queue: String,
+    pub restore_queue: String,
     pub table: String,
 }
 
 impl ResourceNames {
     /// Names under `prefix` (default `tidemark`).
     pub fn new(prefix: &str) -> Self {
-        ResourceNames { work_queue: format!("{prefix}-work"), delta_queue: format!("{prefix}-delta"), table: format!("{prefix}-control") }
+        ResourceNames {
+            work_queue: format!("{prefix}-work"),
+            delta_queue: format!("{prefix}-delta"),
+            restore_queue: format!("{prefix}-restore"),
+            table: format!("{prefix}-control"),
+        }
     }
 
     fn dlq(queue: &str) -> String {

@@ -11,9 +11,11 @@ mod errors;
 pub mod s3;
 pub mod source;
 pub mod sqs;
+pub mod target;
 
 pub use clients::{AwsClients, ClientOptions};
 pub use dynamodb::DynamoControlStore;
 pub use s3::S3Store;
 pub use source::{BucketAccounts, RoleSourceStore, RoleVaultStore, SourceRole, SourceSessions};
 pub use sqs::SqsQueue;
+pub use target::RoleTargets;

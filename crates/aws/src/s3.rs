@@ -324,6 +324,38 @@ impl ObjectStore for S3Store {
         self.client.delete_object().bucket(bucket).key(key).send().await.map_err(|e| map("DeleteObject", e))?;
         Ok(())
     }
+
+    async fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let mut failed = Vec::new();
+        for chunk in keys.chunks(1000) {
+            let objects = chunk
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build().map_err(|e| Error::Invalid(format!("delete of {k}: {e}"))))
+                .collect::<Result<Vec<_>>>()?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| Error::Invalid(format!("DeleteObjects: {e}")))?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(bucket)
+                .delete(delete)
+                .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+                .send()
+                .await
+                .map_err(|e| map("DeleteObjects", e))?;
+            for e in out.errors() {
+                failed.push((
+                    e.key().unwrap_or_default().to_string(),
+                    format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or_default()),
+                ));
+            }
+        }
+        Ok(failed)
+    }
 }
 
 #[cfg(test)]

@@ -185,26 +185,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Restore a bucket or prefix as of a time into a target.
+    /// Restore a bucket or prefix as of a time into a target (a run; see `restore status`).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Restore {
-        #[arg(long)]
-        source: String,
-        #[arg(long)]
-        vault: String,
-        #[arg(long)]
-        as_of: String,
-        #[arg(long)]
-        to: String,
-        /// copy (into an empty or new target) or rollback (in place).
-        #[arg(long, default_value = "copy")]
-        mode: String,
-        /// With rollback: delete keys that did not exist at the time.
-        #[arg(long)]
-        delete_newer: bool,
-        #[arg(long)]
-        dry_run: bool,
-        #[arg(long)]
-        json: bool,
+        #[command(subcommand)]
+        action: Option<RestoreAction>,
+        #[command(flatten)]
+        args: RestoreArgs,
     },
     /// Queue depths, dead letters, and for a source its latest recovery point and RPO.
     Status {
@@ -230,6 +217,74 @@ pub enum Command {
         json: bool,
         #[arg(long)]
         report: Option<std::path::PathBuf>,
+    },
+}
+
+/// `tidemark restore --source … --to …`: start (or continue) a restore run.
+#[derive(Args, Debug, Clone)]
+pub struct RestoreArgs {
+    #[arg(long, required = true)]
+    pub source: Option<String>,
+    #[arg(long, required = true)]
+    pub vault: Option<String>,
+    #[arg(long, required = true)]
+    pub as_of: Option<String>,
+    #[arg(long, required = true)]
+    pub to: Option<String>,
+    /// copy (into an empty or new target) or rollback (in place).
+    #[arg(long, default_value = "copy")]
+    pub mode: String,
+    /// With rollback: delete keys that did not exist at the time.
+    #[arg(long)]
+    pub delete_newer: bool,
+    /// Plan and report what the restore would write, keep and delete; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write the target through this IAM role (a bucket in another account).
+    #[arg(long)]
+    pub target_role: Option<String>,
+    /// Run the restore here and wait for it, with a progress bar (plain lines when not on a
+    /// terminal); without it the run id is printed at once and deployed workers do the work.
+    #[arg(long)]
+    pub wait: bool,
+    /// Local workers with --wait.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tidemark restore status|resume|list`
+#[derive(Subcommand, Debug)]
+pub enum RestoreAction {
+    /// Show a restore run: state, counts, failures (and a dry run's plan).
+    Status {
+        id: String,
+        #[arg(long)]
+        vault: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Continue a restore run that stopped (killed, or its messages lost).
+    Resume {
+        id: String,
+        #[arg(long)]
+        vault: String,
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the restore runs of a source bucket, newest first.
+    List {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        vault: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 

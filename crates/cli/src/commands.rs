@@ -14,7 +14,7 @@ use tidemark_core::control::Counters;
 use tidemark_core::engine::Engine;
 use tidemark_core::plan::partition::PlanTargets;
 use tidemark_core::protect::seed;
-use tidemark_core::restore::{self, RestoreMode, RestoreRequest};
+use tidemark_core::restore;
 use tidemark_core::vault::point;
 
 use tidemark_core::config::settings::Settings;
@@ -45,9 +45,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
                     compact(&ctx, &source, &vault, small_records, max_records, json).await
                 }
                 Command::Ls { url, vault, as_of, json } => ls(&ctx, &url, &vault, &as_of, json).await,
-                Command::Restore { source, vault, as_of, to, mode, delete_newer, dry_run, json } => {
-                    restore_cmd(&ctx, &source, &vault, &as_of, &to, &mode, delete_newer, dry_run, json).await
-                }
+                Command::Restore { action, args } => crate::restore::run(&ctx, action, args).await,
                 Command::Status { source, vault, json } => status(&ctx, source.as_deref(), vault.as_deref(), json).await,
                 Command::Simulate { .. } | Command::Inventory { .. } => unreachable!("handled above"),
             }
@@ -66,6 +64,7 @@ async fn init(ctx: &Context, local: bool, vault: Option<&str>, retention_days: i
     let visibility = (ctx.settings.lease_seconds * 2).max(30) as i32;
     let (work, _) = admin::ensure_queue(c, &ctx.names.work_queue, visibility).await?;
     let (delta, _) = admin::ensure_queue(c, &ctx.names.delta_queue, 60).await?;
+    let (restore, _) = admin::ensure_queue(c, &ctx.names.restore_queue, visibility).await?;
     admin::ensure_table(c, &ctx.names.table).await?;
     let vault_bucket = match vault {
         Some(v) => {
@@ -78,11 +77,11 @@ async fn init(ctx: &Context, local: bool, vault: Option<&str>, retention_days: i
     if json {
         println!(
             "{}",
-            json!({"work_queue": work, "delta_queue": delta, "table": ctx.names.table, "vault": vault_bucket, "retention_days": retention_days})
+            json!({"work_queue": work, "delta_queue": delta, "restore_queue": restore, "table": ctx.names.table, "vault": vault_bucket, "retention_days": retention_days})
         );
     } else {
         println!(
-            "ready: work queue {work}, delta queue {delta}, table {}, vault {}",
+            "ready: work queue {work}, delta queue {delta}, restore queue {restore}, table {}, vault {}",
             ctx.names.table,
             vault_bucket.as_deref().unwrap_or("(none)")
         );
@@ -293,67 +292,6 @@ async fn ls(ctx: &Context, url: &str, vault: &str, as_of: &str, json: bool) -> R
         } else {
             writeln!(out, "{}\t{}\t{}\t{}", r.event_time.to_rfc3339(), r.size, r.etag.as_deref().unwrap_or("-"), key)?;
         }
-    }
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn restore_cmd(
-    ctx: &Context,
-    source: &str,
-    vault: &str,
-    as_of: &str,
-    to: &str,
-    mode: &str,
-    delete_newer: bool,
-    dry_run: bool,
-    json: bool,
-) -> Result<()> {
-    let started = Instant::now();
-    let src = s3_url("source", source)?;
-    let dst = s3_url("to", to)?;
-    let t = time("as-of", as_of)?;
-    let mode: RestoreMode = mode.parse().context("--mode")?;
-    let engine = ctx.engine(&s3_url("vault", vault)?).await?;
-    let req = RestoreRequest {
-        source_bucket: src.bucket.clone(),
-        prefix: src.prefix.clone(),
-        as_of: t,
-        target_bucket: dst.bucket.clone(),
-        target_prefix: dst.prefix.clone(),
-        mode,
-        delete_newer,
-        dry_run,
-    };
-    let quiet = json;
-    let progress = move |done: u64, total: u64| {
-        if !quiet {
-            eprintln!("restore: {done}/{total} objects");
-        }
-    };
-    let target: Arc<dyn tidemark_core::ports::ObjectStore> = engine.vault.clone();
-    let r = restore::restore(&engine, target, &req, &progress).await?;
-    let out = json!({
-        "objects": r.objects,
-        "bytes": r.bytes,
-        "verified": r.verified,
-        "failed": r.failed,
-        "deleted": r.deleted,
-        "unchanged": r.unchanged,
-        "dry_run": r.dry_run,
-        "recovery_point": r.recovery_point,
-        "seconds": started.elapsed().as_secs_f64(),
-        "failures": r.failures.iter().map(|(k, e)| json!({"key": k, "error": e})).collect::<Vec<_>>(),
-    });
-    print_obj(json, &out, || {
-        let verb = if dry_run { "would restore" } else { "restored" };
-        format!(
-            "{verb} {} objects ({} bytes) into {dst}, {} verified, {} failed, {} deleted, {} unchanged",
-            r.objects, r.bytes, r.verified, r.failed, r.deleted, r.unchanged
-        )
-    });
-    if r.failed > 0 {
-        bail!("{} objects failed to restore", r.failed);
     }
     Ok(())
 }

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use tidemark_aws::admin::{self, ResourceNames};
-use tidemark_aws::{AwsClients, ClientOptions, DynamoControlStore, S3Store, SqsQueue};
+use tidemark_aws::{AwsClients, ClientOptions, DynamoControlStore, RoleTargets, S3Store, SqsQueue};
 use tidemark_core::config::settings::Settings;
 use tidemark_core::config::EngineConfig;
 use tidemark_core::domain::S3Url;
 use tidemark_core::engine::{Engine, QueueUrls};
-use tidemark_core::ports::SystemClock;
+use tidemark_core::ports::{SystemClock, Targets};
 
 use crate::args::Global;
 
@@ -44,6 +44,9 @@ impl Context {
         let config = self.config(&vault.bucket)?;
         let work = admin::queue_url(&self.clients, &self.names.work_queue).await?;
         let delta = admin::queue_url(&self.clients, &self.names.delta_queue).await?;
+        // Only restores need the restore queue; a stack initialised before it existed still
+        // serves every other command (and `restore` says to run `init`).
+        let restore = admin::queue_url(&self.clients, &self.names.restore_queue).await.unwrap_or_default();
         let s3: Arc<S3Store> = Arc::new(S3Store::new(self.clients.s3.clone()));
         // Under the scheduler, source reads use the client that surfaces `503 SlowDown` so that
         // every throttle is counted; without it, the SDK retries them as it always did.
@@ -58,8 +61,15 @@ impl Context {
             queue: Arc::new(SqsQueue::new(self.clients.sqs.clone())),
             clock: Arc::new(SystemClock),
             config,
-            queues: QueueUrls { work, delta },
+            queues: QueueUrls { work, delta, restore },
         })
+    }
+}
+
+impl Context {
+    /// The stores restores write targets with: the caller's credentials, or a role a request names.
+    pub fn targets(&self, engine: &Engine) -> Arc<dyn Targets> {
+        Arc::new(RoleTargets::new(self.clients.shared.clone(), self.clients.s3.clone(), engine.vault.clone(), "tidemark-cli"))
     }
 }
 

@@ -133,6 +133,18 @@ pub struct Counters {
     pub failed: u64,
     pub vault_requests: u64,
     pub source_requests: u64,
+    /// Restored objects whose written bytes a checksum S3 accepted, or a check after writing, confirmed.
+    #[serde(default)]
+    pub verified: u64,
+    /// Restored keys whose target already held their state at T (rollback), left untouched.
+    #[serde(default)]
+    pub unchanged: u64,
+    /// Keys a restore deleted from the target (rollback with delete-newer).
+    #[serde(default)]
+    pub deleted: u64,
+    /// Requests a restore sent to its target.
+    #[serde(default)]
+    pub target_requests: u64,
 }
 
 impl Counters {
@@ -146,6 +158,10 @@ impl Counters {
         self.failed += o.failed;
         self.vault_requests += o.vault_requests;
         self.source_requests += o.source_requests;
+        self.verified += o.verified;
+        self.unchanged += o.unchanged;
+        self.deleted += o.deleted;
+        self.target_requests += o.target_requests;
     }
 }
 
@@ -168,6 +184,10 @@ pub struct TaskRecord {
     pub lease_expires: Option<DateTime<Utc>>,
     pub attempts: u32,
     pub counters: Counters,
+    /// Where to start reading large index segments (a restore task's range starts inside them),
+    /// by segment key; empty for seed tasks.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub offsets: std::collections::BTreeMap<String, u64>,
 }
 
 /// One registered segment with the cursor its batch reached (seed) — the exactly-once fence.

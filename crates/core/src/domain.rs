@@ -163,6 +163,19 @@ pub struct S3Url {
     pub prefix: String,
 }
 
+/// Checks S3's rules for a bucket name; the error says what a valid one looks like.
+pub fn check_bucket_name(bucket: &str) -> Result<(), String> {
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !bucket.starts_with(['-', '.'])
+        && !bucket.ends_with(['-', '.']);
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("'{bucket}' is not a valid S3 bucket name (3-63 lower-case letters, digits, '-' or '.')"))
+    }
+}
+
 impl std::str::FromStr for S3Url {
     type Err = crate::Error;
 
@@ -174,15 +187,7 @@ impl std::str::FromStr for S3Url {
             Some((b, p)) => (b, p),
             None => (rest, ""),
         };
-        let valid = (3..=63).contains(&bucket.len())
-            && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-            && !bucket.starts_with(['-', '.'])
-            && !bucket.ends_with(['-', '.']);
-        if !valid {
-            return Err(crate::Error::Invalid(format!(
-                "'{bucket}' in '{s}' is not a valid S3 bucket name (3-63 lower-case letters, digits, '-' or '.')"
-            )));
-        }
+        check_bucket_name(bucket).map_err(|e| crate::Error::Invalid(format!("{e} in '{s}'")))?;
         Ok(S3Url { bucket: bucket.into(), prefix: prefix.into() })
     }
 }

@@ -12,6 +12,8 @@ pub struct QueueUrls {
     pub work: String,
     /// S3 change events (EventBridge → SQS).
     pub delta: String,
+    /// Restore steps and restore tasks.
+    pub restore: String,
 }
 
 /// Everything a handler needs, built once per process (or per Lambda container).

@@ -111,6 +111,44 @@ pub trait ObjectStore: Send + Sync {
     async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()>;
     /// Deletes the current object (in a versioned bucket, creates a delete marker).
     async fn delete(&self, bucket: &str, key: &str) -> Result<()>;
+    /// Deletes many current objects (DeleteObjects, up to 1,000 a request); returns the keys that
+    /// could not be deleted, with the reason. The default deletes one key at a time.
+    async fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
+        let mut failed = Vec::new();
+        for key in keys {
+            if let Err(e) = self.delete(bucket, key).await {
+                if e.is_transient() {
+                    return Err(e);
+                }
+                failed.push((key.clone(), e.to_string()));
+            }
+        }
+        Ok(failed)
+    }
+}
+
+/// Where a restore writes: the store for a target bucket, reached with the restore's own
+/// credentials, or through a role in the target's account.
+#[async_trait]
+pub trait Targets: Send + Sync {
+    /// The store to write a target with; `role_arn` names the role to assume, if any. A role
+    /// that cannot be assumed is an error naming it.
+    async fn store(&self, role_arn: Option<&str>) -> Result<std::sync::Arc<dyn ObjectStore>>;
+}
+
+/// Every target written with one store and no role (tests, the local stack, a single account).
+pub struct SameStore(pub std::sync::Arc<dyn ObjectStore>);
+
+#[async_trait]
+impl Targets for SameStore {
+    async fn store(&self, role_arn: Option<&str>) -> Result<std::sync::Arc<dyn ObjectStore>> {
+        match role_arn {
+            None => Ok(self.0.clone()),
+            Some(arn) => Err(crate::Error::Invalid(format!(
+                "target role {arn} cannot be assumed here: this runner writes targets with its own credentials only"
+            ))),
+        }
+    }
 }
 
 /// Lists everything under `prefix`, following continuation tokens, as one page.

@@ -16,6 +16,7 @@ mod integration {
     mod pressure;
     mod protocol;
     mod reconcile_inventory;
+    mod restore_run;
     mod seed_fanout;
     mod tidy;
 }

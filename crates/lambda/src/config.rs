@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use tidemark_aws::{
-    AwsClients, BucketAccounts, ClientOptions, DynamoControlStore, RoleSourceStore, RoleVaultStore, S3Store, SourceRole, SourceSessions,
-    SqsQueue,
+    AwsClients, BucketAccounts, ClientOptions, DynamoControlStore, RoleSourceStore, RoleTargets, RoleVaultStore, S3Store, SourceRole,
+    SourceSessions, SqsQueue,
 };
 use tidemark_core::config::settings::Settings;
 use tidemark_core::config::EngineConfig;
 use tidemark_core::engine::{Engine, QueueUrls};
 use tidemark_core::ports::SystemClock;
+use tidemark_core::ports::Targets;
 
 use crate::LambdaError;
 
@@ -44,6 +45,7 @@ impl LambdaConfig {
             queues: QueueUrls {
                 work: required(&settings.work_queue_url, "TIDEMARK_WORK_QUEUE_URL")?,
                 delta: required(&settings.delta_queue_url, "TIDEMARK_DELTA_QUEUE_URL")?,
+                restore: required(&settings.restore_queue_url, "TIDEMARK_RESTORE_QUEUE_URL")?,
             },
             late_event_seconds: settings.late_event_seconds,
             source_role: source_role_from(&get)?,
@@ -52,9 +54,19 @@ impl LambdaConfig {
 
     /// Builds the engine with AWS clients (the endpoint comes from the standard AWS variables).
     pub async fn engine(&self) -> Engine {
+        self.engine_and_targets().await.0
+    }
+
+    /// The engine and the stores restores write their targets with (through the role a request
+    /// names, or the function's own credentials).
+    pub async fn engine_and_targets(&self) -> (Engine, Arc<dyn Targets>) {
         let clients = AwsClients::load(&ClientOptions::default()).await;
         let (source, vault) = self.stores(&clients);
-        Engine {
+        let session =
+            std::env::var("AWS_LAMBDA_FUNCTION_NAME").map(|f| format!("tidemark-{f}")).unwrap_or_else(|_| "tidemark-restore".into());
+        let session: String = session.chars().filter(|c| iam_name_char(*c)).take(64).collect();
+        let targets: Arc<dyn Targets> = Arc::new(RoleTargets::new(clients.shared.clone(), clients.s3.clone(), vault.clone(), &session));
+        let engine = Engine {
             source,
             vault,
             control: Arc::new(DynamoControlStore::new(clients.dynamodb.clone(), &self.control_table)),
@@ -62,7 +74,8 @@ impl LambdaConfig {
             clock: Arc::new(SystemClock),
             config: self.engine.clone(),
             queues: self.queues.clone(),
-        }
+        };
+        (engine, targets)
     }
 
     /// The source and vault stores over `clients`: with a source role, the source is read (and

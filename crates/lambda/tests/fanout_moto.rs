@@ -33,6 +33,7 @@ async fn stepwise_inventory_seed_through_the_lambda_handlers_restores_exactly() 
     admin::ensure_vault_bucket(&c, "fan-vault", 1).await?;
     let (work, _) = admin::ensure_queue(&c, "fan-work", 30).await?;
     let (delta, _) = admin::ensure_queue(&c, "fan-delta", 30).await?;
+    let (restore, _) = admin::ensure_queue(&c, "fan-restore", 30).await?;
     admin::ensure_table(&c, "fan-control").await?;
     let s3 = Arc::new(S3Store::new(c.s3.clone()));
     let engine = Engine {
@@ -42,7 +43,7 @@ async fn stepwise_inventory_seed_through_the_lambda_handlers_restores_exactly() 
         queue: Arc::new(SqsQueue::new(c.sqs.clone())),
         clock: Arc::new(SystemClock),
         config: EngineConfig::new("fan-vault"),
-        queues: QueueUrls { work: work.clone(), delta },
+        queues: QueueUrls { work: work.clone(), delta, restore: restore.clone() },
     };
 
     // A shuffled three-file report of the source bucket, delivered to a reports bucket.
@@ -113,8 +114,29 @@ async fn stepwise_inventory_seed_through_the_lambda_handlers_restores_exactly() 
         mode: RestoreMode::Copy,
         delete_newer: false,
         dry_run: false,
+        target_role_arn: None,
     };
-    let restored = restore_handler(&engine, req).await?;
+    // The restore function as Lambda runs it: the request starts the run, then the restore
+    // queue's batches go through the same handler as SQS events.
+    let targets = tidemark_core::ports::SameStore(s3.clone());
+    let started = restore_handler(&engine, &targets, serde_json::to_value(&req)?, "restore-fn").await?;
+    let id = started["restore_id"].as_str().expect("a restore id").to_string();
+    let status = loop {
+        let status = tidemark_core::restore::run::status(&engine, &id).await?;
+        if status.run.state.is_final() {
+            break status;
+        }
+        let msgs = engine.queue.receive(&restore, 10, 1, 30).await?;
+        if msgs.is_empty() {
+            continue;
+        }
+        let resp: aws_lambda_events::event::sqs::SqsBatchResponse =
+            serde_json::from_value(restore_handler(&engine, &targets, serde_json::to_value(sqs_event(&msgs))?, "restore-fn").await?)?;
+        for m in msgs.iter().filter(|m| !resp.batch_item_failures.iter().any(|f| f.item_identifier == m.id)) {
+            engine.queue.delete(&restore, &m.receipt).await?;
+        }
+    };
+    let restored = &status.counters;
     assert_eq!(restored.objects, current.len() as u64, "{restored:?}");
     let want = list_all(s3.as_ref(), "fan-src", "", None).await?.objects;
     let got = list_all(s3.as_ref(), "fan-restored", "", None).await?.objects;

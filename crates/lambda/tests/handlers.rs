@@ -93,7 +93,7 @@ fn world() -> World {
         queue: queue.clone(),
         clock: Arc::new(SystemClock),
         config,
-        queues: QueueUrls { work: "work".into(), delta: "delta".into() },
+        queues: QueueUrls { work: "work".into(), delta: "delta".into(), restore: "restore".into() },
     };
     World { engine, s3, racing, queue }
 }
@@ -136,6 +136,35 @@ async fn put(s3: &MemObjectStore, key: &str, body: &[u8]) -> String {
     meta.insert("k".to_string(), key.len().to_string());
     let o = PutOptions { content_type: Some("text/plain".into()), metadata: meta, ..Default::default() };
     s3.put("src", key, Bytes::copy_from_slice(body), &o).await.unwrap().etag
+}
+
+/// Restores through the restore function as Lambda would run it: the request event starts the
+/// run; then every batch on the restore queue goes through the same handler as an SQS event,
+/// and only the messages it did not report as failures are deleted.
+async fn restore_through_the_function(w: &World, req: RestoreRequest) -> tidemark_core::restore::run::RestoreStatus {
+    let targets = tidemark_core::ports::SameStore(w.s3.clone());
+    let started = restore_handler(&w.engine, &targets, serde_json::to_value(&req).unwrap(), "restore-fn").await.unwrap();
+    let id = started["restore_id"].as_str().expect("a restore id").to_string();
+    loop {
+        let status = tidemark_core::restore::run::status(&w.engine, &id).await.unwrap();
+        if status.run.state.is_final() {
+            return status;
+        }
+        let msgs = w.queue.receive("restore", 10, 0, 30).await.unwrap();
+        if msgs.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            continue;
+        }
+        let event = sqs_event(&msgs.iter().map(|m| (m.id.as_str(), m.body.clone())).collect::<Vec<_>>());
+        let resp: aws_lambda_events::event::sqs::SqsBatchResponse = serde_json::from_value(
+            restore_handler(&w.engine, &targets, serde_json::to_value(&event).unwrap(), "restore-fn").await.unwrap(),
+        )
+        .unwrap();
+        let failed: Vec<String> = resp.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+        for m in msgs.iter().filter(|m| !failed.contains(&m.id)) {
+            w.queue.delete("restore", &m.receipt).await.unwrap();
+        }
+    }
 }
 
 async fn drain_work(w: &World) {
@@ -240,8 +269,10 @@ async fn seed_capture_delta_and_restore_with_real_payloads() {
             mode: RestoreMode::Copy,
             delete_newer: false,
             dry_run: false,
+            target_role_arn: None,
         };
-        let report = restore_handler(&w.engine, req).await.unwrap();
+        let status = restore_through_the_function(&w, req).await;
+        let report = &status.counters;
         assert_eq!((report.failed, report.verified), (0, expected.len() as u64), "{report:?}");
         assert_eq!(&state(&w.s3, target).await, expected, "restore as of {t} matches the source at that time");
         let h = w.s3.head(target, "big/multipart", None).await.unwrap().unwrap();

@@ -63,6 +63,16 @@ pub async fn object_store(s: &dyn ObjectStore, bucket: &str, missing: &str, quir
     let o2 = PutOptions { sha256_hex: Some(sha), ..Default::default() };
     s.put(bucket, "checked", body, &o2).await.expect("put with a correct sha256");
 
+    // Deleting many keys at once removes each of them and reports nothing for a missing one.
+    for k in ["dm/1", "dm/2 x+y", "dm/3"] {
+        s.put(bucket, k, Bytes::from_static(b"d"), &PutOptions::default()).await.unwrap();
+    }
+    let failed = s.delete_many(bucket, &["dm/1".into(), "dm/2 x+y".into(), "dm/never-was".into()]).await.unwrap();
+    assert!(failed.is_empty(), "delete_many failures: {failed:?}");
+    let left: Vec<String> =
+        tidemark_core::ports::list_all(s, bucket, "dm/", None).await.unwrap().objects.into_iter().map(|o| o.key).collect();
+    assert_eq!(left, vec!["dm/3".to_string()], "delete_many removed exactly the keys named");
+
     // Listing: prefix, delimiter, start-after and pagination.
     for k in ["l/a", "l/b", "l/c/1", "l/c/2", "l/d"] {
         s.put(bucket, k, Bytes::from_static(b"x"), &PutOptions::default()).await.unwrap();

@@ -83,6 +83,22 @@ impl MemObjectStore {
         self.state.lock().unwrap().lists.clone()
     }
 
+    /// How many versions (delete markers included) a key has: in a versioned bucket, how often it was written.
+    pub fn versions(&self, bucket: &str, key: &str) -> usize {
+        self.state.lock().unwrap().buckets.get(bucket).and_then(|b| b.keys.get(key)).map_or(0, Vec::len)
+    }
+
+    /// Flips one bit of the current version of an object in place, as damage on disk would (the
+    /// vault's own writes never do this): for tests that a damaged pack or segment is caught.
+    pub fn damage(&self, bucket: &str, key: &str, offset: usize) {
+        let mut s = self.state.lock().unwrap();
+        let v =
+            s.buckets.get_mut(bucket).and_then(|b| b.keys.get_mut(key)).and_then(|v| v.last_mut()).expect("the object to damage exists");
+        let mut data = v.data.to_vec();
+        data[offset] ^= 1;
+        v.data = Bytes::from(data);
+    }
+
     fn current<'a>(b: &'a Bucket, key: &str) -> Option<&'a Version> {
         b.keys.get(key).and_then(|v| v.last()).filter(|v| !v.delete_marker)
     }
@@ -635,6 +651,6 @@ pub fn mem_engine(s3: std::sync::Arc<MemObjectStore>, config: tidemark_core::con
         queue: std::sync::Arc::new(MemQueue::new()),
         clock: std::sync::Arc::new(tidemark_core::ports::SystemClock),
         config,
-        queues: tidemark_core::engine::QueueUrls { work: "work".into(), delta: "delta".into() },
+        queues: tidemark_core::engine::QueueUrls { work: "work".into(), delta: "delta".into(), restore: "restore".into() },
     }
 }

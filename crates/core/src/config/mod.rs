@@ -26,6 +26,12 @@ pub struct EngineConfig {
     /// Objects per partition when a seed run is planned (a seed request may ask for another).
     #[serde(default = "default_target_objects")]
     pub target_objects: u64,
+    /// The most objects one restore task covers.
+    #[serde(default = "default_restore_task_objects")]
+    pub restore_task_objects: u64,
+    /// The most packed bytes one restore task covers (large objects are copied server-side).
+    #[serde(default = "default_restore_task_bytes")]
+    pub restore_task_bytes: u64,
     /// How long a task lease lasts without a checkpoint.
     pub lease_seconds: i64,
     /// Whether blobs are zstd-compressed when that makes them smaller.
@@ -46,6 +52,14 @@ fn default_step_seconds() -> u64 {
 
 fn default_target_objects() -> u64 {
     settings::Settings::default().target_objects
+}
+
+fn default_restore_task_objects() -> u64 {
+    settings::Settings::default().restore_task_objects
+}
+
+fn default_restore_task_bytes() -> u64 {
+    settings::Settings::default().restore_task_bytes
 }
 
 impl EngineConfig {

@@ -147,6 +147,8 @@ settings! {
     work_queue_url: Option<String> = "TIDEMARK_WORK_QUEUE_URL", Lambda, None;
     /// URL of the delta queue: S3 change events (the CLI derives it from TIDEMARK_NAME).
     delta_queue_url: Option<String> = "TIDEMARK_DELTA_QUEUE_URL", Lambda, None;
+    /// URL of the restore queue: restore steps and tasks (the CLI derives it from TIDEMARK_NAME).
+    restore_queue_url: Option<String> = "TIDEMARK_RESTORE_QUEUE_URL", Lambda, None;
     /// Objects smaller than this many bytes are packed; larger ones are copied server-side.
     small_object_threshold: u64 = "TIDEMARK_SMALL_OBJECT_THRESHOLD", All, 1024 * 1024;
     /// A pack is closed once it holds this many bytes.
@@ -163,6 +165,10 @@ settings! {
     batch_objects: usize = "TIDEMARK_BATCH_OBJECTS", All, 10_000;
     /// Objects per partition when a seed run is planned.
     target_objects: u64 = "TIDEMARK_TARGET_OBJECTS", All, 100_000;
+    /// The most objects one restore task covers.
+    restore_task_objects: u64 = "TIDEMARK_RESTORE_TASK_OBJECTS", All, 5_000;
+    /// The most packed bytes one restore task covers (large objects are copied server-side).
+    restore_task_bytes: u64 = "TIDEMARK_RESTORE_TASK_BYTES", All, 1024 * 1024 * 1024;
     /// Seconds a task lease lasts without a checkpoint.
     lease_seconds: i64 = "TIDEMARK_LEASE_SECONDS", All, 60;
     /// Seconds a seed plan step works before it hands the rest to a fresh message.
@@ -205,6 +211,8 @@ impl Settings {
             concurrency: self.concurrency,
             batch_objects: self.batch_objects,
             target_objects: self.target_objects,
+            restore_task_objects: self.restore_task_objects,
+            restore_task_bytes: self.restore_task_bytes,
             lease_seconds: self.lease_seconds,
             compress: self.compress,
             scheduler: self.prefix_ceiling_rps.map(|ceiling| EngineConfig::scheduler_for(ceiling, self.backup_share)),

@@ -4,6 +4,8 @@
 //! `end` exclusive (`None` means the end). Cuts prefer prefix boundaries (a change of the
 //! `/`-separated parent) within a slack of the target, so one partition rarely splits a directory.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// A contiguous key range of the source bucket, with what the plan knew of its contents.
@@ -104,6 +106,25 @@ impl Planner {
         self.done.push(self.cur);
         self.done
     }
+}
+
+/// Orders task ids round-robin across top-level prefixes so one throttled prefix never blocks the queue.
+pub fn interleave(partitions: &[Partition], ids: Vec<String>) -> Vec<String> {
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (p, id) in partitions.iter().zip(ids) {
+        let top = p.start.split('/').next().unwrap_or("").to_string();
+        groups.entry(top).or_default().push(id);
+    }
+    let mut queues: Vec<std::collections::VecDeque<String>> = groups.into_values().map(Into::into).collect();
+    let mut out = Vec::new();
+    while queues.iter().any(|q| !q.is_empty()) {
+        for q in queues.iter_mut() {
+            if let Some(id) = q.pop_front() {
+                out.push(id);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

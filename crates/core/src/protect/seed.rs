@@ -3,13 +3,12 @@
 //! Planning is resumable: a run stays in `Planning` until its task list is recorded, and task
 //! ids are derived from the run and the partition bounds, so a retried seeder creates nothing twice.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::control::{Counters, RunRecord, RunState, TaskRecord};
 use crate::domain::{new_id, stable_id};
 use crate::engine::Engine;
-use crate::plan::partition::{Partition, PlanTargets};
+use crate::plan::partition::{interleave, Partition, PlanTargets};
 use crate::ports::ObjectStore;
 use crate::protocol::messages::TaskMessage;
 use crate::{Error, Result};
@@ -156,6 +155,7 @@ pub(crate) fn new_task(run: &RunRecord, partition: &Partition) -> TaskRecord {
         lease_expires: None,
         attempts: 0,
         counters: Counters::default(),
+        offsets: Default::default(),
     }
 }
 
@@ -231,25 +231,6 @@ pub async fn enqueue_unfinished(engine: &Engine, run: &RunRecord) -> Result<usiz
         engine.queue.send(&engine.queues.work, &task_message(&run.run_id, id), 0).await?;
     }
     Ok(order.len())
-}
-
-/// Orders task ids round-robin across top-level prefixes so one throttled prefix never blocks the queue.
-pub(crate) fn interleave(partitions: &[Partition], ids: Vec<String>) -> Vec<String> {
-    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (p, id) in partitions.iter().zip(ids) {
-        let top = p.start.split('/').next().unwrap_or("").to_string();
-        groups.entry(top).or_default().push(id);
-    }
-    let mut queues: Vec<std::collections::VecDeque<String>> = groups.into_values().map(Into::into).collect();
-    let mut out = Vec::new();
-    while queues.iter().any(|q| !q.is_empty()) {
-        for q in queues.iter_mut() {
-            if let Some(id) = q.pop_front() {
-                out.push(id);
-            }
-        }
-    }
-    out
 }
 
 /// Plans partitions by listing (`listing::plan`): prefixes found with the delimiter are listed

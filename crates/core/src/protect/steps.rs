@@ -27,9 +27,10 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use crate::control::{RunRecord, RunState, SeedPlan};
 use crate::engine::Engine;
 use crate::plan::inventory::FileSummary;
+use crate::plan::partition::interleave;
 use crate::plan::partition::{Partition, PlanTargets};
 use crate::ports::{Fetch, PutOptions};
-use crate::protect::seed::{interleave, new_task, read_options, task_id, task_message, with_inventory, Seeded, SUMMARY_SORT_BUDGET};
+use crate::protect::seed::{new_task, read_options, task_id, task_message, with_inventory, Seeded, SUMMARY_SORT_BUDGET};
 use crate::protocol::messages::{StepKind, StepMessage};
 use crate::{Error, Result};
 

@@ -9,9 +9,12 @@
 use std::time::Duration;
 
 use crate::engine::Engine;
+use crate::ports::Targets;
 use crate::protect::steps::handle_step;
 use crate::protect::worker::{process_task, requeue_deferred, TaskOutcome};
-use crate::protocol::messages::{parse_work_message, WorkMessage};
+use crate::protocol::messages::{parse_restore_message, parse_work_message, RestoreMessage, RestoreStepKind, WorkMessage};
+use crate::restore::plan::{self, TaskLimits};
+use crate::restore::task::{self as restore_task, TaskOutcome as RestoreTaskOutcome};
 use crate::Error;
 
 /// How long a busy task's message waits before it is tried again: about the time a live worker
@@ -32,6 +35,15 @@ pub enum Disposition {
     /// Cannot be handled: the queue's retries and then its dead-letter queue take it. `message`
     /// is the parsed message, or `None` when the body is not a message at all.
     Failed { error: Error, message: Option<WorkMessage> },
+}
+
+/// What the restore queue should do with a message (as [`Disposition`]; `restore_id` names the
+/// run of a failed message that parsed).
+#[derive(Debug)]
+pub enum RestoreDisposition {
+    Done,
+    Retry { after: Duration, reason: String },
+    Failed { error: Error, restore_id: Option<String> },
 }
 
 fn from_error(error: Error, message: Option<WorkMessage>) -> Disposition {
@@ -85,4 +97,61 @@ pub async fn dispatch(engine: &Engine, id: &str, body: &str, owner: &str) -> Dis
         Disposition::Done => {}
     }
     disposition
+}
+
+/// Handles one restore-queue message: a step of a run (plan, enqueue, finish) or one of its
+/// tasks. `targets` gives the store each run writes its target with.
+pub async fn dispatch_restore(engine: &Engine, targets: &dyn Targets, id: &str, body: &str, owner: &str) -> RestoreDisposition {
+    let message = match parse_restore_message(body) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(message_id = %id, error = %e, transient = e.is_transient(), "malformed restore message");
+            return restore_from_error(e, None);
+        }
+    };
+    let run_id = message.restore_id().to_string();
+    let limits = TaskLimits { objects: engine.config.restore_task_objects, bytes: engine.config.restore_task_bytes };
+    let budget = Duration::from_secs(engine.config.step_seconds);
+    let result = match &message {
+        RestoreMessage::Step(step) => match step.step {
+            RestoreStepKind::Plan => plan::plan(engine, &run_id, limits, budget).await.map(|o| format!("{o:?}")),
+            RestoreStepKind::Enqueue => plan::enqueue(engine, &run_id, budget).await.map(|o| format!("{o:?}")),
+            RestoreStepKind::Finish => plan::finish(engine, targets, &run_id).await.map(|o| format!("{o:?}")),
+        },
+        RestoreMessage::Task(task) => match restore_task::process(engine, targets, task, owner).await {
+            Ok(RestoreTaskOutcome::Busy) => {
+                return RestoreDisposition::Retry {
+                    after: BUSY_RETRY,
+                    reason: format!("restore task {} is leased by another live worker", task.task_id),
+                }
+            }
+            Ok(outcome) => Ok(format!("{outcome:?}")),
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(outcome) => {
+            tracing::info!(message_id = %id, restore_id = %run_id, %outcome, "restore message handled");
+            RestoreDisposition::Done
+        }
+        Err(e) => {
+            tracing::warn!(message_id = %id, restore_id = %run_id, error = %e, transient = e.is_transient(), "restore message failed");
+            if !e.is_transient() {
+                // A step or task that cannot succeed keeps the run from ever ending: it fails now,
+                // naming why, rather than waiting for an operator to read the dead-letter queue.
+                if let Err(f) = crate::restore::run::fail(engine, &run_id, &format!("{message:?} failed: {e}")).await {
+                    tracing::error!(restore_id = %run_id, error = %f, "could not mark the restore failed");
+                }
+            }
+            restore_from_error(e, Some(run_id))
+        }
+    }
+}
+
+fn restore_from_error(error: Error, restore_id: Option<String>) -> RestoreDisposition {
+    if error.is_transient() {
+        RestoreDisposition::Retry { after: TRANSIENT_RETRY, reason: error.to_string() }
+    } else {
+        RestoreDisposition::Failed { error, restore_id }
+    }
 }

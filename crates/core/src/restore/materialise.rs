@@ -10,75 +10,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
-use serde::{Deserialize, Serialize};
 
 use crate::domain::{CaptureRecord, Location};
 use crate::engine::Engine;
 use crate::ports::{Fetch, ObjectRef, ObjectStore, PutOptions};
+use crate::restore::request::{RestoreMode, RestoreReport, RestoreRequest};
 use crate::restore::resolve::resolve;
 use crate::vault::pack::decode_blob;
 use crate::vault::point::{point_for, RecoveryPoint};
 use crate::vault::{self, segment};
 use crate::{Error, Result};
-
-/// How a restore writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RestoreMode {
-    /// Into an empty or new target.
-    Copy,
-    /// In place: rewrite changed keys, optionally delete keys born after T.
-    Rollback,
-}
-
-impl std::str::FromStr for RestoreMode {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "copy" => Ok(RestoreMode::Copy),
-            "rollback" => Ok(RestoreMode::Rollback),
-            other => Err(Error::Invalid(format!("restore mode '{other}' is not one of: copy, rollback"))),
-        }
-    }
-}
-
-/// A restore request, as the CLI, the REST API and console test events give it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RestoreRequest {
-    pub source_bucket: String,
-    #[serde(default)]
-    pub prefix: String,
-    pub as_of: DateTime<Utc>,
-    pub target_bucket: String,
-    #[serde(default)]
-    pub target_prefix: String,
-    #[serde(default = "default_mode")]
-    pub mode: RestoreMode,
-    /// In rollback mode, delete keys that did not exist at T.
-    #[serde(default)]
-    pub delete_newer: bool,
-    #[serde(default)]
-    pub dry_run: bool,
-}
-
-fn default_mode() -> RestoreMode {
-    RestoreMode::Copy
-}
-
-/// What a restore did (or, for a dry run, would do).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct RestoreReport {
-    pub objects: u64,
-    pub bytes: u64,
-    pub verified: u64,
-    pub failed: u64,
-    pub deleted: u64,
-    pub unchanged: u64,
-    pub recovery_point: Option<DateTime<Utc>>,
-    pub dry_run: bool,
-    /// Keys that failed, with the reason (at most 100 are kept).
-    pub failures: Vec<(String, String)>,
-}
 
 /// Resolves the state of `prefix` at `as_of` from the recovery point that covers it.
 pub async fn load_state(

@@ -180,6 +180,9 @@ impl ObjectStore for PacedStore {
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
         self.send(|| self.inner.delete(bucket, key)).await
     }
+    async fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
+        self.send(|| self.inner.delete_many(bucket, keys)).await
+    }
 }
 
 #[cfg(test)]

@@ -160,6 +160,173 @@ pub async fn read_many(
     stream::iter(keys).map(|k| async move { read(vault, vault_bucket, &k).await }).buffered(concurrency.max(1)).try_collect().await
 }
 
+/// Reads a segment's records in order, one chunk (a ranged GET) at a time, so that memory stays
+/// at one chunk whatever the segment's size.
+///
+/// A stream opened at the start of the body hashes every byte it reads and, once it reaches the
+/// end, checks the body's SHA-256 and record count against the header: a damaged segment is an
+/// error, never silently shorter. A stream opened at an offset (a restore task resuming inside a
+/// segment the planner has already verified) skips that check.
+pub struct SegmentStream<'a> {
+    vault: &'a dyn ObjectStore,
+    vault_bucket: &'a str,
+    key: String,
+    meta: SegmentMeta,
+    sha256: String,
+    /// The object's size in bytes.
+    size: u64,
+    /// The offset of the first byte not yet fetched.
+    fetched: u64,
+    /// Fetched bytes not yet parsed, starting at `offset`.
+    buf: Vec<u8>,
+    /// The offset of the next record not yet returned.
+    offset: u64,
+    chunk: u64,
+    /// The running hash of the body, when the stream started at the body's start.
+    hasher: Option<Sha256>,
+    records: u64,
+}
+
+impl<'a> SegmentStream<'a> {
+    /// Opens a segment at the start of its body (verified when read to the end).
+    pub async fn open(vault: &'a dyn ObjectStore, vault_bucket: &'a str, key: &str, chunk: u64) -> Result<Self> {
+        Self::open_at(vault, vault_bucket, key, None, chunk).await
+    }
+
+    /// Opens a segment at `offset` (an offset an earlier stream's [`SegmentStream::offset`] gave),
+    /// or at the start of its body when `None`.
+    pub async fn open_at(vault: &'a dyn ObjectStore, vault_bucket: &'a str, key: &str, offset: Option<u64>, chunk: u64) -> Result<Self> {
+        let bad = |d: String| Error::corrupt(format!("segment {key}"), d);
+        let Some(info) = vault.head(vault_bucket, key, None).await? else {
+            return Err(bad("named by a recovery point but missing from the vault".into()));
+        };
+        let chunk = chunk.max(4096);
+        // The header line is short (a few hundred bytes); read until its newline.
+        let mut head = Vec::new();
+        let nl = loop {
+            let from = head.len() as u64;
+            if from >= info.size {
+                return Err(bad("no header line".into()));
+            }
+            let part = vault.get_range(vault_bucket, key, None, from, chunk.min(info.size - from)).await?;
+            if part.is_empty() {
+                return Err(bad("ends inside its header line".into()));
+            }
+            head.extend_from_slice(&part);
+            if let Some(nl) = head.iter().position(|b| *b == b'\n') {
+                break nl;
+            }
+        };
+        let header: Header = serde_json::from_slice(&head[..nl]).map_err(|e| bad(format!("header: {e}")))?;
+        if header.format != "tidemark-segment" || header.version != 1 {
+            return Err(bad(format!("unsupported format {} v{}", header.format, header.version)));
+        }
+        let body_start = nl as u64 + 1;
+        let mut stream = SegmentStream {
+            vault,
+            vault_bucket,
+            key: key.to_string(),
+            meta: header.meta,
+            sha256: header.sha256,
+            size: info.size,
+            fetched: head.len() as u64,
+            buf: head.split_off(nl + 1),
+            offset: body_start,
+            chunk,
+            hasher: Some(Sha256::new()),
+            records: 0,
+        };
+        if let Some(h) = stream.hasher.as_mut() {
+            h.update(&stream.buf);
+        }
+        match offset {
+            Some(at) if at > body_start => {
+                if at > stream.size {
+                    return Err(bad(format!("offset {at} is past its end ({} bytes)", stream.size)));
+                }
+                // Resuming inside the body: what came before was verified by whoever gave the offset.
+                stream.hasher = None;
+                stream.offset = at;
+                if at <= stream.fetched {
+                    stream.buf.drain(..(at - body_start) as usize);
+                } else {
+                    stream.buf.clear();
+                    stream.fetched = at;
+                }
+            }
+            _ => {}
+        }
+        Ok(stream)
+    }
+
+    /// The segment's header.
+    pub fn meta(&self) -> &SegmentMeta {
+        &self.meta
+    }
+
+    /// The segment's key in the vault.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The offset of the next record not yet returned (for [`SegmentStream::open_at`]).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next record, or `None` at the end (after checking the body's hash and count when
+    /// the stream read the whole body).
+    pub async fn next(&mut self) -> Result<Option<CaptureRecord>> {
+        loop {
+            if let Some(nl) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=nl).collect();
+                self.offset += line.len() as u64;
+                if line.len() == 1 {
+                    continue;
+                }
+                self.records += 1;
+                let rec = serde_json::from_slice(&line[..line.len() - 1])
+                    .map_err(|e| Error::corrupt(format!("segment {}", self.key), format!("record at byte {}: {e}", self.offset)))?;
+                return Ok(Some(rec));
+            }
+            if self.fetched >= self.size {
+                if !self.buf.is_empty() {
+                    return Err(Error::corrupt(format!("segment {}", self.key), "the last record has no newline"));
+                }
+                self.finish()?;
+                return Ok(None);
+            }
+            let len = self.chunk.min(self.size - self.fetched);
+            let part = self.vault.get_range(self.vault_bucket, &self.key, None, self.fetched, len).await?;
+            if part.is_empty() {
+                return Err(Error::corrupt(
+                    format!("segment {}", self.key),
+                    format!("ends at byte {}, not at {}", self.fetched, self.size),
+                ));
+            }
+            if let Some(h) = self.hasher.as_mut() {
+                h.update(&part);
+            }
+            self.fetched += part.len() as u64;
+            self.buf.extend_from_slice(&part);
+        }
+    }
+
+    /// Checks hash and count once a stream that started at the body's start reached the end.
+    fn finish(&mut self) -> Result<()> {
+        let Some(h) = self.hasher.take() else { return Ok(()) };
+        let bad = |d: String| Error::corrupt(format!("segment {}", self.key), d);
+        let actual = hex::encode(h.finalize());
+        if actual != self.sha256 {
+            return Err(bad(format!("body sha256 {actual} does not match header {}", self.sha256)));
+        }
+        if self.records != self.meta.count {
+            return Err(bad(format!("{} records, header says {}", self.records, self.meta.count)));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

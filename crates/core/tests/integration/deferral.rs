@@ -65,7 +65,7 @@ async fn world() -> anyhow::Result<(Engine, Arc<HookedStore<Throttling>>, TaskMe
         queue,
         clock: Arc::new(SystemClock),
         config,
-        queues: QueueUrls { work: "work".into(), delta: "delta".into() },
+        queues: QueueUrls { work: "work".into(), delta: "delta".into(), restore: "restore".into() },
     };
     let seeded = seed(&engine, "src", "", PlanSource::Listing(PlanTargets::default())).await?;
     assert_eq!(seeded.run.task_total(), 1);

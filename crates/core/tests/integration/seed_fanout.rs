@@ -32,7 +32,7 @@ fn engine(step_seconds: u64) -> (Engine, Arc<MemQueue>) {
         queue: queue.clone(),
         clock: Arc::new(SystemClock),
         config,
-        queues: QueueUrls { work: "work".into(), delta: "delta".into() },
+        queues: QueueUrls { work: "work".into(), delta: "delta".into(), restore: "restore".into() },
     };
     (engine, queue)
 }

@@ -1,15 +1,17 @@
-//! The restore function: runs a restore request from the REST API or a console test event.
+//! The restore function: restore steps and tasks from the restore queue (partial batch
+//! responses), and restore requests from a console test event.
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use tidemark_core::restore::RestoreRequest;
 use tidemark_lambda::{init_logging, restore_handler, LambdaConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
     let config = LambdaConfig::from_env()?;
-    let engine = config.engine().await;
-    let engine = &engine;
-    run(service_fn(move |event: LambdaEvent<RestoreRequest>| async move { Ok::<_, Error>(restore_handler(engine, event.payload).await?) }))
-        .await
+    let (engine, targets) = config.engine_and_targets().await;
+    let (engine, targets) = (&engine, targets.as_ref());
+    run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
+        Ok::<_, Error>(restore_handler(engine, targets, event.payload, &event.context.request_id).await?)
+    }))
+    .await
 }

@@ -1,0 +1,82 @@
+//! The restore queue driven in this process, as the restore function would drive it: what the
+//! CLI's `restore --wait` and the engine's tests run.
+//!
+//! Several loops each receive one message at a time and hand it to [`dispatch_restore`]; a done
+//! message is deleted, a retried one made visible again after its delay, a failed one left for
+//! the queue's retries and dead-letter queue (its run is already marked failed). A monitor reads
+//! the run's status every half second for the caller and stops the loops once the run ended.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use crate::engine::Engine;
+use crate::ports::Targets;
+use crate::protocol::dispatch::{dispatch_restore, RestoreDisposition};
+use crate::restore::run::{self, RestoreStatus};
+use crate::Result;
+
+/// How often the monitor reads the run's status.
+const STATUS_EVERY: Duration = Duration::from_millis(500);
+
+/// Handles restore-queue messages with `workers` loops until run `id` ends; calls `on_status`
+/// with each status read, and returns the last one.
+pub async fn drive_restore(
+    engine: &Engine,
+    targets: &dyn Targets,
+    id: &str,
+    workers: usize,
+    owner: &str,
+    mut on_status: impl FnMut(&RestoreStatus),
+) -> Result<RestoreStatus> {
+    let stop = AtomicBool::new(false);
+    let visibility = (engine.config.lease_seconds * 2).clamp(10, 43_200) as i32;
+    let worker = |i: usize| {
+        let (stop, owner) = (&stop, format!("{owner}-{i}"));
+        async move {
+            while !stop.load(Ordering::SeqCst) {
+                let msgs = engine.queue.receive(&engine.queues.restore, 1, 1, visibility).await?;
+                if msgs.is_empty() {
+                    // A queue that answers at once when empty (not every queue long-polls) must
+                    // not keep this loop from yielding to the others and to the monitor.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                for m in msgs {
+                    match dispatch_restore(engine, targets, &m.id, &m.body, &owner).await {
+                        RestoreDisposition::Done => engine.queue.delete(&engine.queues.restore, &m.receipt).await?,
+                        RestoreDisposition::Retry { after, .. } => {
+                            let seconds = after.as_secs_f64().ceil().clamp(0.0, 43_200.0) as i32;
+                            engine.queue.change_visibility(&engine.queues.restore, &m.receipt, seconds).await?;
+                        }
+                        RestoreDisposition::Failed { .. } => {}
+                    }
+                }
+            }
+            Result::Ok(())
+        }
+    };
+    let monitor = async {
+        let status = loop {
+            let status = run::status(engine, id).await;
+            match status {
+                Ok(s) => {
+                    on_status(&s);
+                    if s.run.state.is_final() {
+                        break Ok(s);
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+            tokio::time::sleep(STATUS_EVERY).await;
+        };
+        stop.store(true, Ordering::SeqCst);
+        status
+    };
+    let loops = join_all((0..workers.max(1)).map(worker));
+    let (status, results) = tokio::join!(monitor, loops);
+    for r in results {
+        r?;
+    }
+    status
+}
