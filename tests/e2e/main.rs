@@ -1,5 +1,6 @@
 //! End-to-end tests of the tidemark CLI on the local stack (moto server started by each test).
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -27,6 +28,94 @@ async fn fill(endpoint: &str, bucket: &str, n: usize) -> Result<()> {
             r?;
         }
     }
+    Ok(())
+}
+
+/// A restore killed with SIGKILL at any moment (three times, at different points) and resumed
+/// ends with the target exactly equal to the state at T, no object written more than twice
+/// (the batch in flight at a kill), and its status saying so.
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_killed_with_sigkill_resumes_to_the_exact_state() -> Result<()> {
+    let moto = harness::start_moto()?;
+    let ep = moto.endpoint.as_str();
+    let env = vec![
+        ("TIDEMARK_RESTORE_TASK_OBJECTS", "40".to_string()),
+        ("TIDEMARK_CONCURRENCY", "2".to_string()),
+        ("TIDEMARK_LEASE_SECONDS", "3".to_string()),
+    ];
+    tidemark_json(ep, &env, &["init", "--local", "--vault", "s3://rk-vault", "--json"])?;
+    fill(ep, "rk-src", 600).await?;
+    let p = tidemark_json(ep, &env, &["protect", "--source", "s3://rk-src", "--vault", "s3://rk-vault", "--wait", "--json"])?;
+    let point = p["recovery_point"].as_str().expect("a point").to_string();
+    let c = s3(ep).await;
+    // A versioned target counts every write of a key.
+    c.create_bucket().bucket("rk-target").send().await?;
+    c.put_bucket_versioning()
+        .bucket("rk-target")
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder().status(aws_sdk_s3::types::BucketVersioningStatus::Enabled).build(),
+        )
+        .send()
+        .await?;
+    let started = tidemark_json(
+        ep,
+        &env,
+        &["restore", "--source", "s3://rk-src", "--vault", "s3://rk-vault", "--as-of", &point, "--to", "s3://rk-target", "--json"],
+    )?;
+    let id = started["restore_id"].as_str().expect("a restore id").to_string();
+    assert_eq!(started["state"], "planning", "{started}");
+    let mut kills = 0usize;
+    for ms in [1500u64, 3000, 4500] {
+        let mut cmd = tidemark_e2e::local_command(ep, &env);
+        cmd.args(["restore", "resume", &id, "--vault", "s3://rk-vault", "--wait", "--json"]).stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = cmd.spawn()?;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let finished = child.try_wait()?.is_some();
+        child.kill()?;
+        child.wait()?;
+        if finished {
+            break;
+        }
+        kills += 1;
+    }
+    assert!(kills > 0, "no run was killed mid-restore; the test needs a bigger bucket");
+    let done = tidemark_json(ep, &env, &["restore", "resume", &id, "--vault", "s3://rk-vault", "--wait", "--json"])?;
+    assert_eq!((done["state"].as_str(), done["failed"].as_u64()), (Some("done"), Some(0)), "{done}");
+    assert_eq!((done["objects"].as_u64(), done["verified"].as_u64()), (Some(600), Some(600)), "{done}");
+    let status = tidemark_json(ep, &env, &["restore", "status", &id, "--vault", "s3://rk-vault", "--json"])?;
+    assert_eq!(status["state"], "done", "{status}");
+    let want = tidemark_e2e::snapshot(&c, "rk-src", "").await?;
+    let got = tidemark_e2e::snapshot(&c, "rk-target", "").await?;
+    let mismatches = tidemark_e2e::diff(&want, &got);
+    assert!(mismatches.is_empty(), "the target differs from the state at T: {:?}", &mismatches[..mismatches.len().min(10)]);
+    let mut writes: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut key_marker, mut version_marker) = (None, None);
+    loop {
+        let page = c
+            .list_object_versions()
+            .bucket("rk-target")
+            .set_key_marker(key_marker.take())
+            .set_version_id_marker(version_marker.take())
+            .send()
+            .await?;
+        for v in page.versions() {
+            *writes.entry(v.key().unwrap_or_default().to_string()).or_default() += 1;
+        }
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = page.next_key_marker().map(String::from);
+        version_marker = page.next_version_id_marker().map(String::from);
+    }
+    // Only the batches in flight at a kill are written again: one batch per worker (4, of at most
+    // 40 objects, one task each) per kill, and a key at most once more per kill.
+    let writes: BTreeMap<String, usize> = writes.into_iter().filter(|(k, _)| !k.contains(".tidemark-restore/")).collect();
+    assert_eq!(writes.len(), 600);
+    let too_often: Vec<_> = writes.iter().filter(|(_, n)| **n > 1 + kills).collect();
+    assert!(too_often.is_empty(), "keys written more than once per kill: {too_often:?}");
+    let again = writes.values().filter(|n| **n > 1).count();
+    assert!(again <= kills * 4 * 40, "{again} keys written again after {kills} kills; at most {} were in flight", kills * 4 * 40);
+    eprintln!("{kills} kills: {again} of 600 keys written more than once");
     Ok(())
 }
 

@@ -156,7 +156,17 @@ pub async fn process(engine: &Engine, targets: &dyn Targets, msg: &RestoreTaskMe
             tracing::info!(restore_id = %msg.restore_id, task_id = %msg.task_id, objects = lease.task.counters.objects, "restore task done");
             return Ok(TaskOutcome::Finished(lease.task.counters));
         };
-        let counters = apply(engine, target.as_ref(), &run, &actions, &mut samples).await?;
+        // A batch can outlast the lease (large copies, a slow target): the lease is renewed while
+        // it runs, so that no second worker takes the task and writes the same keys again.
+        let renew_every = std::time::Duration::from_millis((cfg.lease_seconds.max(1) as u64 * 1000) / 3);
+        let work = apply(engine, target.as_ref(), &run, &actions, &mut samples);
+        tokio::pin!(work);
+        let counters = loop {
+            tokio::select! {
+                c = &mut work => break c?,
+                _ = tokio::time::sleep(renew_every) => commit(engine, &mut lease).await?,
+            }
+        };
         lease.task.counters.add(&counters);
         lease.task.cursor = Some(last);
         lease.task.batch += 1;
