@@ -1,10 +1,11 @@
-//! `make bench`: tidemark's protect throughput against `s5cmd cp` on SeaweedFS, and the S3 Inventory reader against `zcat`; prints a Markdown report on stdout.
+//! `make bench`: tidemark's protect and restore throughput against `s5cmd cp` on SeaweedFS, the S3 Inventory reader against `zcat`, and the restore planner's time and memory; prints a Markdown report on stdout.
 //!
 //! This is a benchmark, not a test: figures are reported, never asserted. It exits non-zero only
 //! when a correctness check fails (a wrong object or row count) or a step cannot run. Progress
 //! goes to stderr so that stdout holds the report alone (`make bench` tees it into
 //! bench-report.md). Sizes can be lowered for a quick look with `TIDEMARK_BENCH_OBJECTS`,
-//! `TIDEMARK_BENCH_RUNS` and `TIDEMARK_BENCH_INVENTORY_ROWS`; the report states what was run.
+//! `TIDEMARK_BENCH_RUNS`, `TIDEMARK_BENCH_INVENTORY_ROWS` and `TIDEMARK_BENCH_RESTORE_RECORDS`;
+//! the report states what was run.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,8 @@ struct Config {
     objects: usize,
     runs: usize,
     inventory_rows: u64,
+    /// Capture records of the larger restore-planner vault (the smaller has a tenth).
+    restore_records: u64,
     exe_dir: PathBuf,
 }
 
@@ -57,12 +60,17 @@ fn main() -> ExitCode {
         env_or("TIDEMARK_BENCH_OBJECTS", 10_000usize),
         env_or("TIDEMARK_BENCH_RUNS", 3usize),
         env_or("TIDEMARK_BENCH_INVENTORY_ROWS", 10_000_000u64),
+        env_or("TIDEMARK_BENCH_RESTORE_RECORDS", 1_000_000u64),
     ) {
-        (Ok(objects), Ok(runs), Ok(inventory_rows)) => {
-            Config { objects: objects.max(1), runs: runs.max(1), inventory_rows: inventory_rows.max(1), exe_dir }
-        }
-        (a, b, c) => {
-            for e in [a.err(), b.err(), c.err()].into_iter().flatten() {
+        (Ok(objects), Ok(runs), Ok(inventory_rows), Ok(restore_records)) => Config {
+            objects: objects.max(1),
+            runs: runs.max(1),
+            inventory_rows: inventory_rows.max(1),
+            restore_records: restore_records.max(10),
+            exe_dir,
+        },
+        (a, b, c, d) => {
+            for e in [a.err(), b.err(), c.err(), d.err()].into_iter().flatten() {
                 eprintln!("bench: {e}");
             }
             return ExitCode::FAILURE;
@@ -97,6 +105,15 @@ async fn bench(cfg: &Config) -> ExitCode {
         Err(e) => {
             failures.push(format!("the inventory benchmark could not run: {e:#}"));
             format!("## 2. S3 Inventory reader and planner\n\nNot measured: {e:#}\n")
+        }
+    };
+    println!("{section}");
+
+    let section = match restore_plan_section(cfg, &mut failures) {
+        Ok(s) => s,
+        Err(e) => {
+            failures.push(format!("the restore planner benchmark could not run: {e:#}"));
+            format!("## 3. Restore planner\n\nNot measured: {e:#}\n")
         }
     };
     println!("{section}");
@@ -589,6 +606,78 @@ fn stat_fields(stat: &str) -> Option<(String, char, u32)> {
 }
 
 /// Runs the inventory benchmark binary at 1 million rows and at the configured size.
+/// The restore planner at 100,000 and 1,000,000 capture records (synthetic vaults on SeaweedFS):
+/// time to plan and the planning process's peak RSS, whose ratio shows whether memory grows with
+/// the records.
+fn restore_plan_section(cfg: &Config, failures: &mut Vec<String>) -> Result<String> {
+    let bin = cfg.exe_dir.join("tidemark-restore-plan-bench");
+    if !bin.exists() {
+        bail!("{} is missing; build it with `cargo build --release -p tidemark-e2e --bins`", bin.display());
+    }
+    let weed = start_seaweedfs().context("starting SeaweedFS")?;
+    let sizes = [cfg.restore_records / 10, cfg.restore_records];
+    let mut results: Vec<Value> = Vec::new();
+    for n in sizes {
+        eprintln!("bench: restore planner at {n} capture records");
+        let out = Command::new(&bin)
+            .args([&n.to_string(), "--endpoint", &weed.endpoint])
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("running {}", bin.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            bail!("{} {n} failed: {}", bin.display(), text.trim());
+        }
+        let v: Value = serde_json::from_str(text.trim()).with_context(|| format!("parsing {text}"))?;
+        if v["objects"].as_u64() != Some(n) {
+            failures.push(format!("restore planner at {n}: planned {} objects", v["objects"]));
+        }
+        results.push(v);
+    }
+    stop_watched_servers();
+    drop(weed);
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let mib = |v: &Value, k: &str| f(v, k) / (1024.0 * 1024.0);
+    let mut s = String::new();
+    let _ = writeln!(s, "## 3. Restore planner\n");
+    let _ = writeln!(
+        s,
+        "A synthetic vault on SeaweedFS per size: seed segments of 10,000 disjoint keys each, plus 20 delta segments of 100 overwrites \
+         spread over the whole key space (open for the whole merge), and a recovery point naming them all. A child process of \
+         `{} N --endpoint <seaweedfs>` plans a restore of the whole bucket in one step (tasks of 5,000 objects, every segment read to \
+         its end and verified); its peak RSS (VmHWM) is the planner's.\n",
+        bin.display()
+    );
+    let _ = writeln!(s, "| capture records | plan s | records/s | peak RSS MiB | RSS before planning MiB | tasks | segments verified |");
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|");
+    for v in &results {
+        let _ = writeln!(
+            s,
+            "| {} | {:.2} | {:.0} | {:.1} | {:.1} | {} | {} |",
+            v["records"],
+            f(v, "secs"),
+            f(v, "records") / f(v, "secs"),
+            mib(v, "peak_rss"),
+            mib(v, "base_rss"),
+            v["tasks"],
+            v["segments_verified"]
+        );
+    }
+    if let [small, large] = results.as_slice() {
+        let _ = writeln!(
+            s,
+            "\nPeak RSS at {} ÷ at {} records: **{:.2}** (target ≤ 1.3). Time to plan {} records: **{:.1} s** (target ≤ 10 s).",
+            large["records"],
+            small["records"],
+            f(large, "peak_rss") / f(small, "peak_rss"),
+            large["records"],
+            f(large, "secs")
+        );
+    }
+    Ok(s)
+}
+
 fn inventory_section(cfg: &Config, failures: &mut Vec<String>) -> Result<String> {
     let bin = cfg.exe_dir.join("inventory_bench");
     if !bin.exists() {
