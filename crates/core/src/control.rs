@@ -190,6 +190,28 @@ pub struct TaskRecord {
     pub offsets: std::collections::BTreeMap<String, u64>,
 }
 
+impl TaskRecord {
+    /// A new task of `run_id` over `partition`: not started, unleased, nothing counted.
+    pub fn new(task_id: String, run_id: &str, source_bucket: &str, prefix: &str, partition: Partition) -> Self {
+        TaskRecord {
+            task_id,
+            run_id: run_id.into(),
+            source_bucket: source_bucket.into(),
+            prefix: prefix.into(),
+            partition,
+            done: false,
+            cursor: None,
+            batch: 0,
+            lease_owner: None,
+            lease_token: 0,
+            lease_expires: None,
+            attempts: 0,
+            counters: Counters::default(),
+            offsets: Default::default(),
+        }
+    }
+}
+
 /// One registered segment with the cursor its batch reached (seed) — the exactly-once fence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegmentSlot {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::control::{Counters, RunRecord, RunState, TaskRecord};
+use crate::control::{RunRecord, RunState, TaskRecord};
 use crate::domain::{new_id, stable_id};
 use crate::engine::Engine;
 use crate::plan::partition::{interleave, Partition, PlanTargets};
@@ -141,22 +141,7 @@ pub fn task_id(run_id: &str, partition: &Partition) -> String {
 
 /// A new task for `partition` of `run`.
 pub(crate) fn new_task(run: &RunRecord, partition: &Partition) -> TaskRecord {
-    TaskRecord {
-        task_id: task_id(&run.run_id, partition),
-        run_id: run.run_id.clone(),
-        source_bucket: run.source_bucket.clone(),
-        prefix: run.prefix.clone(),
-        partition: partition.clone(),
-        done: false,
-        cursor: None,
-        batch: 0,
-        lease_owner: None,
-        lease_token: 0,
-        lease_expires: None,
-        attempts: 0,
-        counters: Counters::default(),
-        offsets: Default::default(),
-    }
+    TaskRecord::new(task_id(&run.run_id, partition), &run.run_id, &run.source_bucket, &run.prefix, partition.clone())
 }
 
 /// The body of the work message of a task.

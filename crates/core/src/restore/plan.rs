@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::control::{Counters, TaskRecord};
+use crate::control::TaskRecord;
 use crate::domain::Location;
 use crate::engine::Engine;
 use crate::plan::partition::{interleave, Partition};
@@ -84,20 +84,8 @@ async fn plan_inner(engine: &Engine, run: &run::RestoreRun, limits: TaskLimits, 
     let (mut objects, mut bytes, mut keys) = (0u64, 0u64, 0u64);
     let control = engine.control();
     let new_task = |n: u64, start: &str, end: Option<String>, objects: u64, bytes: u64, offsets| TaskRecord {
-        task_id: task_id(n),
-        run_id: id.to_string(),
-        source_bucket: req.source_bucket.clone(),
-        prefix: req.prefix.clone(),
-        partition: Partition { start: start.to_string(), end, objects, bytes },
-        done: false,
-        cursor: None,
-        batch: 0,
-        lease_owner: None,
-        lease_token: 0,
-        lease_expires: None,
-        attempts: 0,
-        counters: Counters::default(),
         offsets,
+        ..TaskRecord::new(task_id(n), id, &req.source_bucket, &req.prefix, Partition { start: start.to_string(), end, objects, bytes })
     };
     while let Some(key) = stream.peek_key().await? {
         // A range full of deleted keys is cut too, so that a step's time is bounded by keys read.
