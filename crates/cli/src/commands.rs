@@ -14,6 +14,7 @@ use tidemark_core::control::Counters;
 use tidemark_core::engine::Engine;
 use tidemark_core::plan::partition::PlanTargets;
 use tidemark_core::protect::seed;
+use tidemark_core::restore::attributes::AttributeRequest;
 use tidemark_core::restore::{self, RestoreMode, RestoreRequest};
 use tidemark_core::vault::point;
 
@@ -35,7 +36,9 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
             let ctx = Context::load(&cli.global, settings).await;
             match cmd {
                 Command::Init { local, vault, retention_days, json } => init(&ctx, local, vault.as_deref(), retention_days, json).await,
-                Command::Protect { source, vault, inventory, workers, wait, no_events, json } => {
+                Command::Protect { source, vault, inventory, workers, wait, no_events, all_versions, json } => {
+                    let mut ctx = ctx;
+                    ctx.settings.all_versions |= all_versions;
                     protect(&ctx, &source, &vault, inventory.as_deref(), workers, wait, no_events, json).await
                 }
                 Command::Sync { source, vault, reconcile, inventory, json } => {
@@ -45,8 +48,9 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
                     compact(&ctx, &source, &vault, small_records, max_records, json).await
                 }
                 Command::Ls { url, vault, as_of, json } => ls(&ctx, &url, &vault, &as_of, json).await,
-                Command::Restore { source, vault, as_of, to, mode, delete_newer, dry_run, json } => {
-                    restore_cmd(&ctx, &source, &vault, &as_of, &to, &mode, delete_newer, dry_run, json).await
+                Command::Restore { source, vault, as_of, to, mode, delete_newer, dry_run, storage_class, object_lock, acl, json } => {
+                    let attributes = AttributeRequest { storage_class, object_lock, acl };
+                    restore_cmd(&ctx, &source, &vault, &as_of, &to, &mode, delete_newer, dry_run, attributes, json).await
                 }
                 Command::Status { source, vault, json } => status(&ctx, source.as_deref(), vault.as_deref(), json).await,
                 Command::Simulate { .. } | Command::Inventory { .. } => unreachable!("handled above"),
@@ -307,6 +311,7 @@ async fn restore_cmd(
     mode: &str,
     delete_newer: bool,
     dry_run: bool,
+    attributes: AttributeRequest,
     json: bool,
 ) -> Result<()> {
     let started = Instant::now();
@@ -324,6 +329,7 @@ async fn restore_cmd(
         mode,
         delete_newer,
         dry_run,
+        attributes,
     };
     let quiet = json;
     let progress = move |done: u64, total: u64| {
@@ -344,13 +350,28 @@ async fn restore_cmd(
         "recovery_point": r.recovery_point,
         "seconds": started.elapsed().as_secs_f64(),
         "failures": r.failures.iter().map(|(k, e)| json!({"key": k, "error": e})).collect::<Vec<_>>(),
+        "attributes_not_applied": r.attributes_not_applied,
+        "not_applied": r.not_applied.iter().map(|(k, e)| json!({"key": k, "attribute": e})).collect::<Vec<_>>(),
+        "unprotected": r.unprotected_count,
+        "unprotected_keys": r.unprotected.iter().map(|(k, e)| json!({"key": k, "reason": e})).collect::<Vec<_>>(),
     });
     print_obj(json, &out, || {
         let verb = if dry_run { "would restore" } else { "restored" };
-        format!(
+        let mut text = format!(
             "{verb} {} objects ({} bytes) into {dst}, {} verified, {} failed, {} deleted, {} unchanged",
             r.objects, r.bytes, r.verified, r.failed, r.deleted, r.unchanged
-        )
+        );
+        if r.attributes_not_applied > 0 {
+            text += &format!("; {} attributes not written, for example {}", r.attributes_not_applied, r.not_applied[0].0);
+            text += &format!(" ({})", r.not_applied[0].1);
+        }
+        if r.unprotected_count > 0 {
+            text += &format!("\n{} keys were not protected at {}:", r.unprotected_count, req.as_of.to_rfc3339());
+            for (k, reason) in r.unprotected.iter().take(20) {
+                text += &format!("\n  {k}: {reason}");
+            }
+        }
+        text
     });
     if r.failed > 0 {
         bail!("{} objects failed to restore", r.failed);

@@ -43,6 +43,9 @@ pub struct RunRecord {
     /// How many tasks the plan made, once planned.
     #[serde(default)]
     pub task_count: u64,
+    /// True when the run captures every version and delete marker, not only current versions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_versions: bool,
 }
 
 impl RunRecord {
@@ -133,6 +136,9 @@ pub struct Counters {
     pub failed: u64,
     pub vault_requests: u64,
     pub source_requests: u64,
+    /// Objects found in an archive tier: recorded as archived, their bytes not captured.
+    #[serde(default)]
+    pub archived: u64,
 }
 
 impl Counters {
@@ -146,6 +152,7 @@ impl Counters {
         self.failed += o.failed;
         self.vault_requests += o.vault_requests;
         self.source_requests += o.source_requests;
+        self.archived += o.archived;
     }
 }
 
@@ -168,6 +175,9 @@ pub struct TaskRecord {
     pub lease_expires: Option<DateTime<Utc>>,
     pub attempts: u32,
     pub counters: Counters,
+    /// Capture every version and delete marker of the partition (the run's `all_versions`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_versions: bool,
 }
 
 /// One registered segment with the cursor its batch reached (seed) — the exactly-once fence.
@@ -201,6 +211,48 @@ pub struct RegistrySlot {
 pub fn live(slots: Vec<RegistrySlot>) -> Vec<SegmentSlot> {
     let replaced: std::collections::HashSet<String> = slots.iter().flat_map(|s| s.replaces.iter().cloned()).collect();
     slots.into_iter().filter(|s| !replaced.contains(&s.slot.meta.key)).map(|s| s.slot).collect()
+}
+
+/// A key whose change could not be captured, as the control store keeps it (one item per key of
+/// a source bucket): recovery points name it as unprotected until a later capture settles it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    pub key: String,
+    pub reason: String,
+    /// The time of the change that could not be captured (an event's time; a seed batch's time).
+    pub since: DateTime<Utc>,
+    /// What failed to capture it: `seed`, `delta` or `reconcile`.
+    pub origin: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// The event time of the first capture of the key after the failure: the state from then
+    /// on is known again, the state between `since` and `until` is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    /// True once a capture of the key at or before `since` succeeded (a retry that worked):
+    /// nothing is missing any more.
+    #[serde(default)]
+    pub resolved: bool,
+}
+
+impl FailureRecord {
+    /// True while no later capture of the key has succeeded.
+    pub fn is_open(&self) -> bool {
+        !self.resolved && self.until.is_none()
+    }
+}
+
+/// The earliest time each key's state is captured at by `records`, for settling failures:
+/// records without a location (attribute changes, archived placeholders aside) settle nothing.
+pub fn captured_times(records: &[crate::domain::CaptureRecord]) -> std::collections::HashMap<String, DateTime<Utc>> {
+    use crate::domain::CaptureKind;
+    let mut out: std::collections::HashMap<String, DateTime<Utc>> = std::collections::HashMap::new();
+    for r in records.iter().filter(|r| r.kind != CaptureKind::Put || r.location.is_some() || r.attributes.archived.is_some()) {
+        let t = r.last_modified.unwrap_or(r.event_time);
+        let e = out.entry(r.key.clone()).or_insert(t);
+        *e = (*e).min(t);
+    }
+    out
 }
 
 /// A held lease: the item version to compare against and the fencing token.
@@ -411,6 +463,88 @@ impl<'a> Control<'a> {
         match self.store.get(&pk, slot_name).await? {
             Some(item) => parse(&item),
             None => Err(Error::corrupt("segment registry", format!("{slot_name} vanished"))),
+        }
+    }
+
+    fn failures_pk(&self, bucket: &str) -> String {
+        format!("failures#{}#{bucket}", self.vault)
+    }
+
+    /// Every failure ever recorded for a source bucket that is not fully resolved, by key.
+    pub async fn failures(&self, bucket: &str) -> Result<Vec<(u64, FailureRecord)>> {
+        let items = self.store.query(&self.failures_pk(bucket), "").await?;
+        items.iter().map(|i| Ok((i.version, parse::<FailureRecord>(i)?))).filter(|r| !matches!(r, Ok((_, f)) if f.resolved)).collect()
+    }
+
+    /// Records failures of keys of `bucket`: a key without an unsettled failure gets this one;
+    /// a key whose failure is still open keeps its earlier one (the state is unknown from then).
+    /// Seed failures are also kept on their run ([`Control::run_failures`]).
+    pub async fn record_failures(&self, bucket: &str, failures: &[FailureRecord]) -> Result<()> {
+        let pk = self.failures_pk(bucket);
+        for f in failures {
+            loop {
+                let won = match self.store.get(&pk, &f.key).await? {
+                    None => self.store.put_new(&pk, &f.key, &body(f), None).await?,
+                    Some(item) => {
+                        let old: FailureRecord = parse(&item)?;
+                        if old.is_open() {
+                            break;
+                        }
+                        self.store.replace(&pk, &f.key, item.version, &body(f)).await?
+                    }
+                };
+                if won {
+                    break;
+                }
+            }
+            if let Some(run) = &f.run_id {
+                let sk = format!("failure#{}", f.key);
+                self.store.put_markers(&Self::run_pk(run), &[sk], &body(f), None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles the open failures of keys that a registered segment captured (`captured`, from
+    /// [`captured_times`]): a capture at or before the failure's time resolves it; a later one
+    /// ends its unknown range there.
+    pub async fn settle_failures(&self, bucket: &str, captured: &std::collections::HashMap<String, DateTime<Utc>>) -> Result<()> {
+        if captured.is_empty() {
+            return Ok(());
+        }
+        let pk = self.failures_pk(bucket);
+        for (version, mut f) in self.failures(bucket).await? {
+            let Some(first) = captured.get(&f.key).filter(|_| f.is_open()) else { continue };
+            if first.timestamp() <= f.since.timestamp() {
+                f.resolved = true;
+            } else {
+                f.until = Some(*first);
+            }
+            // A lost race means another capture settled it first; either settles it.
+            self.store.replace(&pk, &f.key, version, &body(&f)).await?;
+        }
+        Ok(())
+    }
+
+    /// The failures kept on a seed run: (key, reason), in key order.
+    pub async fn run_failures(&self, run_id: &str) -> Result<Vec<FailureRecord>> {
+        self.store.query(&Self::run_pk(run_id), "failure#").await?.iter().map(parse).collect()
+    }
+
+    /// The latest seed run of a source and prefix, finished or not.
+    pub async fn latest_run(&self, bucket: &str, prefix: &str) -> Result<Option<RunRecord>> {
+        let Some(ptr) = self.store.get(&self.source_pk(bucket), &format!("active-run#{prefix}")).await? else {
+            return Ok(None);
+        };
+        let run_id: String = parse(&ptr)?;
+        Ok(self.get_run(&run_id).await?.map(|(_, r)| r))
+    }
+
+    /// When the bucket was first protected, if it is.
+    pub async fn protected_since(&self, bucket: &str) -> Result<Option<DateTime<Utc>>> {
+        match self.store.get(&self.source_pk(bucket), "protected").await? {
+            None => Ok(None),
+            Some(item) => Ok(Some(parse(&item)?)),
         }
     }
 

@@ -113,6 +113,7 @@ async fn stepwise_inventory_seed_through_the_lambda_handlers_restores_exactly() 
         mode: RestoreMode::Copy,
         delete_newer: false,
         dry_run: false,
+        attributes: Default::default(),
     };
     let restored = restore_handler(&engine, req).await?;
     assert_eq!(restored.objects, current.len() as u64, "{restored:?}");

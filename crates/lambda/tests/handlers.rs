@@ -240,6 +240,7 @@ async fn seed_capture_delta_and_restore_with_real_payloads() {
             mode: RestoreMode::Copy,
             delete_newer: false,
             dry_run: false,
+            attributes: Default::default(),
         };
         let report = restore_handler(&w.engine, req).await.unwrap();
         assert_eq!((report.failed, report.verified), (0, expected.len() as u64), "{report:?}");

@@ -156,6 +156,7 @@ pub(crate) fn new_task(run: &RunRecord, partition: &Partition) -> TaskRecord {
         lease_expires: None,
         attempts: 0,
         counters: Counters::default(),
+        all_versions: run.all_versions,
     }
 }
 
@@ -182,6 +183,7 @@ pub(crate) async fn begin_run(engine: &Engine, bucket: &str, prefix: &str) -> Re
         finished_at: None,
         tasks: Vec::new(),
         task_count: 0,
+        all_versions: engine.config.all_versions,
     };
     control.start_or_resume_run(candidate).await
 }

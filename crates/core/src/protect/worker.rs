@@ -8,9 +8,10 @@
 use std::time::Duration;
 
 use crate::capture::{capture_batch, CaptureItem};
-use crate::control::{Counters, RunState, SegmentSlot, TaskRecord};
+use crate::control::{captured_times, Counters, FailureRecord, RunState, SegmentSlot, TaskRecord};
+use crate::domain::CaptureRecord;
 use crate::engine::Engine;
-use crate::ports::{ListRequest, ObjectStore};
+use crate::ports::{ListRequest, ObjectStore, VersionListRequest};
 use crate::protocol::messages::TaskMessage;
 use crate::scheduler::fleet::{millis, top_prefix};
 use crate::scheduler::gate::Gate;
@@ -144,21 +145,46 @@ async fn next_batch(engine: &Engine, source: &PacedStore, bucket: &str, msg: &Ta
     if let Some(slot) = control.segment_slot(bucket, &slot_name).await? {
         return Ok(Batch::Registered(slot));
     }
-    let listed = list_batch(engine, source, task).await?;
-    let Some(last) = listed.last().map(|i| i.key.clone()) else {
+    let (listed, markers, last) = if task.all_versions {
+        list_version_batch(engine, source, task).await?
+    } else {
+        let listed = list_batch(engine, source, task).await?;
+        let last = listed.last().map(|i| i.key.clone());
+        (listed, Vec::new(), last)
+    };
+    let Some(last) = last else {
         return Ok(Batch::End);
     };
     let mut batch = capture_batch(engine, source, bucket, listed).await?;
     batch.counters.source_requests += 1;
+    batch.records.extend(markers);
+    // Objects that failed for good are kept on the run and named by every point sealed until a
+    // later capture settles them; they never pass for captured.
+    let now = engine.clock.now();
+    let failures: Vec<FailureRecord> = batch
+        .failures
+        .iter()
+        .map(|f| FailureRecord {
+            key: f.key.clone(),
+            reason: f.reason.clone(),
+            since: now,
+            origin: "seed".into(),
+            run_id: Some(msg.run_id.clone()),
+            until: None,
+            resolved: false,
+        })
+        .collect();
+    control.record_failures(bucket, &failures).await?;
     if batch.records.is_empty() {
         return Ok(Batch::Vanished { last, counters: batch.counters });
     }
-    let meta =
-        segment::write(engine.vault.as_ref(), &engine.config.vault_bucket, bucket, SegmentKind::Seed, batch.records, engine.clock.now())
-            .await?;
+    let captured = captured_times(&batch.records);
+    let meta = segment::write(engine.vault.as_ref(), &engine.config.vault_bucket, bucket, SegmentKind::Seed, batch.records, now).await?;
     batch.counters.vault_requests += 2;
     let slot = SegmentSlot { meta, end_cursor: Some(last), counters: batch.counters };
-    Ok(Batch::Registered(control.register_segment(bucket, &slot_name, &slot).await?))
+    let slot = control.register_segment(bucket, &slot_name, &slot).await?;
+    control.settle_failures(bucket, &captured).await?;
+    Ok(Batch::Registered(slot))
 }
 
 /// Checkpoints the task with its lease released (it expires now), so that whichever worker
@@ -204,7 +230,7 @@ async fn list_batch(engine: &Engine, source: &dyn ObjectStore, task: &TaskRecord
                 return Ok(items);
             }
             bytes += o.size;
-            items.push(CaptureItem { key: o.key, version_id: None, if_match: None, size_hint: o.size, sequencer: None });
+            items.push(CaptureItem::new(o.key, o.size));
             if items.len() >= cfg.batch_objects || bytes >= cfg.pack_target_bytes {
                 return Ok(items);
             }
@@ -212,6 +238,63 @@ async fn list_batch(engine: &Engine, source: &dyn ObjectStore, task: &TaskRecord
         match page.next_token {
             Some(t) => token = Some(t),
             None => return Ok(items),
+        }
+    }
+}
+
+/// Lists the next batch of every version and delete marker of the task's partition after its
+/// cursor: versions to capture (each pinned to its version id) and delete-marker records at
+/// their own Last-Modified. A key's versions never split across batches, so the cursor (the last
+/// key) stays a key. Returns the items, the markers and the last key listed.
+async fn list_version_batch(
+    engine: &Engine,
+    source: &dyn ObjectStore,
+    task: &TaskRecord,
+) -> Result<(Vec<CaptureItem>, Vec<CaptureRecord>, Option<String>)> {
+    let cfg = &engine.config;
+    let part = &task.partition;
+    let key_marker = match &task.cursor {
+        Some(c) => Some(c.clone()),
+        None if part.start.is_empty() => None,
+        None => {
+            let mut s = part.start.clone();
+            s.pop();
+            Some(s)
+        }
+    };
+    let (mut items, mut markers) = (Vec::new(), Vec::new());
+    let mut last: Option<String> = None;
+    let (mut count, mut bytes) = (0usize, 0u64);
+    let now = engine.clock.now();
+    let mut req = VersionListRequest { prefix: &task.prefix, key_marker: key_marker.filter(|k| !k.is_empty()), ..Default::default() };
+    loop {
+        req.max_keys = Some((cfg.batch_objects.saturating_sub(count)).clamp(1, 1000) as i32);
+        let page = source.list_versions(&task.source_bucket, req.clone()).await?;
+        for v in page.versions {
+            if v.key.as_str() < part.start.as_str() {
+                continue;
+            }
+            let full = count >= cfg.batch_objects || bytes >= cfg.pack_target_bytes;
+            if !part.contains(&v.key) || (full && last.as_deref() != Some(v.key.as_str())) {
+                return Ok((items, markers, last));
+            }
+            count += 1;
+            if v.is_delete_marker {
+                let id = v.version_id.clone().unwrap_or_else(|| "null".into());
+                markers.push(CaptureRecord::delete_marker(&task.source_bucket, &v.key, &id, v.last_modified, None, now));
+            } else {
+                bytes += v.size;
+                let version = Some(v.version_id.clone().unwrap_or_else(|| "null".into()));
+                items.push(CaptureItem { version_id: version, ..CaptureItem::new(v.key.clone(), v.size) });
+            }
+            last = Some(v.key);
+        }
+        match page.next_key_marker {
+            Some(k) => {
+                req.key_marker = Some(k);
+                req.version_id_marker = page.next_version_id_marker;
+            }
+            None => return Ok((items, markers, last)),
         }
     }
 }

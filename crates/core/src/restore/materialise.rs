@@ -2,7 +2,10 @@
 //!
 //! Small objects are read with ranged GETs from their packs, checked against their SHA-256 and
 //! written with that checksum so S3 verifies them again; large objects are copied server-side
-//! with the part layout of their vault copy, so the target's ETag must equal the vault's.
+//! with the part layout of their vault copy, so the target's ETag must equal the vault's. Each
+//! object is written with the attributes its record holds (`restore::attributes`); what a write
+//! could not apply, and the keys the recovery point names as unprotected at T (or that were
+//! archived when captured), are reported rather than left out without a word.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -14,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{CaptureRecord, Location};
 use crate::engine::Engine;
-use crate::ports::{Fetch, ObjectRef, ObjectStore, PutOptions};
+use crate::ports::{Fetch, ObjectRef, ObjectStore};
+use crate::restore::attributes::{write_options, AttributeRequest, NotApplied, WritePath};
 use crate::restore::resolve::resolve;
 use crate::vault::pack::decode_blob;
 use crate::vault::point::{point_for, RecoveryPoint};
@@ -59,6 +63,9 @@ pub struct RestoreRequest {
     pub delete_newer: bool,
     #[serde(default)]
     pub dry_run: bool,
+    /// Which optional attributes (storage class, Object Lock, ACL) to write.
+    #[serde(default)]
+    pub attributes: AttributeRequest,
 }
 
 fn default_mode() -> RestoreMode {
@@ -78,6 +85,28 @@ pub struct RestoreReport {
     pub dry_run: bool,
     /// Keys that failed, with the reason (at most 100 are kept).
     pub failures: Vec<(String, String)>,
+    /// Attributes that were not written, as (key, "attribute: reason") (at most 100 are kept).
+    #[serde(default)]
+    pub not_applied: Vec<(String, String)>,
+    /// How many attributes were not written, over all objects.
+    #[serde(default)]
+    pub attributes_not_applied: u64,
+    /// Keys whose state at T the vault does not hold, with the reason: a change of theirs could
+    /// not be captured, or they were archived when captured (at most 1,000 are kept).
+    #[serde(default)]
+    pub unprotected: Vec<(String, String)>,
+    /// How many keys are unprotected at T.
+    #[serde(default)]
+    pub unprotected_count: u64,
+}
+
+impl RestoreReport {
+    fn unprotected(&mut self, key: &str, reason: String) {
+        self.unprotected_count += 1;
+        if self.unprotected.len() < 1000 {
+            self.unprotected.push((key.to_string(), reason));
+        }
+    }
 }
 
 /// Resolves the state of `prefix` at `as_of` from the recovery point that covers it.
@@ -108,8 +137,20 @@ pub async fn restore(
     if req.mode == RestoreMode::Copy && req.target_bucket == req.source_bucket && overlaps(&req.prefix, &req.target_prefix) {
         return Err(Error::Invalid("copy mode needs a target outside the restored prefix; use --mode rollback to restore in place".into()));
     }
-    let (point, state) = load_state(engine, &req.source_bucket, &req.prefix, req.as_of).await?;
+    let (point, mut state) = load_state(engine, &req.source_bucket, &req.prefix, req.as_of).await?;
     let mut report = RestoreReport { recovery_point: Some(point.time), dry_run: req.dry_run, ..Default::default() };
+    // Keys the point names as unprotected at T are reported (a state the vault holds for them
+    // may be out of date), and archived ones (no bytes in the vault) are reported, not written.
+    for u in point.unprotected.iter().filter(|u| u.key.starts_with(&req.prefix) && u.covers(req.as_of)) {
+        report.unprotected(&u.key, format!("a change at {} could not be captured: {}", u.since.to_rfc3339(), u.reason));
+    }
+    state.retain(|key, r| match (&r.location, &r.attributes.archived) {
+        (None, Some(class)) => {
+            report.unprotected(key, format!("archived ({class}) when it was captured; its bytes are not in the vault"));
+            false
+        }
+        _ => true,
+    });
     let map_key = |k: &str| format!("{}{}", req.target_prefix, &k[req.prefix.len()..]);
     let target_exists = target.bucket_exists(&req.target_bucket).await?;
     let current = if target_exists { list_current(target.as_ref(), &req.target_bucket, &req.target_prefix).await? } else { HashMap::new() };
@@ -163,7 +204,7 @@ pub async fn restore(
             let target = target.clone();
             let tb = req.target_bucket.clone();
             async move {
-                let r = restore_one(engine, target.as_ref(), &tb, &tk, &rec, in_place).await;
+                let r = restore_one(engine, target.as_ref(), &tb, &tk, &rec, in_place, &req.attributes).await;
                 (tk, rec.size, r)
             }
         })
@@ -171,10 +212,16 @@ pub async fn restore(
     while let Some((key, size, r)) = results.next().await {
         done += 1;
         match r {
-            Ok(()) => {
+            Ok(skipped) => {
                 report.objects += 1;
                 report.bytes += size;
                 report.verified += 1;
+                report.attributes_not_applied += skipped.len() as u64;
+                for s in skipped {
+                    if report.not_applied.len() < 100 {
+                        report.not_applied.push((key.clone(), format!("{}: {}", s.attribute, s.reason)));
+                    }
+                }
             }
             Err(e) => {
                 tracing::error!(%key, error = %e, "restore of object failed");
@@ -205,7 +252,7 @@ async fn list_current(store: &dyn ObjectStore, bucket: &str, prefix: &str) -> Re
     Ok(page.objects.into_iter().map(|o| (o.key, o.etag)).collect())
 }
 
-/// Restores one object and verifies it.
+/// Restores one object with its attributes and verifies it; returns the attributes not written.
 async fn restore_one(
     engine: &Engine,
     target: &dyn ObjectStore,
@@ -213,16 +260,19 @@ async fn restore_one(
     key: &str,
     rec: &CaptureRecord,
     in_place: bool,
-) -> Result<()> {
+    ask: &AttributeRequest,
+) -> Result<Vec<NotApplied>> {
     let vb = &engine.config.vault_bucket;
+    let now = engine.clock.now();
     // In place on a versioned source, the old version may still be there: copy it server-side.
     if in_place {
         if let (Some(v), Some(etag)) = (&rec.version_id, &rec.etag) {
             let src = ObjectRef { bucket: rec.bucket.clone(), key: rec.key.clone(), version_id: Some(v.clone()) };
             if rec.size < engine.config.multipart_copy_threshold {
-                if let Fetch::Found(w) = target.copy(&src, Some(etag), bucket, key).await? {
+                let (opts, skipped) = write_options(rec, ask, WritePath::Copy, now);
+                if let Fetch::Found(w) = target.copy_with(&src, Some(etag), bucket, key, &opts).await? {
                     if &w.etag == etag {
-                        return Ok(());
+                        return Ok(skipped);
                     }
                 }
             }
@@ -232,29 +282,26 @@ async fn restore_one(
         Some(Location::Pack { pack, offset, length, .. }) => {
             let stored = engine.vault.get_range(vb, pack, None, *offset, *length).await?;
             let data: Bytes = decode_blob(rec, &stored)?;
-            let opts = PutOptions {
-                content_type: rec.content_type.clone(),
-                metadata: rec.metadata.clone(),
-                sha256_hex: rec.checksum.as_ref().filter(|c| c.algorithm == "SHA256").map(|c| c.value.clone()),
-                if_none_match: false,
-            };
+            let (mut opts, skipped) = write_options(rec, ask, WritePath::Put, now);
+            opts.sha256_hex = rec.checksum.as_ref().filter(|c| c.algorithm == "SHA256").map(|c| c.value.clone());
             let w = target.put(bucket, key, data.clone(), &opts).await?;
             let md5 = hex::encode(<md5::Md5 as md5::Digest>::digest(&data));
             // A plain-MD5 ETag that disagrees means the bytes changed in transit.
             if w.etag.len() == 32 && !w.etag.contains('-') && w.etag != md5 && rec.etag.as_deref() == Some(md5.as_str()) {
                 return Err(Error::ChecksumMismatch { key: key.into(), expected: md5, actual: w.etag });
             }
-            Ok(())
+            Ok(skipped)
         }
         Some(Location::Object { key: vkey, version_id, etag, part_size }) => {
             let src = ObjectRef { bucket: vb.clone(), key: vkey.clone(), version_id: version_id.clone() };
+            let path = if part_size.is_some() { WritePath::MultipartCopy } else { WritePath::Copy };
+            let (opts, skipped) = write_options(rec, ask, path, now);
             let written = match part_size {
-                None => match target.copy(&src, None, bucket, key).await? {
+                None => match target.copy_with(&src, None, bucket, key, &opts).await? {
                     Fetch::Found(w) => w,
                     _ => return Err(Error::corrupt("vault object", format!("{vkey} is missing"))),
                 },
                 Some(ps) => {
-                    let opts = PutOptions { content_type: rec.content_type.clone(), metadata: rec.metadata.clone(), ..Default::default() };
                     let upload = target.create_multipart(bucket, key, &opts).await?;
                     let mut parts = Vec::new();
                     for (i, (first, last)) in vault::part_ranges(rec.size, *ps).into_iter().enumerate() {
@@ -272,7 +319,7 @@ async fn restore_one(
             if &written.etag != etag {
                 return Err(Error::ChecksumMismatch { key: key.into(), expected: etag.clone(), actual: written.etag });
             }
-            Ok(())
+            Ok(skipped)
         }
         None => Err(Error::corrupt("capture record", format!("{} has no location", rec.key))),
     }

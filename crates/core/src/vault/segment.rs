@@ -16,6 +16,11 @@ use crate::ports::{Fetch, ObjectStore, PutOptions};
 use crate::vault::layout;
 use crate::{Error, Result};
 
+/// The format version of the segments this code writes; it reads every version from 1 up to it.
+/// Version 2 records carry the attributes of `domain::ObjectAttributes`, `last_modified`, delete
+/// markers' version ids and purge records; the layout is version 1's.
+pub const FORMAT_VERSION: u32 = 2;
+
 /// What produced a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -84,7 +89,7 @@ pub fn encode(key: &str, bucket: &str, kind: SegmentKind, mut records: Vec<Captu
     };
     let header = Header {
         format: "tidemark-segment".into(),
-        version: 1,
+        version: FORMAT_VERSION,
         meta: meta.clone(),
         bucket: bucket.into(),
         sha256: hex::encode(Sha256::digest(&body)),
@@ -100,8 +105,11 @@ pub fn decode(key: &str, bytes: &[u8]) -> Result<(SegmentMeta, Vec<CaptureRecord
     let bad = |d: String| Error::corrupt(format!("segment {key}"), d);
     let nl = bytes.iter().position(|b| *b == b'\n').ok_or_else(|| bad("no header line".into()))?;
     let header: Header = serde_json::from_slice(&bytes[..nl]).map_err(|e| bad(format!("header: {e}")))?;
-    if header.format != "tidemark-segment" || header.version != 1 {
-        return Err(bad(format!("unsupported format {} v{}", header.format, header.version)));
+    if header.format != "tidemark-segment" || !(1..=FORMAT_VERSION).contains(&header.version) {
+        return Err(bad(format!(
+            "unsupported format {} v{} (this build reads tidemark-segment v1 to v{FORMAT_VERSION})",
+            header.format, header.version
+        )));
     }
     let body = &bytes[nl + 1..];
     let actual = hex::encode(Sha256::digest(body));

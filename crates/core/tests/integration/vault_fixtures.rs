@@ -97,6 +97,7 @@ async fn vaults_written_by_earlier_builds_still_restore() {
                 mode: RestoreMode::Copy,
                 delete_newer: false,
                 dry_run: false,
+                attributes: Default::default(),
             };
             let report = restore(&engine, s3.clone(), &req, &|_, _| {}).await.unwrap();
             assert_eq!(report.failed, 0, "{name} as of {as_of}: {:?}", report.failures);
