@@ -225,12 +225,18 @@ pub struct FailureRecord {
     pub origin: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// The version that could not be captured, when the change named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// The ETag of the object that could not be captured, when the change named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
     /// The event time of the first capture of the key after the failure: the state from then
     /// on is known again, the state between `since` and `until` is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<DateTime<Utc>>,
-    /// True once a capture of the key at or before `since` succeeded (a retry that worked):
-    /// nothing is missing any more.
+    /// True once the change that failed was captured after all (a retry that worked): nothing
+    /// is missing any more.
     #[serde(default)]
     pub resolved: bool,
 }
@@ -242,17 +248,55 @@ impl FailureRecord {
     }
 }
 
-/// The earliest time each key's state is captured at by `records`, for settling failures:
-/// records without a location (attribute changes, archived placeholders aside) settle nothing.
-pub fn captured_times(records: &[crate::domain::CaptureRecord]) -> std::collections::HashMap<String, DateTime<Utc>> {
+/// What a registered segment captured of one key, for settling failures ([`captured_facts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedFact {
+    pub time: DateTime<Utc>,
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+    /// A put whose bytes are in the vault (not an attribute change or an archived placeholder).
+    pub bytes: bool,
+}
+
+/// The facts `records` capture, by key: puts with their bytes, delete markers, deletes and
+/// purges (attribute changes and archived placeholders carry no state of their own).
+pub fn captured_facts(records: &[crate::domain::CaptureRecord]) -> std::collections::HashMap<String, Vec<CapturedFact>> {
     use crate::domain::CaptureKind;
-    let mut out: std::collections::HashMap<String, DateTime<Utc>> = std::collections::HashMap::new();
-    for r in records.iter().filter(|r| r.kind != CaptureKind::Put || r.location.is_some() || r.attributes.archived.is_some()) {
-        let t = r.last_modified.unwrap_or(r.event_time);
-        let e = out.entry(r.key.clone()).or_insert(t);
-        *e = (*e).min(t);
+    let mut out: std::collections::HashMap<String, Vec<CapturedFact>> = std::collections::HashMap::new();
+    for r in records.iter().filter(|r| r.kind != CaptureKind::Put || r.location.is_some()) {
+        out.entry(r.key.clone()).or_default().push(CapturedFact {
+            time: r.event_time,
+            version_id: r.version_id.clone(),
+            etag: r.etag.clone(),
+            bytes: r.kind == CaptureKind::Put,
+        });
     }
     out
+}
+
+impl FailureRecord {
+    /// Settles this failure with what a segment captured of its key: resolved if the change that
+    /// failed is among it (its version, or its ETag no later than the failure), otherwise its
+    /// unknown range ends at the first later fact. Returns whether anything changed.
+    fn settle(&mut self, facts: &[CapturedFact]) -> bool {
+        let since = self.since.timestamp();
+        let same = |f: &CapturedFact| match (&self.version_id, &self.etag) {
+            (Some(v), _) => f.version_id.as_ref() == Some(v),
+            (None, Some(e)) => f.etag.as_ref() == Some(e) && f.time.timestamp() <= since,
+            (None, None) => f.time.timestamp() <= since,
+        };
+        if facts.iter().any(|f| f.bytes && same(f)) {
+            self.resolved = true;
+            return true;
+        }
+        match facts.iter().map(|f| f.time).filter(|t| t.timestamp() > since).min() {
+            Some(t) => {
+                self.until = Some(t);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// A held lease: the item version to compare against and the fencing token.
@@ -506,22 +550,18 @@ impl<'a> Control<'a> {
     }
 
     /// Settles the open failures of keys that a registered segment captured (`captured`, from
-    /// [`captured_times`]): a capture at or before the failure's time resolves it; a later one
-    /// ends its unknown range there.
-    pub async fn settle_failures(&self, bucket: &str, captured: &std::collections::HashMap<String, DateTime<Utc>>) -> Result<()> {
+    /// [`captured_facts`]; see [`FailureRecord`]).
+    pub async fn settle_failures(&self, bucket: &str, captured: &std::collections::HashMap<String, Vec<CapturedFact>>) -> Result<()> {
         if captured.is_empty() {
             return Ok(());
         }
         let pk = self.failures_pk(bucket);
         for (version, mut f) in self.failures(bucket).await? {
-            let Some(first) = captured.get(&f.key).filter(|_| f.is_open()) else { continue };
-            if first.timestamp() <= f.since.timestamp() {
-                f.resolved = true;
-            } else {
-                f.until = Some(*first);
-            }
+            let Some(facts) = captured.get(&f.key).filter(|_| f.is_open()) else { continue };
             // A lost race means another capture settled it first; either settles it.
-            self.store.replace(&pk, &f.key, version, &body(&f)).await?;
+            if f.settle(facts) {
+                self.store.replace(&pk, &f.key, version, &body(&f)).await?;
+            }
         }
         Ok(())
     }

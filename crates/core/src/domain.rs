@@ -249,9 +249,10 @@ pub struct CaptureRecord {
     pub metadata: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
-    /// The version's own Last-Modified time when it differs from `event_time`: on a record of
-    /// an attribute change (tags, storage class, ACL), whose `event_time` is the change's time.
-    /// Versions keep their place among a key's versions by Last-Modified, not by this change.
+    /// The version's own Last-Modified time when it differs from `event_time`: on a record that
+    /// says what the version is from `event_time` on — an attribute change (tags, storage class,
+    /// ACL), or an older version a permanent delete made current again, of which the catalog
+    /// knew nothing before. Versions keep their place among a key's versions by Last-Modified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<DateTime<Utc>>,
     /// Every other attribute of the version (absent from records of format version 1).

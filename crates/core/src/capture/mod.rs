@@ -30,12 +30,16 @@ pub struct CaptureItem {
     pub size_hint: u64,
     /// The event's sequencer, kept on the record to order same-second events.
     pub sequencer: Option<String>,
+    /// Record the version as known from this time on only (keeping its Last-Modified in
+    /// `last_modified`): an older version that a permanent delete made current, of which the
+    /// catalog may know nothing before then.
+    pub visible_from: Option<DateTime<Utc>>,
 }
 
 impl CaptureItem {
     /// An item for `key` of `size_hint` bytes, with no version, precondition or sequencer.
     pub fn new(key: impl Into<String>, size_hint: u64) -> Self {
-        CaptureItem { key: key.into(), version_id: None, if_match: None, size_hint, sequencer: None }
+        CaptureItem { key: key.into(), version_id: None, if_match: None, size_hint, sequencer: None, visible_from: None }
     }
 }
 
@@ -131,6 +135,16 @@ fn put_record(bucket: &str, info: &ObjectInfo, sequencer: Option<String>, now: D
 }
 
 async fn capture_one(reader: &Reader<'_>, item: CaptureItem) -> Result<(Captured, u64)> {
+    let visible_from = item.visible_from;
+    let (mut captured, requests) = capture_version(reader, item).await?;
+    if let (Some(at), Captured::Small(rec, _) | Captured::Large(rec) | Captured::Archived(rec)) = (visible_from, &mut captured) {
+        rec.last_modified = Some(rec.event_time);
+        rec.event_time = at.trunc_subsecs(0).max(rec.event_time);
+    }
+    Ok((captured, requests))
+}
+
+async fn capture_version(reader: &Reader<'_>, item: CaptureItem) -> Result<(Captured, u64)> {
     let (engine, source, bucket) = (reader.engine, reader.source, reader.bucket);
     let now = engine.clock.now();
     if item.size_hint < engine.config.small_object_threshold {
@@ -291,6 +305,8 @@ pub struct BatchResult {
     pub records: Vec<CaptureRecord>,
     /// Objects whose capture failed permanently (access denied, KMS denied, …).
     pub failures: Vec<CaptureFailure>,
+    /// Objects gone (or replaced) before they could be read, as (key, version asked for).
+    pub vanished: Vec<(String, Option<String>)>,
     pub counters: Counters,
 }
 
@@ -308,8 +324,9 @@ pub async fn capture_batch(engine: &Engine, source: &dyn ObjectStore, bucket: &s
     let mut counters = Counters::default();
     let mut records = Vec::new();
     let mut failures = Vec::new();
+    let mut vanished = Vec::new();
     if items.is_empty() {
-        return Ok(BatchResult { records, failures, counters });
+        return Ok(BatchResult { records, failures, vanished, counters });
     }
     let reader = Reader { engine, source, bucket, acls: acls_enabled(engine, source, bucket).await? };
     if cfg.capture_acls {
@@ -324,21 +341,22 @@ pub async fn capture_batch(engine: &Engine, source: &dyn ObjectStore, bucket: &s
     let mut results = stream::iter(items)
         .map(|item| async move {
             let (key, version_id) = (item.key.clone(), item.version_id.clone());
-            capture_one(reader, item).await.map_err(|e| (key, version_id, e))
+            let r = capture_one(reader, item).await;
+            (key, version_id, r)
         })
         .buffer_unordered(cfg.concurrency.max(1));
-    while let Some(r) = results.next().await {
+    while let Some((key, version_id, r)) = results.next().await {
         let (captured, requests) = match r {
             Ok(ok) => ok,
             // A permanent failure of one object (access denied, a key it may not use) is
             // returned with its reason; the batch goes on. Transient ones retry the whole batch.
-            Err((key, version_id, e)) if !e.is_transient() => {
+            Err(e) if !e.is_transient() => {
                 tracing::error!(%bucket, %key, error = %e, "object could not be captured");
                 counters.failed += 1;
                 failures.push(CaptureFailure { key, version_id, reason: e.to_string() });
                 continue;
             }
-            Err((_, _, e)) => return Err(e),
+            Err(e) => return Err(e),
         };
         counters.source_requests += requests;
         match captured {
@@ -365,7 +383,10 @@ pub async fn capture_batch(engine: &Engine, source: &dyn ObjectStore, bucket: &s
                 counters.archived += 1;
                 records.push(rec);
             }
-            Captured::Gone => counters.vanished += 1,
+            Captured::Gone => {
+                counters.vanished += 1;
+                vanished.push((key, version_id));
+            }
         }
     }
     drop(results);
@@ -375,5 +396,5 @@ pub async fn capture_batch(engine: &Engine, source: &dyn ObjectStore, bucket: &s
     let (recs, reqs) = pack.finish().await?;
     counters.vault_requests += reqs;
     records.extend(recs);
-    Ok(BatchResult { records, failures, counters })
+    Ok(BatchResult { records, failures, vanished, counters })
 }

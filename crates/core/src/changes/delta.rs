@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::capture::{capture_batch, describe, CaptureItem};
 use crate::changes::events::{key_candidates, parse_change, ChangeEvent, ChangeKind};
-use crate::control::{captured_times, Counters, FailureRecord};
+use crate::control::{captured_facts, Counters, FailureRecord};
 use crate::domain::CaptureRecord;
 use crate::engine::Engine;
 use crate::ports::{key_versions, ObjectStore};
@@ -156,6 +156,8 @@ pub async fn process_batch(engine: &Engine, messages: &[DeltaMessage]) -> Result
                 since: c.event.time,
                 origin: "delta".into(),
                 run_id: None,
+                version_id: c.event.version_id.clone(),
+                etag: c.event.etag.clone(),
                 until: None,
                 resolved: false,
             })
@@ -185,15 +187,17 @@ async fn capture_bucket_changes(
     // Unpaced (changes are not scheduled per prefix), but throttled reads are retried alike.
     let source = PacedStore::new(engine.source.clone());
     let mut items = Vec::new();
-    // The message each capture item came from, by (key, version).
-    let mut item_messages: Vec<(String, Option<String>, String)> = Vec::new();
+    // The message each capture item came from, by (key, version), with the time of a create
+    // event (whose version, once gone, can never be captured).
+    let mut item_messages: Vec<(String, Option<String>, String, Option<DateTime<Utc>>)> = Vec::new();
     let mut records: Vec<CaptureRecord> = Vec::new();
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
     for c in changes {
         let ev = &c.event;
         let candidates = key_candidates(&ev.key);
+        let created = matches!(ev.kind, ChangeKind::Created).then_some(ev.time);
         let mut push_item = |item: CaptureItem| {
-            item_messages.push((item.key.clone(), item.version_id.clone(), c.message_id.clone()));
+            item_messages.push((item.key.clone(), item.version_id.clone(), c.message_id.clone(), created));
             items.push(item);
         };
         match &ev.kind {
@@ -209,6 +213,7 @@ async fn capture_bucket_changes(
                     if_match: if ev.version_id.is_none() { ev.etag.clone() } else { None },
                     size_hint: ev.size.unwrap_or(0),
                     sequencer: ev.sequencer.clone(),
+                    visible_from: None,
                 });
             }
             ChangeKind::Attributes { .. } => {
@@ -274,12 +279,35 @@ async fn capture_bucket_changes(
     }
     let batch = capture_batch(engine, &source, bucket, items).await?;
     for f in &batch.failures {
-        for (key, version, id) in &item_messages {
+        for (key, version, id, _) in &item_messages {
             if key == &f.key && version == &f.version_id {
                 failed.entry(id.clone()).or_insert_with(|| f.reason.clone());
             }
         }
     }
+    // A version created and deleted for good before its event was handled is lost: its key is
+    // unprotected from the version's creation until the delete (whose record, if it is in this
+    // batch, settles it at once), never silently skipped.
+    let lost: Vec<FailureRecord> = batch
+        .vanished
+        .iter()
+        .filter_map(|(key, version)| {
+            let version = version.as_ref()?;
+            let (_, _, _, time) = item_messages.iter().find(|(k, v, _, t)| k == key && v.as_ref() == Some(version) && t.is_some())?;
+            Some(FailureRecord {
+                key: key.clone(),
+                reason: format!("version {version} was deleted for good before it could be read"),
+                since: (*time)?,
+                origin: "delta".into(),
+                run_id: None,
+                version_id: Some(version.clone()),
+                etag: None,
+                until: None,
+                resolved: false,
+            })
+        })
+        .collect();
+    engine.control().record_failures(bucket, &lost).await?;
     report.captured += batch.counters.objects;
     report.superseded += batch.counters.vanished;
     report.counters.add(&batch.counters);
@@ -296,7 +324,8 @@ enum Exposed {
     /// A delete marker on top of the key after the delete: recorded at its own time.
     Marker(CaptureRecord),
     /// A version created before the bucket was protected (a seed of current versions only did
-    /// not capture it if it was not current then): captured at its own time.
+    /// not capture it if it was not current then): captured as current from the delete on, since
+    /// the catalog knows nothing of what the bucket showed before.
     Version(CaptureItem),
 }
 
@@ -335,7 +364,8 @@ async fn exposed(
         return Ok(Exposed::Nothing);
     }
     let version_id = Some(version.unwrap_or_else(|| "null".into()));
-    Ok(Exposed::Version(CaptureItem { version_id, ..CaptureItem::new(key, size) }))
+    let visible_from = Some(DateTime::from_timestamp(at, 0).unwrap_or(last_modified));
+    Ok(Exposed::Version(CaptureItem { version_id, visible_from, ..CaptureItem::new(key, size) }))
 }
 
 /// Finds which candidate key of a create event exists (the literal one first).
@@ -363,7 +393,7 @@ pub(crate) async fn write_registered_segment(
     records: Vec<CaptureRecord>,
     counters: Counters,
 ) -> Result<SegmentMeta> {
-    let captured = captured_times(&records);
+    let captured = captured_facts(&records);
     let meta =
         segment::write(engine.vault.as_ref(), &engine.config.vault_bucket, bucket, SegmentKind::Delta, records, engine.clock.now()).await?;
     let slot = crate::control::SegmentSlot { meta: meta.clone(), end_cursor: None, counters };

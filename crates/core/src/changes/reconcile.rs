@@ -296,6 +296,8 @@ pub async fn reconcile(engine: &Engine, bucket: &str, opts: &ReconcileOptions) -
                 since: now,
                 origin: "reconcile".into(),
                 run_id: None,
+                version_id: f.version_id.clone(),
+                etag: None,
                 until: None,
                 resolved: false,
             })

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::capture::{capture_batch, CaptureItem};
-use crate::control::{captured_times, Counters, FailureRecord, RunState, SegmentSlot, TaskRecord};
+use crate::control::{captured_facts, Counters, FailureRecord, RunState, SegmentSlot, TaskRecord};
 use crate::domain::CaptureRecord;
 use crate::engine::Engine;
 use crate::ports::{ListRequest, ObjectStore, VersionListRequest};
@@ -170,6 +170,8 @@ async fn next_batch(engine: &Engine, source: &PacedStore, bucket: &str, msg: &Ta
             since: now,
             origin: "seed".into(),
             run_id: Some(msg.run_id.clone()),
+            version_id: f.version_id.clone(),
+            etag: None,
             until: None,
             resolved: false,
         })
@@ -178,7 +180,7 @@ async fn next_batch(engine: &Engine, source: &PacedStore, bucket: &str, msg: &Ta
     if batch.records.is_empty() {
         return Ok(Batch::Vanished { last, counters: batch.counters });
     }
-    let captured = captured_times(&batch.records);
+    let captured = captured_facts(&batch.records);
     let meta = segment::write(engine.vault.as_ref(), &engine.config.vault_bucket, bucket, SegmentKind::Seed, batch.records, now).await?;
     batch.counters.vault_requests += 2;
     let slot = SegmentSlot { meta, end_cursor: Some(last), counters: batch.counters };

@@ -257,4 +257,178 @@ mod tests {
             }
         }
     }
+
+    /// One record of a versioned case.
+    #[derive(Clone, Copy)]
+    enum V {
+        /// A version created at a second (located in a pack), with a tag value.
+        Put(&'static str, u32, &'static str),
+        /// A version's archived placeholder (no location) created at a second.
+        Archived(&'static str, u32),
+        /// A delete marker created at a second.
+        Marker(&'static str, u32),
+        /// A permanent delete of a version (or marker) at a second.
+        Purge(&'static str, u32),
+        /// A change of a version's tags at a second (no location), with the new tag value.
+        Tags(&'static str, u32, u32, &'static str),
+        /// A `null`-version put with an ETag at a second, and a purge of the `null` version.
+        NullPut(&'static str, u32),
+        NullPurge(u32),
+        /// A delete without a version id (records written before markers kept theirs).
+        LegacyDelete(u32),
+    }
+
+    fn vrec(v: V) -> CaptureRecord {
+        let put = |id: Option<&str>, at: u32, etag: &str| {
+            let mut r = CaptureRecord::delete("b", "k", t(at), None, t(at + 1));
+            r.kind = CaptureKind::Put;
+            r.version_id = id.map(String::from);
+            r.etag = Some(etag.into());
+            r
+        };
+        let located = |mut r: CaptureRecord| {
+            let pack = format!("pack-of-{}", r.version_id.as_deref().unwrap_or(r.etag.as_deref().unwrap_or("")));
+            r.location =
+                Some(crate::domain::Location::Pack { pack, offset: 0, length: 1, raw_length: 1, codec: crate::domain::Codec::Raw });
+            r
+        };
+        match v {
+            V::Put(id, at, tag) => {
+                let mut r = located(put(Some(id), at, &format!("etag-{id}")));
+                r.attributes.tags.insert("t".into(), tag.into());
+                r
+            }
+            V::Archived(id, at) => {
+                let mut r = put(Some(id), at, &format!("etag-{id}"));
+                r.attributes.archived = Some("GLACIER".into());
+                r
+            }
+            V::Marker(id, at) => CaptureRecord::delete_marker("b", "k", id, t(at), None, t(at + 1)),
+            V::Purge(id, at) => CaptureRecord::purge("b", "k", Some(id), t(at), None, t(at + 1)),
+            V::Tags(id, created, at, tag) => {
+                let mut r = put(Some(id), at, &format!("etag-{id}"));
+                r.last_modified = Some(t(created));
+                r.attributes.tags.insert("t".into(), tag.into());
+                r
+            }
+            V::NullPut(etag, at) => located(put(None, at, etag)),
+            V::NullPurge(at) => CaptureRecord::purge("b", "k", None, t(at), None, t(at + 1)),
+            V::LegacyDelete(at) => CaptureRecord::delete("b", "k", t(at), None, t(at + 1)),
+        }
+    }
+
+    /// What a case expects at a second: absent, or (version or ETag, tag value, pack).
+    type Want = Option<(&'static str, &'static str, &'static str)>;
+
+    fn shown(r: &CaptureRecord) -> (String, String, String) {
+        let pack = match &r.location {
+            Some(crate::domain::Location::Pack { pack, .. }) => pack.clone(),
+            _ => "no bytes".into(),
+        };
+        let id = r.version_id.clone().or(r.etag.clone()).unwrap_or_default();
+        (id, r.attributes.tags.get("t").cloned().unwrap_or_default(), pack)
+    }
+
+    /// Every versioned case, at several times, in every rotation and reversal of its records,
+    /// with every record duplicated too: the state is a function of the set of records.
+    #[test]
+    fn versioned_table() {
+        use V::*;
+        let cases: Vec<(&str, Vec<V>, Vec<(u32, Want)>)> = vec![
+            (
+                "overwrite",
+                vec![Put("v1", 10, "a"), Put("v2", 20, "b")],
+                vec![(15, Some(("v1", "a", "pack-of-v1"))), (25, Some(("v2", "b", "pack-of-v2")))],
+            ),
+            ("delete marker", vec![Put("v1", 10, "a"), Marker("m1", 20)], vec![(15, Some(("v1", "a", "pack-of-v1"))), (25, None)]),
+            (
+                "permanent delete of the current version",
+                vec![Put("v1", 10, "a"), Put("v2", 20, "b"), Purge("v2", 30)],
+                vec![(25, Some(("v2", "b", "pack-of-v2"))), (35, Some(("v1", "a", "pack-of-v1")))],
+            ),
+            (
+                "permanent delete of a non-current version",
+                vec![Put("v1", 10, "a"), Put("v2", 20, "b"), Purge("v1", 30)],
+                vec![(15, Some(("v1", "a", "pack-of-v1"))), (25, Some(("v2", "b", "pack-of-v2"))), (35, Some(("v2", "b", "pack-of-v2")))],
+            ),
+            (
+                "removal of a delete marker",
+                vec![Put("v1", 10, "a"), Marker("m1", 20), Purge("m1", 30)],
+                vec![(25, None), (35, Some(("v1", "a", "pack-of-v1")))],
+            ),
+            (
+                "re-creation after a delete marker",
+                vec![Put("v1", 10, "a"), Marker("m1", 20), Put("v3", 30, "c")],
+                vec![(25, None), (35, Some(("v3", "c", "pack-of-v3")))],
+            ),
+            (
+                "permanent delete of the current version, then re-creation",
+                vec![Put("v1", 10, "a"), Put("v2", 20, "b"), Purge("v2", 30), Put("v3", 40, "c")],
+                vec![(35, Some(("v1", "a", "pack-of-v1"))), (45, Some(("v3", "c", "pack-of-v3")))],
+            ),
+            (
+                "every version deleted for good",
+                vec![Put("v1", 10, "a"), Purge("v1", 20)],
+                vec![(15, Some(("v1", "a", "pack-of-v1"))), (25, None)],
+            ),
+            (
+                "a marker removed over a non-current version deleted for good",
+                vec![Put("v1", 10, "a"), Put("v2", 20, "b"), Marker("m1", 30), Purge("v2", 40), Purge("m1", 50)],
+                vec![(35, None), (45, None), (55, Some(("v1", "a", "pack-of-v1")))],
+            ),
+            (
+                "a tag change of the current version",
+                vec![Put("v1", 10, "a"), Tags("v1", 10, 20, "b")],
+                vec![(15, Some(("v1", "a", "pack-of-v1"))), (25, Some(("v1", "b", "pack-of-v1")))],
+            ),
+            (
+                "a tag change of a non-current version does not make it current",
+                vec![Put("v1", 10, "a"), Put("v2", 20, "b"), Tags("v1", 10, 30, "z")],
+                vec![(35, Some(("v2", "b", "pack-of-v2")))],
+            ),
+            (
+                "a non-current version's new tags show once it is current again",
+                vec![Put("v1", 10, "a"), Put("v2", 20, "b"), Tags("v1", 10, 30, "z"), Purge("v2", 40)],
+                vec![(35, Some(("v2", "b", "pack-of-v2"))), (45, Some(("v1", "z", "pack-of-v1")))],
+            ),
+            (
+                "an archived placeholder and the capture after its restore",
+                vec![Archived("v1", 10), Put("v1", 10, "a")],
+                vec![(15, Some(("v1", "a", "pack-of-v1")))],
+            ),
+            ("an archived version alone has no bytes", vec![Archived("v1", 10)], vec![(15, Some(("v1", "", "no bytes")))]),
+            (
+                "the null version deleted for good under a newer version",
+                vec![NullPut("e0", 5), Put("v1", 10, "a"), NullPurge(20), Purge("v1", 30)],
+                vec![(8, Some(("e0", "", "pack-of-e0"))), (25, Some(("v1", "a", "pack-of-v1"))), (35, None)],
+            ),
+            (
+                "the null version deleted for good, then written again",
+                vec![NullPut("e0", 5), NullPurge(20), NullPut("e1", 30)],
+                vec![(10, Some(("e0", "", "pack-of-e0"))), (25, None), (35, Some(("e1", "", "pack-of-e1")))],
+            ),
+            (
+                "records written before markers kept their ids",
+                vec![Put("v1", 10, "a"), LegacyDelete(20), Put("v2", 30, "b")],
+                vec![(25, None), (35, Some(("v2", "b", "pack-of-v2")))],
+            ),
+        ];
+        for (name, rows, checks) in cases {
+            let recs: Vec<CaptureRecord> = rows.iter().map(|v| vrec(*v)).collect();
+            let mut orders = vec![recs.clone(), recs.iter().rev().cloned().collect(), recs.iter().chain(recs.iter()).cloned().collect()];
+            for i in 1..recs.len() {
+                let mut r = recs.clone();
+                r.rotate_left(i);
+                orders.push(r.clone());
+                orders.push(r.iter().chain(recs.iter().rev()).cloned().collect());
+            }
+            for (at, want) in &checks {
+                let want = want.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+                for order in &orders {
+                    let got = resolve(order, "", t(*at)).get("k").map(shown);
+                    assert_eq!(got, want, "case '{name}' as of second {at}");
+                }
+            }
+        }
+    }
 }
