@@ -11,6 +11,7 @@ mod integration {
     mod config_table;
     mod deferral;
     mod delta_semantics;
+    mod fidelity;
     mod inventory;
     mod listing_plan;
     mod pressure;

@@ -22,6 +22,7 @@ use tidemark_core::engine::{Engine, QueueUrls};
 use tidemark_core::ports::{ObjectStore, PutOptions, SystemClock};
 use tidemark_core::restore::load_state;
 use tidemark_core::vault::point;
+use tidemark_testkit::events::S3Event;
 use tidemark_testkit::fakes::{MemControlStore, MemObjectStore, MemQueue};
 
 const SRC: &str = "source-bucket";
@@ -107,38 +108,17 @@ fn aws_event_of(
     time: DateTime<Utc>,
     n: u64,
 ) -> String {
-    let mut object = serde_json::json!({"key": key, "sequencer": sequencer});
-    if created {
-        object["size"] = serde_json::json!(size);
-        object["etag"] = serde_json::json!(etag);
+    let detail_type = if created { "Object Created" } else { "Object Deleted" };
+    S3Event {
+        size: created.then_some(size),
+        etag: created.then_some(etag),
+        version_id: version,
+        deletion_type: (!created).then_some(deletion),
+        sequencer: Some(sequencer),
+        n,
+        ..S3Event::new(detail_type, SRC, key, time)
     }
-    if let Some(v) = version {
-        object["version-id"] = serde_json::json!(v);
-    }
-    let mut detail = serde_json::json!({
-        "version": "0",
-        "bucket": {"name": SRC},
-        "object": object,
-        "request-id": format!("N4N7GDK58NMK{n:04X}"),
-        "requester": "111122223333",
-        "source-ip-address": "203.0.113.15",
-        "reason": if created { "PutObject" } else { "DeleteObject" },
-    });
-    if !created {
-        detail["deletion-type"] = serde_json::json!(deletion);
-    }
-    serde_json::json!({
-        "version": "0",
-        "id": format!("17793124-05d4-b198-2fde-{n:012x}"),
-        "detail-type": if created { "Object Created" } else { "Object Deleted" },
-        "source": "aws.s3",
-        "account": "111122223333",
-        "time": time.trunc_subsecs(0).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "region": "us-east-1",
-        "resources": [format!("arn:aws:s3:::{SRC}")],
-        "detail": detail,
-    })
-    .to_string()
+    .body()
 }
 
 impl World {
