@@ -231,7 +231,7 @@ async fn acls_enabled(engine: &Engine, source: &dyn ObjectStore, bucket: &str) -
     match source.acls_enabled(bucket).await {
         Ok(enabled) => Ok(enabled),
         Err(e) if !e.is_transient() => {
-            tracing::warn!(%bucket, error = %e, "cannot tell whether the bucket has ACLs; ACLs are not captured");
+            tracing::info!(%bucket, error = %e, "cannot tell whether the bucket has ACLs; ACLs are not captured");
             Ok(false)
         }
         Err(e) => Err(e),
