@@ -224,15 +224,15 @@ pub async fn reconcile(engine: &Engine, bucket: &str, opts: &ReconcileOptions) -
                 report.recent += 1;
                 continue;
             }
-            Some(rec) => {
-                report.changed += 1;
-                if rec.version_id.is_some() {
-                    let (purges, _) = purged_versions(engine, bucket, key, state.expect("a current record has a state")).await?;
-                    report.purges += purges.len() as u64;
-                    deletes.extend(purges);
-                }
-            }
+            Some(_) => report.changed += 1,
             None => report.missing += 1,
+        }
+        // A versioned key the bucket shows otherwise than the catalog: the catalog's versions it
+        // no longer holds (a version deleted for good, a removed delete marker) stop counting.
+        if let Some(st) = state.filter(|s| !s.alive.is_empty()) {
+            let (purges, _) = purged_versions(engine, bucket, key, st).await?;
+            report.purges += purges.len() as u64;
+            deletes.extend(purges);
         }
         items.push(CaptureItem { if_match: Some(seen.etag.clone()), ..CaptureItem::new(key.clone(), seen.size) });
     }

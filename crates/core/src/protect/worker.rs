@@ -145,19 +145,24 @@ async fn next_batch(engine: &Engine, source: &PacedStore, bucket: &str, msg: &Ta
     if let Some(slot) = control.segment_slot(bucket, &slot_name).await? {
         return Ok(Batch::Registered(slot));
     }
-    let (listed, markers, last) = if task.all_versions {
+    let versions = if task.all_versions {
         list_version_batch(engine, source, task).await?
     } else {
-        let listed = list_batch(engine, source, task).await?;
-        let last = listed.last().map(|i| i.key.clone());
-        (listed, Vec::new(), last)
+        let items = list_batch(engine, source, task).await?;
+        let last = items.last().map(|i| i.key.clone());
+        VersionBatch { items, markers: Vec::new(), last, ranks: Default::default() }
     };
-    let Some(last) = last else {
+    let Some(last) = versions.last else {
         return Ok(Batch::End);
     };
-    let mut batch = capture_batch(engine, source, bucket, listed).await?;
+    let mut batch = capture_batch(engine, source, bucket, versions.items).await?;
     batch.counters.source_requests += 1;
-    batch.records.extend(markers);
+    for r in batch.records.iter_mut() {
+        if let Some(at) = versions.ranks.get(&(r.key.clone(), r.version_id.clone())) {
+            r.captured_at = *at;
+        }
+    }
+    batch.records.extend(versions.markers);
     // Objects that failed for good are kept on the run and named by every point sealed until a
     // later capture settles them; they never pass for captured.
     let now = engine.clock.now();
@@ -247,12 +252,8 @@ async fn list_batch(engine: &Engine, source: &dyn ObjectStore, task: &TaskRecord
 /// Lists the next batch of every version and delete marker of the task's partition after its
 /// cursor: versions to capture (each pinned to its version id) and delete-marker records at
 /// their own Last-Modified. A key's versions never split across batches, so the cursor (the last
-/// key) stays a key. Returns the items, the markers and the last key listed.
-async fn list_version_batch(
-    engine: &Engine,
-    source: &dyn ObjectStore,
-    task: &TaskRecord,
-) -> Result<(Vec<CaptureItem>, Vec<CaptureRecord>, Option<String>)> {
+/// key) stays a key.
+async fn list_version_batch(engine: &Engine, source: &dyn ObjectStore, task: &TaskRecord) -> Result<VersionBatch> {
     let cfg = &engine.config;
     let part = &task.partition;
     let key_marker = match &task.cursor {
@@ -268,6 +269,8 @@ async fn list_version_batch(
     let mut last: Option<String> = None;
     let (mut count, mut bytes) = (0usize, 0u64);
     let now = engine.clock.now();
+    let mut rank = 0i64;
+    let mut ranks = std::collections::HashMap::new();
     let mut req = VersionListRequest { prefix: &task.prefix, key_marker: key_marker.filter(|k| !k.is_empty()), ..Default::default() };
     loop {
         req.max_keys = Some((cfg.batch_objects.saturating_sub(count)).clamp(1, 1000) as i32);
@@ -278,16 +281,23 @@ async fn list_version_batch(
             }
             let full = count >= cfg.batch_objects || bytes >= cfg.pack_target_bytes;
             if !part.contains(&v.key) || (full && last.as_deref() != Some(v.key.as_str())) {
-                return Ok((items, markers, last));
+                return Ok(VersionBatch { items, markers, last, ranks });
             }
             count += 1;
+            // The listing gives each key's entries newest first; versions of one key in one
+            // second keep that order through their capture times (which break same-second ties).
+            rank = if last.as_deref() == Some(v.key.as_str()) { rank + 1 } else { 0 };
+            let at = now - chrono::Duration::microseconds(rank);
             if v.is_delete_marker {
-                let id = v.version_id.clone().unwrap_or_else(|| "null".into());
-                markers.push(CaptureRecord::delete_marker(&task.source_bucket, &v.key, &id, v.last_modified, None, now));
+                markers.push(match &v.version_id {
+                    Some(id) => CaptureRecord::delete_marker(&task.source_bucket, &v.key, id, v.last_modified, None, at),
+                    None => CaptureRecord::delete(&task.source_bucket, &v.key, v.last_modified, None, at),
+                });
             } else {
                 bytes += v.size;
                 let version = Some(v.version_id.clone().unwrap_or_else(|| "null".into()));
                 items.push(CaptureItem { version_id: version, ..CaptureItem::new(v.key.clone(), v.size) });
+                ranks.insert((v.key.clone(), v.version_id.clone()), at);
             }
             last = Some(v.key);
         }
@@ -296,9 +306,18 @@ async fn list_version_batch(
                 req.key_marker = Some(k);
                 req.version_id_marker = page.next_version_id_marker;
             }
-            None => return Ok((items, markers, last)),
+            None => return Ok(VersionBatch { items, markers, last, ranks }),
         }
     }
+}
+
+/// The next batch of every version and delete marker of a partition.
+struct VersionBatch {
+    items: Vec<CaptureItem>,
+    markers: Vec<CaptureRecord>,
+    last: Option<String>,
+    /// The capture time each version's record gets, by (key, version id): the listing's order.
+    ranks: std::collections::HashMap<(String, Option<String>), chrono::DateTime<chrono::Utc>>,
 }
 
 /// Marks a run complete once all of its tasks are done. Safe to call from many workers.

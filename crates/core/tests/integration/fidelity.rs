@@ -414,7 +414,17 @@ async fn reconciliation_places_missed_delete_markers_at_their_own_time_and_finds
     w.protect().await;
     let mut evs = vec![w.put("a", "a1", &PutOptions::default()).await, w.put("b", "b1", &PutOptions::default()).await];
     evs.push(w.put("b", "b2", &PutOptions::default()).await);
+    evs.push(w.put("c", "c1", &PutOptions::default()).await);
     w.deliver(&evs).await;
+    // A delete marker on c (a second later: S3's times are whole seconds), reconciled, then
+    // removed: both without events.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    w.s3.delete(SRC, "c").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = reconcile(&w.engine, SRC, &ReconcileOptions::default()).await.unwrap();
+    assert_eq!(r.deletes, 1, "{r:?}");
+    let marker = tidemark_core::ports::key_versions(w.s3.as_ref(), SRC, "c").await.unwrap()[0].version_id.clone().unwrap();
+    w.s3.delete_version(SRC, "c", &marker).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     // No events for these two (the local stack sends none for versioned deletes).
     w.s3.delete(SRC, "a").await.unwrap();
@@ -423,13 +433,13 @@ async fn reconciliation_places_missed_delete_markers_at_their_own_time_and_finds
     w.s3.delete_version(SRC, "b", &b2).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let r = reconcile(&w.engine, SRC, &ReconcileOptions::default()).await.unwrap();
-    assert_eq!((r.deletes, r.purges, r.changed), (1, 1, 1), "{r:?}");
+    assert_eq!((r.deletes, r.purges, r.changed, r.missing), (1, 2, 1, 1), "{r:?}");
     let p = w.seal().await;
     let (_, state) = load_state(&w.engine, SRC, "", marker_time + chrono::Duration::seconds(1)).await.unwrap();
     assert!(!state.contains_key("a"), "the marker counts from its own time, not the reconciliation's");
     let (_, now) = load_state(&w.engine, SRC, "", p.time).await.unwrap();
     let b1 = w.s3.head(SRC, "b", None).await.unwrap().unwrap();
-    assert_eq!(now.keys().collect::<Vec<_>>(), vec!["b"]);
+    assert_eq!(now.keys().collect::<Vec<_>>(), vec!["b", "c"], "c is back once its marker is gone");
     assert_eq!(now["b"].etag.as_deref(), Some(b1.etag.as_str()), "the older version is current after the permanent delete");
     let again = reconcile(&w.engine, SRC, &ReconcileOptions::default()).await.unwrap();
     assert_eq!((again.puts, again.deletes, again.purges), (0, 0, 0), "{again:?}");
