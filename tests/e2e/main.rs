@@ -7,6 +7,8 @@ use anyhow::Result;
 use tidemark_e2e::{s3, tidemark, tidemark_json, Scenario};
 use tidemark_testkit::harness;
 
+mod versions;
+
 /// The whole job at a small scale: protect, change, sync, restore at two times, compare everything.
 #[tokio::test(flavor = "multi_thread")]
 async fn protect_change_sync_restore_matches_the_source_at_both_times() -> Result<()> {

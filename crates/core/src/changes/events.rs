@@ -45,6 +45,19 @@ struct ObjectRef {
     sequencer: Option<String>,
 }
 
+/// The EventBridge detail types of S3 events the delta handler captures; an event rule that
+/// routes changes to the delta queue matches these (and other types are acknowledged and dropped).
+pub const CAPTURED_DETAIL_TYPES: [&str; 8] = [
+    "Object Created",
+    "Object Deleted",
+    "Object Tags Added",
+    "Object Tags Deleted",
+    "Object ACL Updated",
+    "Object Storage Class Changed",
+    "Object Access Tier Changed",
+    "Object Restore Completed",
+];
+
 /// What happened to an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeKind {
