@@ -6,7 +6,9 @@
 //! The vault is made on the test kit's fakes the way a deployment makes it: a seed run by listing
 //! (packed objects raw and compressed, a large object copied with CopyObject, a larger one with
 //! UploadPartCopy), then changes captured from AWS-form EventBridge events (an overwrite, a
-//! delete, a new key) and two sealed recovery points. Every vault object is written to
+//! delete, a new key, a permanent delete of a version) and two sealed recovery points. Objects
+//! carry attributes and tags where the code of the day records them, and `expected.json` holds
+//! every field a restore of the day writes back. Every vault object is written to
 //! `<dir>/vault/<key>`, its content type and metadata to `<dir>/objects.json`, and what a restore
 //! as of each point must give to `<dir>/expected.json`. The vault bucket is unversioned, so that
 //! the large objects' locations name no version id that a reloaded store could not reproduce.
@@ -22,6 +24,7 @@ use sha2::{Digest, Sha256};
 use tidemark_core::changes::checkpoint::{self, Sealed};
 use tidemark_core::changes::delta::{process_batch, DeltaMessage};
 use tidemark_core::config::EngineConfig;
+use tidemark_core::domain::ObjectAttributes;
 use tidemark_core::plan::partition::PlanTargets;
 use tidemark_core::ports::{list_all, Fetch, ObjectStore, PutOptions};
 use tidemark_core::protect::seed::{self, PlanSource};
@@ -39,8 +42,22 @@ fn put_opts(content_type: &str, metadata: &[(&str, &str)]) -> PutOptions {
     }
 }
 
+fn with_attributes(mut opts: PutOptions, cache_control: &str, tags: &[(&str, &str)]) -> PutOptions {
+    opts.attributes = ObjectAttributes {
+        cache_control: Some(cache_control.into()),
+        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..Default::default()
+    };
+    opts
+}
+
 /// The EventBridge event AWS documents for a change of a versioned object.
 fn event(created: bool, key: &str, size: u64, etag: &str, version: &str, n: u64, time: DateTime<Utc>) -> String {
+    event_of(created, "Delete Marker Created", key, size, etag, version, n, time)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn event_of(created: bool, deletion: &str, key: &str, size: u64, etag: &str, version: &str, n: u64, time: DateTime<Utc>) -> String {
     let mut object = json!({"key": key, "version-id": version, "sequencer": format!("0062A1B2C3D4{n:06X}")});
     if created {
         object["size"] = json!(size);
@@ -49,7 +66,7 @@ fn event(created: bool, key: &str, size: u64, etag: &str, version: &str, n: u64,
     let mut detail =
         json!({"version": "0", "bucket": {"name": SRC}, "object": object, "reason": if created { "PutObject" } else { "DeleteObject" }});
     if !created {
-        detail["deletion-type"] = json!("Delete Marker Created");
+        detail["deletion-type"] = json!(deletion);
     }
     json!({
         "version": "0", "id": format!("fixture-{n}"), "detail-type": if created { "Object Created" } else { "Object Deleted" },
@@ -63,9 +80,10 @@ async fn source_state(s3: &MemObjectStore) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     for o in list_all(s3, SRC, "", None).await.unwrap().objects {
         let Fetch::Found((info, data)) = s3.get(SRC, &o.key, None, None).await.unwrap() else { panic!("{} vanished", o.key) };
+        let tags = s3.get_tags(SRC, &o.key, None).await.unwrap().unwrap_or_default();
         out.insert(
             o.key,
-            json!({"sha256": hex::encode(Sha256::digest(&data)), "size": data.len(), "content_type": info.content_type, "metadata": info.metadata}),
+            json!({"sha256": hex::encode(Sha256::digest(&data)), "size": data.len(), "content_type": info.content_type, "metadata": info.metadata, "cache_control": info.attributes.cache_control, "tags": tags}),
         );
     }
     serde_json::Value::Object(out)
@@ -101,10 +119,18 @@ async fn main() {
     let engine = mem_engine(s3.clone(), config);
 
     let bodies: Vec<(&str, Vec<u8>, PutOptions)> = vec![
-        ("docs/readme.txt", b"hello, fixture".to_vec(), put_opts("text/plain; charset=utf-8", &[("owner", "team-a")])),
+        (
+            "docs/readme.txt",
+            b"hello, fixture".to_vec(),
+            with_attributes(put_opts("text/plain; charset=utf-8", &[("owner", "team-a")]), "max-age=60", &[("team", "a")]),
+        ),
         ("docs/compressible.txt", b"tidemark ".repeat(12), put_opts("text/plain", &[])),
         ("docs/empty", Vec::new(), put_opts("application/octet-stream", &[])),
-        ("media/copied.bin", (0..200u32).map(|i| (i * 7 % 251) as u8).collect(), put_opts("application/x-copied", &[("k", "v")])),
+        (
+            "media/copied.bin",
+            (0..200u32).map(|i| (i * 7 % 251) as u8).collect(),
+            with_attributes(put_opts("application/x-copied", &[("k", "v")]), "no-cache", &[("copied", "yes")]),
+        ),
         ("media/parts.bin", (0..470u32).map(|i| (i * 13 % 251) as u8).collect(), put_opts("application/x-parts", &[("parts", "4")])),
         ("logs/a b+c%.log", b"one log line\n".to_vec(), put_opts("text/plain", &[])),
     ];
@@ -142,6 +168,10 @@ async fn main() {
     events.push(event(false, "logs/a b+c%.log", 0, "", "marker-1", 2, Utc::now()));
     let w = s3.put(SRC, "new/one.txt", Bytes::from_static(b"born after the seed"), &put_opts("text/plain", &[])).await.unwrap();
     events.push(event(true, "new/one.txt", 19, &w.etag, w.version_id.as_deref().unwrap(), 3, Utc::now()));
+    // A permanent delete of a version: the key has no other, so it is gone from then on.
+    let only = s3.head(SRC, "docs/compressible.txt", None).await.unwrap().unwrap().version_id.unwrap();
+    s3.delete_version(SRC, "docs/compressible.txt", &only).await.unwrap();
+    events.push(event_of(false, "Permanently Deleted", "docs/compressible.txt", 0, "", &only, 4, Utc::now()));
     let msgs: Vec<DeltaMessage> = events.into_iter().enumerate().map(|(i, body)| DeltaMessage { id: format!("m{i}"), body }).collect();
     let report = process_batch(&engine, &msgs).await.unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
