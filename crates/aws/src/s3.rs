@@ -177,6 +177,30 @@ macro_rules! with_attributes {
     }};
 }
 
+/// What a CopyObject's response means: the copy, a failed precondition, a missing source, an
+/// archived source, or an error.
+fn copy_outcome(
+    res: std::result::Result<
+        aws_sdk_s3::operation::copy_object::CopyObjectOutput,
+        aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::copy_object::CopyObjectError, aws_sdk_s3::config::http::HttpResponse>,
+    >,
+    src: &ObjectRef,
+) -> Result<Fetch<Written>> {
+    match res {
+        Ok(o) => Ok(Fetch::Found(Written {
+            etag: normalize_etag(o.copy_object_result().and_then(|r| r.e_tag()).unwrap_or_default()),
+            version_id: o.version_id().map(String::from),
+        })),
+        Err(e) if status(&e) == Some(412) => Ok(Fetch::Changed),
+        Err(e) if code(&e).as_deref() == Some("InvalidObjectState") => {
+            Err(Error::Archived { bucket: src.bucket.clone(), key: src.key.clone() })
+        }
+        Err(e) if not_found(status(&e), code(&e).as_deref()) && code(&e).as_deref() != Some("NoSuchBucket") => Ok(Fetch::NotFound),
+        // A copy reads the source, so S3 throttles it on the source key's prefix.
+        Err(e) => Err(map_keyed("CopyObject", &src.key, e)),
+    }
+}
+
 fn sha256_b64(hex_digest: &str) -> Result<String> {
     let raw = hex::decode(hex_digest).map_err(|e| Error::Invalid(format!("sha256 '{hex_digest}' is not hex: {e}")))?;
     Ok(aws_smithy_types::base64::encode(raw))
@@ -373,19 +397,7 @@ impl ObjectStore for S3Store {
             })
             .send()
             .await;
-        match res {
-            Ok(o) => Ok(Fetch::Found(Written {
-                etag: normalize_etag(o.copy_object_result().and_then(|r| r.e_tag()).unwrap_or_default()),
-                version_id: o.version_id().map(String::from),
-            })),
-            Err(e) if status(&e) == Some(412) => Ok(Fetch::Changed),
-            Err(e) if code(&e).as_deref() == Some("InvalidObjectState") => {
-                Err(Error::Archived { bucket: src.bucket.clone(), key: src.key.clone() })
-            }
-            Err(e) if not_found(status(&e), code(&e).as_deref()) && code(&e).as_deref() != Some("NoSuchBucket") => Ok(Fetch::NotFound),
-            // A copy reads the source, so S3 throttles it on the source key's prefix.
-            Err(e) => Err(map_keyed("CopyObject", &src.key, e)),
-        }
+        copy_outcome(res, src)
     }
 
     async fn create_multipart(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {
@@ -589,18 +601,7 @@ impl ObjectStore for S3Store {
             })
             .send()
             .await;
-        match res {
-            Ok(o) => Ok(Fetch::Found(Written {
-                etag: normalize_etag(o.copy_object_result().and_then(|r| r.e_tag()).unwrap_or_default()),
-                version_id: o.version_id().map(String::from),
-            })),
-            Err(e) if status(&e) == Some(412) => Ok(Fetch::Changed),
-            Err(e) if code(&e).as_deref() == Some("InvalidObjectState") => {
-                Err(Error::Archived { bucket: src.bucket.clone(), key: src.key.clone() })
-            }
-            Err(e) if not_found(status(&e), code(&e).as_deref()) && code(&e).as_deref() != Some("NoSuchBucket") => Ok(Fetch::NotFound),
-            Err(e) => Err(map_keyed("CopyObject", &src.key, e)),
-        }
+        copy_outcome(res, src)
     }
 
     async fn delete_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<()> {

@@ -242,6 +242,21 @@ pub struct FailureRecord {
 }
 
 impl FailureRecord {
+    /// An open failure of `key` (of `version_id`, when known) from `origin` at `since`.
+    pub fn new(key: &str, version_id: Option<&str>, reason: &str, since: DateTime<Utc>, origin: &str) -> Self {
+        FailureRecord {
+            key: key.into(),
+            reason: reason.into(),
+            since,
+            origin: origin.into(),
+            run_id: None,
+            version_id: version_id.map(String::from),
+            etag: None,
+            until: None,
+            resolved: false,
+        }
+    }
+
     /// True while no later capture of the key has succeeded.
     pub fn is_open(&self) -> bool {
         !self.resolved && self.until.is_none()

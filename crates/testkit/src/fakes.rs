@@ -251,6 +251,32 @@ impl MemObjectStore {
         Ok(Written { etag, version_id: b.versioned.then_some(id) })
     }
 
+    /// CopyObject: writes the source version's bytes with the options `opts` makes of it. A copy
+    /// can ask for a checksum algorithm but not send a value: S3 computes it, and a copy of a
+    /// multipart object becomes a single-part object with a plain MD5 ETag.
+    fn copy_object(
+        &self,
+        src: &ObjectRef,
+        if_match: Option<&str>,
+        bucket: &str,
+        key: &str,
+        opts: impl FnOnce(&Version) -> PutOptions,
+    ) -> Result<Fetch<Written>> {
+        let mut s = self.state.lock().unwrap();
+        s.requests += 1;
+        let v = match Self::copy_source(&s, src, if_match)? {
+            Fetch::Found(v) => v,
+            Fetch::NotFound => return Ok(Fetch::NotFound),
+            Fetch::Changed => return Ok(Fetch::Changed),
+        };
+        let mut opts = opts(&v);
+        if let Some(c) = opts.attributes.source_checksum.as_mut() {
+            c.value.clear();
+        }
+        let etag = md5_hex(&v.data);
+        Ok(Fetch::Found(Self::write(&mut s, bucket, key, v.data, etag, &opts, false)?))
+    }
+
     /// The readable version a copy reads, or why there is none.
     fn copy_source(s: &S3State, src: &ObjectRef, if_match: Option<&str>) -> Result<Fetch<Version>> {
         let sb = s.buckets.get(&src.bucket).ok_or_else(|| no_bucket(&src.bucket))?;
@@ -371,28 +397,19 @@ impl ObjectStore for MemObjectStore {
     }
 
     async fn copy(&self, src: &ObjectRef, if_match: Option<&str>, bucket: &str, key: &str) -> Result<Fetch<Written>> {
-        let mut s = self.state.lock().unwrap();
-        s.requests += 1;
-        let v = match Self::copy_source(&s, src, if_match)? {
-            Fetch::Found(v) => v,
-            Fetch::NotFound => return Ok(Fetch::NotFound),
-            Fetch::Changed => return Ok(Fetch::Changed),
-        };
         // COPY directives keep the metadata, the system metadata and the tags; not the storage
         // class, Object Lock, the ACL or the encryption, which are the destination's defaults.
-        let attributes = ObjectAttributes {
-            storage_class: None,
-            object_lock: None,
-            acl: None,
-            sse: None,
-            website_redirect_location: None,
-            source_checksum: v.attributes.source_checksum.as_ref().map(|c| SourceChecksum { value: String::new(), ..c.clone() }),
-            ..v.attributes.clone()
-        };
-        let opts = PutOptions { content_type: v.content_type.clone(), metadata: v.metadata.clone(), attributes, ..Default::default() };
-        // A copy of a multipart object becomes a single-part object with a plain MD5 ETag.
-        let etag = md5_hex(&v.data);
-        Ok(Fetch::Found(Self::write(&mut s, bucket, key, v.data, etag, &opts, false)?))
+        self.copy_object(src, if_match, bucket, key, |v| {
+            let attributes = ObjectAttributes {
+                storage_class: None,
+                object_lock: None,
+                acl: None,
+                sse: None,
+                website_redirect_location: None,
+                ..v.attributes.clone()
+            };
+            PutOptions { content_type: v.content_type.clone(), metadata: v.metadata.clone(), attributes, ..Default::default() }
+        })
     }
 
     async fn create_multipart(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {
@@ -578,20 +595,7 @@ impl ObjectStore for MemObjectStore {
         key: &str,
         opts: &PutOptions,
     ) -> Result<Fetch<Written>> {
-        let mut s = self.state.lock().unwrap();
-        s.requests += 1;
-        let v = match Self::copy_source(&s, src, if_match)? {
-            Fetch::Found(v) => v,
-            Fetch::NotFound => return Ok(Fetch::NotFound),
-            Fetch::Changed => return Ok(Fetch::Changed),
-        };
-        // A copy can ask for an algorithm but not send a value: S3 computes it.
-        let mut opts = opts.clone();
-        if let Some(c) = opts.attributes.source_checksum.as_mut() {
-            c.value.clear();
-        }
-        let etag = md5_hex(&v.data);
-        Ok(Fetch::Found(Self::write(&mut s, bucket, key, v.data, etag, &opts, false)?))
+        self.copy_object(src, if_match, bucket, key, |_| opts.clone())
     }
 
     async fn delete_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<()> {

@@ -151,15 +151,8 @@ pub async fn process_batch(engine: &Engine, messages: &[DeltaMessage]) -> Result
             .iter()
             .filter_map(|c| failed.get(&c.message_id).map(|reason| (c, reason)))
             .map(|(c, reason)| FailureRecord {
-                key: c.event.key.clone(),
-                reason: reason.clone(),
-                since: c.event.time,
-                origin: "delta".into(),
-                run_id: None,
-                version_id: c.event.version_id.clone(),
                 etag: c.event.etag.clone(),
-                until: None,
-                resolved: false,
+                ..FailureRecord::new(&c.event.key, c.event.version_id.as_deref(), reason, c.event.time, "delta")
             })
             .collect();
         control.record_failures(&bucket, &failures).await?;
@@ -294,17 +287,8 @@ async fn capture_bucket_changes(
         .filter_map(|(key, version)| {
             let version = version.as_ref()?;
             let (_, _, _, time) = item_messages.iter().find(|(k, v, _, t)| k == key && v.as_ref() == Some(version) && t.is_some())?;
-            Some(FailureRecord {
-                key: key.clone(),
-                reason: format!("version {version} was deleted for good before it could be read"),
-                since: (*time)?,
-                origin: "delta".into(),
-                run_id: None,
-                version_id: Some(version.clone()),
-                etag: None,
-                until: None,
-                resolved: false,
-            })
+            let reason = format!("version {version} was deleted for good before it could be read");
+            Some(FailureRecord::new(key, Some(version), &reason, (*time)?, "delta"))
         })
         .collect();
     engine.control().record_failures(bucket, &lost).await?;

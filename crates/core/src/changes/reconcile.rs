@@ -287,21 +287,8 @@ pub async fn reconcile(engine: &Engine, bucket: &str, opts: &ReconcileOptions) -
         report.archived += captured.counters.archived;
         report.failed += captured.failures.len() as u64;
         let now = engine.clock.now();
-        let failures: Vec<FailureRecord> = captured
-            .failures
-            .iter()
-            .map(|f| FailureRecord {
-                key: f.key.clone(),
-                reason: f.reason.clone(),
-                since: now,
-                origin: "reconcile".into(),
-                run_id: None,
-                version_id: f.version_id.clone(),
-                etag: None,
-                until: None,
-                resolved: false,
-            })
-            .collect();
+        let failures: Vec<FailureRecord> =
+            captured.failures.iter().map(|f| FailureRecord::new(&f.key, f.version_id.as_deref(), &f.reason, now, "reconcile")).collect();
         engine.control().record_failures(bucket, &failures).await?;
         report.counters.add(&captured.counters);
         records.extend(captured.records);

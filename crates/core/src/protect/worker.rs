@@ -170,15 +170,8 @@ async fn next_batch(engine: &Engine, source: &PacedStore, bucket: &str, msg: &Ta
         .failures
         .iter()
         .map(|f| FailureRecord {
-            key: f.key.clone(),
-            reason: f.reason.clone(),
-            since: now,
-            origin: "seed".into(),
             run_id: Some(msg.run_id.clone()),
-            version_id: f.version_id.clone(),
-            etag: None,
-            until: None,
-            resolved: false,
+            ..FailureRecord::new(&f.key, f.version_id.as_deref(), &f.reason, now, "seed")
         })
         .collect();
     control.record_failures(bucket, &failures).await?;
@@ -201,21 +194,27 @@ async fn yield_task(engine: &Engine, lease: &mut crate::control::Lease, delay: D
     Ok(TaskOutcome::Deferred(delay))
 }
 
+/// The key a task's next listing starts after: its cursor, or a key just before its partition.
+///
+/// Listings have no inclusive start: start after the partition start with its last character
+/// dropped (which sorts before it) and filter what precedes the start.
+fn resume_after(task: &TaskRecord) -> Option<String> {
+    match &task.cursor {
+        Some(c) => Some(c.clone()),
+        None if task.partition.start.is_empty() => None,
+        None => {
+            let mut s = task.partition.start.clone();
+            s.pop();
+            Some(s)
+        }
+    }
+}
+
 /// Lists the next batch of the task's partition after its cursor.
 async fn list_batch(engine: &Engine, source: &dyn ObjectStore, task: &TaskRecord) -> Result<Vec<CaptureItem>> {
     let cfg = &engine.config;
     let part = &task.partition;
-    // ListObjectsV2 has no inclusive start: start after the key with its last character
-    // dropped (which sorts before the partition start) and filter what precedes the start.
-    let start_after = match &task.cursor {
-        Some(c) => Some(c.clone()),
-        None if part.start.is_empty() => None,
-        None => {
-            let mut s = part.start.clone();
-            s.pop();
-            Some(s)
-        }
-    };
+    let start_after = resume_after(task);
     let mut items = Vec::new();
     let mut bytes = 0u64;
     let mut token = None;
@@ -256,15 +255,7 @@ async fn list_batch(engine: &Engine, source: &dyn ObjectStore, task: &TaskRecord
 async fn list_version_batch(engine: &Engine, source: &dyn ObjectStore, task: &TaskRecord) -> Result<VersionBatch> {
     let cfg = &engine.config;
     let part = &task.partition;
-    let key_marker = match &task.cursor {
-        Some(c) => Some(c.clone()),
-        None if part.start.is_empty() => None,
-        None => {
-            let mut s = part.start.clone();
-            s.pop();
-            Some(s)
-        }
-    };
+    let key_marker = resume_after(task);
     let (mut items, mut markers) = (Vec::new(), Vec::new());
     let mut last: Option<String> = None;
     let (mut count, mut bytes) = (0usize, 0u64);

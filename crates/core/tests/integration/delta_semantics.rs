@@ -353,9 +353,9 @@ async fn duplicated_reordered_and_late_events_give_exactly_the_design_state() {
     }
 }
 
-/// Every versioned case the version stack knows: each script, under every delivery order
-/// (reversed, duplicated, rotated, a phase arriving late), gives exactly the current view the
-/// bucket showed after each phase.
+/// Every versioned case the version stack knows: each script, under every delivery order (each
+/// phase reversed and twice, deletions late and reversed, deletions before puts, and everything
+/// again at the end, scrambled), gives exactly the current view the bucket showed after each phase.
 #[tokio::test(flavor = "multi_thread")]
 async fn versioned_cases_give_the_current_view_at_every_time() {
     use Change::*;
