@@ -122,7 +122,7 @@ async fn list_source(engine: &Engine, bucket: &str, prefix: &str) -> Result<BTre
 /// The report is opened as the seeder opens it (`seed::open_inventory`): a `file://` manifest
 /// from a local directory, an `s3://` one through the engine's source store.
 async fn read_inventory(engine: &Engine, url: &str, bucket: &str, prefix: &str) -> Result<(BTreeMap<String, Seen>, DateTime<Utc>)> {
-    let (opts, file) = (crate::protect::seed::read_options(prefix), url.to_string());
+    let (opts, file) = (crate::protect::seed::read_options(prefix, false), url.to_string());
     crate::protect::seed::with_inventory(engine.source.clone(), url, bucket, "inventory reading", move |inv| {
         let m = inv.manifest();
         let started = m.creation_timestamp.and_then(DateTime::from_timestamp_millis).ok_or_else(|| Error::Inventory {
