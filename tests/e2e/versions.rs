@@ -68,6 +68,9 @@ async fn versioned_history_then_deletes_and_undeletes_restores_exactly_at_every_
     assert_eq!((p["all_versions"].as_bool(), p["failed"].as_u64()), (Some(true), Some(0)), "{p}");
     assert_eq!(p["objects"].as_u64(), Some(6), "every version of the history (the marker is a record, no object): {p}");
     let mut times = vec![("after the seed", p["recovery_point"].as_str().unwrap().to_string(), snapshot(&c, src, "").await?)];
+    let status = tidemark_json(ep, &env, &["status", "--source", &s, "--vault", &v, "--json"])?;
+    assert_eq!((status["unprotected"].as_u64(), status["latest_run"]["failed"].as_u64()), (Some(0), Some(0)), "{status}");
+    assert_eq!(status["latest_run"]["all_versions"], true, "{status}");
 
     // After protection, with events: an overwrite, a new key, a tag change.
     tokio::time::sleep(second()).await;

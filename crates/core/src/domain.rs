@@ -425,6 +425,35 @@ mod tests {
     }
 
     #[test]
+    fn archive_tiers_are_the_unreadable_classes() {
+        let info = |class: Option<&str>, status: Option<&str>, restored: bool| ObjectInfo {
+            attributes: ObjectAttributes { storage_class: class.map(String::from), ..Default::default() },
+            archive_status: status.map(String::from),
+            restored,
+            ..Default::default()
+        };
+        assert_eq!(archive_tier(&info(Some("GLACIER"), None, false)).as_deref(), Some("GLACIER"));
+        assert_eq!(archive_tier(&info(Some("DEEP_ARCHIVE"), None, false)).as_deref(), Some("DEEP_ARCHIVE"));
+        assert_eq!(
+            archive_tier(&info(Some("INTELLIGENT_TIERING"), Some("DEEP_ARCHIVE_ACCESS"), false)).as_deref(),
+            Some("INTELLIGENT_TIERING/DEEP_ARCHIVE_ACCESS")
+        );
+        assert_eq!(archive_tier(&info(Some("INTELLIGENT_TIERING"), None, false)), None, "frequent and infrequent tiers are readable");
+        assert_eq!(archive_tier(&info(Some("GLACIER_IR"), None, false)), None, "Glacier Instant Retrieval is readable");
+        assert_eq!(archive_tier(&info(Some("GLACIER"), None, true)), None, "a restored copy is readable");
+        assert_eq!(archive_tier(&info(None, None, false)), None);
+    }
+
+    #[test]
+    fn records_of_format_version_1_parse_with_empty_attributes() {
+        let v1 = r#"{"bucket":"b","key":"k","event_time":"2026-01-01T00:00:00Z","captured_at":"2026-01-01T00:00:01Z","kind":"put","size":3,"etag":"e","content_type":"text/plain"}"#;
+        let r: CaptureRecord = serde_json::from_str(v1).unwrap();
+        assert!(r.attributes.is_empty() && r.last_modified.is_none());
+        let back = serde_json::to_string(&r).unwrap();
+        assert!(!back.contains("tags") && !back.contains("last_modified"), "empty attributes are not written: {back}");
+    }
+
+    #[test]
     fn etags_lose_their_quotes() {
         assert_eq!(normalize_etag("\"abc\""), "abc");
         assert_eq!(normalize_etag("abc"), "abc");
