@@ -24,7 +24,9 @@ async fn main() -> ExitCode {
                 println!("{l}");
             }
             if summary.mismatches.is_empty() {
-                println!("every object matched its source byte for byte, with content type and metadata");
+                println!(
+                    "every object matched its source byte for byte, with content type, metadata, Cache-Control, Content-Encoding and tags"
+                );
                 ExitCode::SUCCESS
             } else {
                 println!("MISMATCHES:");

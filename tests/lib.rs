@@ -70,13 +70,17 @@ pub async fn s3(endpoint: &str) -> aws_sdk_s3::Client {
     AwsClients::load(&ClientOptions::local(endpoint)).await.s3
 }
 
-/// What one object looks like: content hash, size, content type, user metadata.
+/// What one object looks like: content hash, size, content type, user metadata, the system
+/// metadata headers and tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
     pub sha256: String,
     pub size: usize,
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,
+    pub cache_control: Option<String>,
+    pub content_encoding: Option<String>,
+    pub tags: BTreeMap<String, String>,
 }
 
 /// Reads every object of a bucket under a prefix (keys relative to the prefix).
@@ -93,8 +97,32 @@ pub async fn snapshot(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Re
             let ct = o.content_type().map(String::from);
             let md: BTreeMap<String, String> =
                 o.metadata().map(|m| m.iter().map(|(a, b)| (a.clone(), b.clone())).collect()).unwrap_or_default();
+            let (cache_control, content_encoding) = (o.cache_control().map(String::from), o.content_encoding().map(String::from));
+            // Only objects that say they have tags cost a tagging request.
+            let tags = match o.tag_count() {
+                Some(n) if n > 0 => s3
+                    .get_object_tagging()
+                    .bucket(bucket)
+                    .key(&k)
+                    .send()
+                    .await?
+                    .tag_set()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect(),
+                _ => BTreeMap::new(),
+            };
             let body = o.body.collect().await?.into_bytes();
-            anyhow::Ok((k, Seen { sha256: hex::encode(Sha256::digest(&body)), size: body.len(), content_type: ct, metadata: md }))
+            let seen = Seen {
+                sha256: hex::encode(Sha256::digest(&body)),
+                size: body.len(),
+                content_type: ct,
+                metadata: md,
+                cache_control,
+                content_encoding,
+                tags,
+            };
+            anyhow::Ok((k, seen))
         })
         .buffer_unordered(16);
     futures::pin_mut!(results);
@@ -121,8 +149,22 @@ pub fn diff(expected: &BTreeMap<String, Seen>, got: &BTreeMap<String, Seen>) -> 
     out
 }
 
+/// The `x-amz-tagging` value of a tag set (URL query encoding).
+pub fn tagging(tags: &[(String, String)]) -> Option<String> {
+    let enc = |s: &str| s.replace('%', "%25").replace(' ', "%20").replace('&', "%26").replace('=', "%3D").replace('+', "%2B");
+    (!tags.is_empty()).then(|| tags.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&"))
+}
+
 async fn put_object(s3: &aws_sdk_s3::Client, bucket: &str, o: &data::GenObject) -> Result<()> {
-    let mut req = s3.put_object().bucket(bucket).key(&o.key).body(ByteStream::from(o.body.clone())).content_type(&o.content_type);
+    let mut req = s3
+        .put_object()
+        .bucket(bucket)
+        .key(&o.key)
+        .body(ByteStream::from(o.body.clone()))
+        .content_type(&o.content_type)
+        .set_cache_control(o.cache_control.clone())
+        .set_content_encoding(o.content_encoding.clone())
+        .set_tagging(tagging(&o.tags));
     for (k, v) in &o.metadata {
         req = req.metadata(k, v);
     }
@@ -307,6 +349,14 @@ pub async fn run(endpoint: &str, sc: &Scenario, say: impl Fn(&str)) -> Result<Su
     }
 
     summary.lines.push(format!("source: {} objects, {} bytes, {} prefixes", sc.objects, bytes_total, sc.prefixes));
+    for (label, state) in [("T1", &state_t1), ("T2", &state_t2)] {
+        let tagged = state.values().filter(|s| !s.tags.is_empty()).count();
+        let cached = state.values().filter(|s| s.cache_control.is_some()).count();
+        let encoded = state.values().filter(|s| s.content_encoding.is_some()).count();
+        summary.lines.push(format!(
+            "attributes at {label}: {tagged} objects with tags, {cached} with Cache-Control, {encoded} with Content-Encoding, every one compared after the restore"
+        ));
+    }
     summary.lines.push(format!(
         "protect: {} objects, {} bytes, {} packs, {} large objects, {} vanished, {} failed, {} requests to the vault, {:.1} s",
         p["objects"], p["bytes"], p["packs"], p["large_objects"], p["vanished"], p["failed"], p["vault_requests"], protect_s

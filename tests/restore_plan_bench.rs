@@ -85,11 +85,12 @@ async fn generate(endpoint: &str, n: u64) -> Result<()> {
     let time = t0 + chrono::Duration::hours(1);
     let point = RecoveryPoint {
         format: "tidemark-recovery-point".into(),
-        version: 1,
+        version: tidemark_core::vault::point::FORMAT_VERSION,
         bucket: SOURCE.into(),
         time,
         sealed_at: time,
         segments: metas,
+        unprotected: Vec::new(),
     };
     write_point(s3.as_ref(), &vault, &point).await?;
     Ok(())
@@ -114,6 +115,7 @@ async fn measure(endpoint: &str, n: u64) -> Result<Value> {
         mode: RestoreMode::Copy,
         delete_newer: false,
         dry_run: false,
+        attributes: Default::default(),
         target_role_arn: None,
     };
     let base_rss = peak_rss();

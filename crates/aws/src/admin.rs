@@ -217,14 +217,15 @@ pub async fn enable_bucket_events(c: &AwsClients, bucket: &str) -> Result<()> {
     Ok(())
 }
 
-/// Routes a bucket's Object Created / Object Deleted events to the delta queue with an EventBridge rule.
+/// Routes a bucket's change events (every type the delta handler captures,
+/// `tidemark_core::changes::events::CAPTURED_DETAIL_TYPES`) to the delta queue with an EventBridge rule.
 pub async fn route_events(c: &AwsClients, rule_prefix: &str, bucket: &str, delta_queue_url: &str) -> Result<()> {
     let arn = queue_arn(c, delta_queue_url).await?;
     let rule = format!("{rule_prefix}-{bucket}");
     let rule = &rule[..rule.len().min(64)];
     let pattern = serde_json::json!({
         "source": ["aws.s3"],
-        "detail-type": ["Object Created", "Object Deleted"],
+        "detail-type": tidemark_core::changes::events::CAPTURED_DETAIL_TYPES,
         "detail": {"bucket": {"name": [bucket]}}
     });
     let put = c

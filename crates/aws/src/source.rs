@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tidemark_core::domain::ObjectInfo;
-use tidemark_core::ports::{Fetch, ListPage, ListRequest, ObjectRef, ObjectStore, PutOptions, Written};
+use tidemark_core::domain::{Acl, ObjectInfo};
+use tidemark_core::ports::{Fetch, ListPage, ListRequest, ObjectRef, ObjectStore, PutOptions, VersionListRequest, VersionPage, Written};
 use tidemark_core::{Error, Result};
 
 use crate::s3::S3Store;
@@ -310,6 +310,41 @@ impl ObjectStore for RoleSourceStore {
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
         self.sessions.reads(bucket).await?.delete(bucket, key).await
     }
+
+    async fn list_versions(&self, bucket: &str, req: VersionListRequest<'_>) -> Result<VersionPage> {
+        self.sessions.reads(bucket).await?.list_versions(bucket, req).await
+    }
+
+    async fn get_tags(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<Option<BTreeMap<String, String>>> {
+        self.sessions.reads(bucket).await?.get_tags(bucket, key, version_id).await
+    }
+
+    async fn get_acl(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<Option<Acl>> {
+        self.sessions.reads(bucket).await?.get_acl(bucket, key, version_id).await
+    }
+
+    async fn acls_enabled(&self, bucket: &str) -> Result<bool> {
+        self.sessions.reads(bucket).await?.acls_enabled(bucket).await
+    }
+
+    async fn copy_with(
+        &self,
+        src: &ObjectRef,
+        if_match: Option<&str>,
+        bucket: &str,
+        key: &str,
+        opts: &PutOptions,
+    ) -> Result<Fetch<Written>> {
+        self.sessions.reads(&src.bucket).await?.copy_with(src, if_match, bucket, key, opts).await
+    }
+
+    async fn delete_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<()> {
+        self.sessions.reads(bucket).await?.delete_version(bucket, key, version_id).await
+    }
+
+    async fn restore_archived(&self, bucket: &str, key: &str, version_id: Option<&str>, days: u32) -> Result<()> {
+        self.sessions.reads(bucket).await?.restore_archived(bucket, key, version_id, days).await
+    }
 }
 
 /// The vault store of a cross-account deployment: the function's own client, except that the
@@ -411,6 +446,45 @@ impl ObjectStore for RoleVaultStore {
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
         self.own.delete(bucket, key).await
+    }
+
+    async fn list_versions(&self, bucket: &str, req: VersionListRequest<'_>) -> Result<VersionPage> {
+        self.own.list_versions(bucket, req).await
+    }
+
+    async fn get_tags(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<Option<BTreeMap<String, String>>> {
+        self.own.get_tags(bucket, key, version_id).await
+    }
+
+    async fn get_acl(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<Option<Acl>> {
+        self.own.get_acl(bucket, key, version_id).await
+    }
+
+    async fn acls_enabled(&self, bucket: &str) -> Result<bool> {
+        self.own.acls_enabled(bucket).await
+    }
+
+    async fn copy_with(
+        &self,
+        src: &ObjectRef,
+        if_match: Option<&str>,
+        bucket: &str,
+        key: &str,
+        opts: &PutOptions,
+    ) -> Result<Fetch<Written>> {
+        // As with `copy`: only a copy out of a source bucket needs the read role.
+        if src.bucket != self.vault_bucket {
+            return self.route(bucket, key).await?.copy_with(src, if_match, bucket, key, opts).await;
+        }
+        self.own.copy_with(src, if_match, bucket, key, opts).await
+    }
+
+    async fn delete_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<()> {
+        self.own.delete_version(bucket, key, version_id).await
+    }
+
+    async fn restore_archived(&self, bucket: &str, key: &str, version_id: Option<&str>, days: u32) -> Result<()> {
+        self.own.restore_archived(bucket, key, version_id, days).await
     }
 }
 

@@ -12,13 +12,20 @@ async fn clients(endpoint: &str) -> AwsClients {
     AwsClients::load(&ClientOptions::local(endpoint)).await
 }
 
+async fn enable_versioning(c: &AwsClients, bucket: &str) -> Result<()> {
+    c.s3.create_bucket().bucket(bucket).send().await?;
+    let on = aws_sdk_s3::types::VersioningConfiguration::builder().status(aws_sdk_s3::types::BucketVersioningStatus::Enabled).build();
+    c.s3.put_bucket_versioning().bucket(bucket).versioning_configuration(on).send().await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn adapters_conform_on_moto() -> Result<()> {
     let moto = harness::start_moto()?;
     let c = clients(&moto.endpoint).await;
     let s3 = S3Store::new(c.s3.clone());
     s3.create_bucket("plain").await?;
-    let quirks = conformance::Quirks { copy_ignores_if_match: true, ..Default::default() };
+    let quirks = conformance::Quirks { copy_ignores_if_match: true, checksums_unverified: true, ..Default::default() };
     conformance::object_store(&s3, "plain", "missing-bucket", quirks).await;
     c.s3.create_bucket().bucket("versioned").send().await?;
     c.s3.put_bucket_versioning()
@@ -29,6 +36,10 @@ async fn adapters_conform_on_moto() -> Result<()> {
         .send()
         .await?;
     conformance::versioned_object_store(&s3, "versioned").await;
+    s3.create_bucket("attrs").await?;
+    conformance::attributes(&s3, "attrs", quirks).await;
+    enable_versioning(&c, "versions").await?;
+    conformance::versions(&s3, "versions").await;
 
     let (url, _) = admin::ensure_queue(&c, "conf-q", 30).await?;
     conformance::queue(&SqsQueue::new(c.sqs.clone()).with_age_metric(c.cloudwatch.clone()), &url).await;
@@ -87,8 +98,13 @@ async fn s3_adapter_conforms_on_seaweedfs_and_the_vault_is_immutable() -> Result
     let c = clients(&weed.endpoint).await;
     let s3 = S3Store::new(c.s3.clone());
     s3.create_bucket("plain").await?;
-    let quirks = conformance::Quirks { part_copy_etag_differs: true, ..Default::default() };
+    let quirks =
+        conformance::Quirks { part_copy_etag_differs: true, no_website_redirect: true, no_ownership_controls: true, ..Default::default() };
     conformance::object_store(&s3, "plain", "missing-bucket", quirks).await;
+    s3.create_bucket("attrs").await?;
+    conformance::attributes(&s3, "attrs", quirks).await;
+    enable_versioning(&c, "versions").await?;
+    conformance::versions(&s3, "versions").await;
 
     // A vault bucket: Object Lock with COMPLIANCE default retention.
     admin::ensure_vault_bucket(&c, "vault", 1).await?;

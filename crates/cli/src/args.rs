@@ -140,6 +140,10 @@ pub enum Command {
         /// Do not turn on EventBridge notifications (for S3 servers without them).
         #[arg(long)]
         no_events: bool,
+        /// Seed every version and delete marker of a versioned bucket, each at its own time,
+        /// not only the current versions [TIDEMARK_ALL_VERSIONS].
+        #[arg(long)]
+        all_versions: bool,
         #[arg(long)]
         json: bool,
     },
@@ -240,6 +244,15 @@ pub struct RestoreArgs {
     /// Plan and report what the restore would write, keep and delete; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Write this storage class instead of each object's recorded one.
+    #[arg(long)]
+    pub storage_class: Option<String>,
+    /// Write each object's recorded Object Lock retention and legal hold (the target needs Object Lock).
+    #[arg(long)]
+    pub object_lock: bool,
+    /// Write each object's recorded ACL grants (the target needs ACLs enabled).
+    #[arg(long)]
+    pub acl: bool,
     /// Write the target through this IAM role (a bucket in another account).
     #[arg(long)]
     pub target_role: Option<String>,

@@ -35,7 +35,9 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
             let ctx = Context::load(&cli.global, settings).await;
             match cmd {
                 Command::Init { local, vault, retention_days, json } => init(&ctx, local, vault.as_deref(), retention_days, json).await,
-                Command::Protect { source, vault, inventory, workers, wait, no_events, json } => {
+                Command::Protect { source, vault, inventory, workers, wait, no_events, all_versions, json } => {
+                    let mut ctx = ctx;
+                    ctx.settings.all_versions |= all_versions;
                     protect(&ctx, &source, &vault, inventory.as_deref(), workers, wait, no_events, json).await
                 }
                 Command::Sync { source, vault, reconcile, inventory, json } => {
@@ -137,6 +139,8 @@ async fn protect(
         "large_objects": c.large_objects,
         "failed": c.failed,
         "vanished": c.vanished,
+        "archived": c.archived,
+        "all_versions": seeded.run.all_versions,
         "tasks": seeded.run.task_total(),
         "resumed": seeded.resumed,
         "vault_requests": c.vault_requests,
@@ -158,7 +162,7 @@ async fn protect(
         )
     });
     if c.failed > 0 {
-        bail!("{} objects failed to copy", c.failed);
+        bail!("{} objects failed to copy; `tidemark status --source {source} --vault {vault}` lists them with their reasons", c.failed);
     }
     Ok(())
 }
@@ -215,6 +219,7 @@ async fn sync(ctx: &Context, source: &str, vault: &str, reconcile: bool, invento
     let out = json!({
         "captured": r.captured,
         "deleted": r.deleted,
+        "attribute_changes": r.attributes,
         "duplicates": r.duplicates,
         "ignored": r.ignored,
         "superseded": r.superseded,
@@ -312,7 +317,8 @@ async fn status(ctx: &Context, source: Option<&str>, vault: Option<&str>, json: 
         let src = s3_url("source", source)?;
         let engine = ctx.engine(&s3_url("vault", vault)?).await?;
         let range = point::recoverable_range(engine.vault.as_ref(), &engine.config.vault_bucket, &src.bucket).await?;
-        let active = engine.control().active_run(&src.bucket, &src.prefix).await?;
+        let control = engine.control();
+        let active = control.active_run(&src.bucket, &src.prefix).await?;
         let (first, latest) = match &range {
             Some((f, l)) => (Some(f.time), Some(l.time)),
             None => (None, None),
@@ -322,6 +328,22 @@ async fn status(ctx: &Context, source: Option<&str>, vault: Option<&str>, json: 
         out["latest_recovery_point"] = json!(latest);
         out["rpo_seconds"] = json!(latest.map(|l| (Utc::now() - l).num_seconds()));
         out["active_run"] = json!(active.map(|(_, r)| r.run_id));
+        // What is not protected: the latest point's unprotected keys, the bucket's failures
+        // not yet settled, and the objects the latest seed run could not capture.
+        out["unprotected"] = json!(range.as_ref().map_or(0, |(_, l)| l.unprotected.len()));
+        let failures = control.failures(&src.bucket).await?;
+        let failure = |f: &tidemark_core::control::FailureRecord| json!({"key": f.key, "reason": f.reason, "since": f.since, "until": f.until, "origin": f.origin});
+        out["failures"] = json!(failures.iter().filter(|(_, f)| f.is_open()).map(|(_, f)| failure(f)).collect::<Vec<_>>());
+        if let Some(run) = control.latest_run(&src.bucket, &src.prefix).await? {
+            let kept = control.run_failures(&run.run_id).await?;
+            out["latest_run"] = json!({
+                "run_id": run.run_id,
+                "state": run.state,
+                "all_versions": run.all_versions,
+                "failed": kept.len(),
+                "failures": kept.iter().map(|f| json!({"key": f.key, "reason": f.reason})).collect::<Vec<_>>(),
+            });
+        }
     }
     print_obj(json, &out, || serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(())

@@ -8,6 +8,7 @@ use anyhow::{bail, Context as _, Result};
 use serde_json::{json, Value};
 use tidemark_core::engine::Engine;
 use tidemark_core::protocol::local::drive_restore;
+use tidemark_core::restore::attributes::AttributeRequest;
 use tidemark_core::restore::run::{self, RestoreState, RestoreStatus};
 use tidemark_core::restore::{RestoreMode, RestoreRequest};
 
@@ -82,6 +83,7 @@ async fn start(ctx: &Context, a: RestoreArgs) -> Result<()> {
         mode,
         delete_newer: a.delete_newer,
         dry_run: a.dry_run,
+        attributes: AttributeRequest { storage_class: a.storage_class.clone(), object_lock: a.object_lock, acl: a.acl },
         target_role_arn: a.target_role.clone(),
     };
     let targets = ctx.targets(&engine);
@@ -194,6 +196,10 @@ pub fn status_json(s: &RestoreStatus) -> Value {
         "failures": s.failures.iter().map(|f| json!({"key": f.key, "error": f.reason})).collect::<Vec<_>>(),
         "failures_total": s.failures_total,
         "samples": s.samples,
+        "attributes_not_applied": c.attributes_not_applied,
+        "not_applied": s.not_applied.iter().map(|n| json!({"key": n.key, "attribute": n.reason})).collect::<Vec<_>>(),
+        "unprotected": s.run.unprotected_count + c.unprotected,
+        "unprotected_keys": s.unprotected.iter().map(|u| json!({"key": u.key, "reason": u.reason})).collect::<Vec<_>>(),
     })
 }
 
@@ -241,6 +247,16 @@ fn print(json: bool, s: &RestoreStatus, started: Option<Instant>) -> Result<()> 
     }
     for f in s.failures.iter().take(20) {
         println!("  failed: {}: {}", f.key, f.reason);
+    }
+    if let Some(n) = s.not_applied.first() {
+        println!("  {} attributes not written, for example {}: {}", c.attributes_not_applied, n.key, n.reason);
+    }
+    let unprotected = r.unprotected_count + c.unprotected;
+    if unprotected > 0 {
+        println!("  {unprotected} keys were not protected at {}:", r.request.as_of.to_rfc3339());
+        for u in s.unprotected.iter().take(20) {
+            println!("    {}: {}", u.key, u.reason);
+        }
     }
     if let Some(e) = &r.error {
         println!("  error: {e}");

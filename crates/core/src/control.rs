@@ -43,6 +43,9 @@ pub struct RunRecord {
     /// How many tasks the plan made, once planned.
     #[serde(default)]
     pub task_count: u64,
+    /// True when the run captures every version and delete marker, not only current versions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_versions: bool,
 }
 
 impl RunRecord {
@@ -145,6 +148,15 @@ pub struct Counters {
     /// Requests a restore sent to its target.
     #[serde(default)]
     pub target_requests: u64,
+    /// Attributes a restore could not write (each object's, counted one by one).
+    #[serde(default)]
+    pub attributes_not_applied: u64,
+    /// Keys a restore could not restore because the vault does not hold their state at T.
+    #[serde(default)]
+    pub unprotected: u64,
+    /// Objects found in an archive tier: recorded as archived, their bytes not captured.
+    #[serde(default)]
+    pub archived: u64,
 }
 
 impl Counters {
@@ -162,6 +174,9 @@ impl Counters {
         self.unchanged += o.unchanged;
         self.deleted += o.deleted;
         self.target_requests += o.target_requests;
+        self.attributes_not_applied += o.attributes_not_applied;
+        self.unprotected += o.unprotected;
+        self.archived += o.archived;
     }
 }
 
@@ -188,6 +203,9 @@ pub struct TaskRecord {
     /// by segment key; empty for seed tasks.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub offsets: std::collections::BTreeMap<String, u64>,
+    /// Capture every version and delete marker of the partition (the run's `all_versions`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_versions: bool,
 }
 
 impl TaskRecord {
@@ -208,6 +226,7 @@ impl TaskRecord {
             attempts: 0,
             counters: Counters::default(),
             offsets: Default::default(),
+            all_versions: false,
         }
     }
 }
@@ -243,6 +262,107 @@ pub struct RegistrySlot {
 pub fn live(slots: Vec<RegistrySlot>) -> Vec<SegmentSlot> {
     let replaced: std::collections::HashSet<String> = slots.iter().flat_map(|s| s.replaces.iter().cloned()).collect();
     slots.into_iter().filter(|s| !replaced.contains(&s.slot.meta.key)).map(|s| s.slot).collect()
+}
+
+/// A key whose change could not be captured, as the control store keeps it (one item per key of
+/// a source bucket): recovery points name it as unprotected until a later capture settles it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    pub key: String,
+    pub reason: String,
+    /// The time of the change that could not be captured (an event's time; a seed batch's time).
+    pub since: DateTime<Utc>,
+    /// What failed to capture it: `seed`, `delta` or `reconcile`.
+    pub origin: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// The version that could not be captured, when the change named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// The ETag of the object that could not be captured, when the change named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The event time of the first capture of the key after the failure: the state from then
+    /// on is known again, the state between `since` and `until` is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    /// True once the change that failed was captured after all (a retry that worked): nothing
+    /// is missing any more.
+    #[serde(default)]
+    pub resolved: bool,
+}
+
+impl FailureRecord {
+    /// An open failure of `key` (of `version_id`, when known) from `origin` at `since`.
+    pub fn new(key: &str, version_id: Option<&str>, reason: &str, since: DateTime<Utc>, origin: &str) -> Self {
+        FailureRecord {
+            key: key.into(),
+            reason: reason.into(),
+            since,
+            origin: origin.into(),
+            run_id: None,
+            version_id: version_id.map(String::from),
+            etag: None,
+            until: None,
+            resolved: false,
+        }
+    }
+
+    /// True while no later capture of the key has succeeded.
+    pub fn is_open(&self) -> bool {
+        !self.resolved && self.until.is_none()
+    }
+}
+
+/// What a registered segment captured of one key, for settling failures ([`captured_facts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedFact {
+    pub time: DateTime<Utc>,
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+    /// A put whose bytes are in the vault (not an attribute change or an archived placeholder).
+    pub bytes: bool,
+}
+
+/// The facts `records` capture, by key: puts with their bytes, delete markers, deletes and
+/// purges (attribute changes and archived placeholders carry no state of their own).
+pub fn captured_facts(records: &[crate::domain::CaptureRecord]) -> std::collections::HashMap<String, Vec<CapturedFact>> {
+    use crate::domain::CaptureKind;
+    let mut out: std::collections::HashMap<String, Vec<CapturedFact>> = std::collections::HashMap::new();
+    for r in records.iter().filter(|r| r.kind != CaptureKind::Put || r.location.is_some()) {
+        out.entry(r.key.clone()).or_default().push(CapturedFact {
+            time: r.event_time,
+            version_id: r.version_id.clone(),
+            etag: r.etag.clone(),
+            bytes: r.kind == CaptureKind::Put,
+        });
+    }
+    out
+}
+
+impl FailureRecord {
+    /// Settles this failure with what a segment captured of its key: resolved if the change that
+    /// failed is among it (its version, or its ETag no later than the failure), otherwise its
+    /// unknown range ends at the first later fact. Returns whether anything changed.
+    fn settle(&mut self, facts: &[CapturedFact]) -> bool {
+        let since = self.since.timestamp();
+        let same = |f: &CapturedFact| match (&self.version_id, &self.etag) {
+            (Some(v), _) => f.version_id.as_ref() == Some(v),
+            (None, Some(e)) => f.etag.as_ref() == Some(e) && f.time.timestamp() <= since,
+            (None, None) => f.time.timestamp() <= since,
+        };
+        if facts.iter().any(|f| f.bytes && same(f)) {
+            self.resolved = true;
+            return true;
+        }
+        match facts.iter().map(|f| f.time).filter(|t| t.timestamp() > since).min() {
+            Some(t) => {
+                self.until = Some(t);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// A held lease: the item version to compare against and the fencing token.
@@ -453,6 +573,84 @@ impl<'a> Control<'a> {
         match self.store.get(&pk, slot_name).await? {
             Some(item) => parse(&item),
             None => Err(Error::corrupt("segment registry", format!("{slot_name} vanished"))),
+        }
+    }
+
+    fn failures_pk(&self, bucket: &str) -> String {
+        format!("failures#{}#{bucket}", self.vault)
+    }
+
+    /// Every failure ever recorded for a source bucket that is not fully resolved, by key.
+    pub async fn failures(&self, bucket: &str) -> Result<Vec<(u64, FailureRecord)>> {
+        let items = self.store.query(&self.failures_pk(bucket), "").await?;
+        items.iter().map(|i| Ok((i.version, parse::<FailureRecord>(i)?))).filter(|r| !matches!(r, Ok((_, f)) if f.resolved)).collect()
+    }
+
+    /// Records failures of keys of `bucket`: a key without an unsettled failure gets this one;
+    /// a key whose failure is still open keeps its earlier one (the state is unknown from then).
+    /// Seed failures are also kept on their run ([`Control::run_failures`]).
+    pub async fn record_failures(&self, bucket: &str, failures: &[FailureRecord]) -> Result<()> {
+        let pk = self.failures_pk(bucket);
+        for f in failures {
+            loop {
+                let won = match self.store.get(&pk, &f.key).await? {
+                    None => self.store.put_new(&pk, &f.key, &body(f), None).await?,
+                    Some(item) => {
+                        let old: FailureRecord = parse(&item)?;
+                        if old.is_open() {
+                            break;
+                        }
+                        self.store.replace(&pk, &f.key, item.version, &body(f)).await?
+                    }
+                };
+                if won {
+                    break;
+                }
+            }
+            if let Some(run) = &f.run_id {
+                let sk = format!("failure#{}", f.key);
+                self.store.put_markers(&Self::run_pk(run), &[sk], &body(f), None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles the open failures of keys that a registered segment captured (`captured`, from
+    /// [`captured_facts`]; see [`FailureRecord`]).
+    pub async fn settle_failures(&self, bucket: &str, captured: &std::collections::HashMap<String, Vec<CapturedFact>>) -> Result<()> {
+        if captured.is_empty() {
+            return Ok(());
+        }
+        let pk = self.failures_pk(bucket);
+        for (version, mut f) in self.failures(bucket).await? {
+            let Some(facts) = captured.get(&f.key).filter(|_| f.is_open()) else { continue };
+            // A lost race means another capture settled it first; either settles it.
+            if f.settle(facts) {
+                self.store.replace(&pk, &f.key, version, &body(&f)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The failures kept on a seed run: (key, reason), in key order.
+    pub async fn run_failures(&self, run_id: &str) -> Result<Vec<FailureRecord>> {
+        self.store.query(&Self::run_pk(run_id), "failure#").await?.iter().map(parse).collect()
+    }
+
+    /// The latest seed run of a source and prefix, finished or not.
+    pub async fn latest_run(&self, bucket: &str, prefix: &str) -> Result<Option<RunRecord>> {
+        let Some(ptr) = self.store.get(&self.source_pk(bucket), &format!("active-run#{prefix}")).await? else {
+            return Ok(None);
+        };
+        let run_id: String = parse(&ptr)?;
+        Ok(self.get_run(&run_id).await?.map(|(_, r)| r))
+    }
+
+    /// When the bucket was first protected, if it is.
+    pub async fn protected_since(&self, bucket: &str) -> Result<Option<DateTime<Utc>>> {
+        match self.store.get(&self.source_pk(bucket), "protected").await? {
+            None => Ok(None),
+            Some(item) => Ok(Some(parse(&item)?)),
         }
     }
 

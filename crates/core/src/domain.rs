@@ -6,12 +6,20 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Whether a capture record says an object version existed or was deleted.
+/// What a capture record says happened to a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CaptureKind {
+    /// An object version existed: created at `event_time`, or (with `last_modified` set) its
+    /// attributes changed at `event_time`.
     Put,
+    /// The key was deleted: a delete marker named `version_id` was created, or (with no
+    /// version id) the object of an unversioned key was removed.
     Delete,
+    /// Version `version_id` (a version or a delete marker; none for the `null` version) was
+    /// permanently deleted: from `event_time` on it no longer counts, so the version below it is
+    /// current again. Earlier times are unchanged.
+    Purge,
 }
 
 /// How a blob's bytes are encoded inside a pack.
@@ -76,6 +84,145 @@ pub fn padded_sequencer(seq: Option<&str>) -> String {
     }
 }
 
+/// Server-side encryption of a source object, as S3 reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sse {
+    /// `AES256`, `aws:kms` or `aws:kms:dsse` (`x-amz-server-side-encryption`); for SSE-C, the
+    /// customer algorithm (`x-amz-server-side-encryption-customer-algorithm`) with `customer_key`.
+    pub algorithm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_key: Option<bool>,
+    /// True for SSE-C: the key is the customer's and tidemark never holds it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub customer_key: bool,
+}
+
+impl Sse {
+    /// True when S3's ETag of a single-part object is not the MD5 of its bytes (SSE-KMS, SSE-C).
+    pub fn hides_md5(&self) -> bool {
+        self.customer_key || self.algorithm.starts_with("aws:kms")
+    }
+}
+
+/// An Object Lock setting of a source object version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectLock {
+    /// `GOVERNANCE` or `COMPLIANCE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legal_hold: Option<bool>,
+}
+
+/// One grantee of an ACL grant, in S3's three spellings.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Grantee {
+    /// A canonical user id.
+    CanonicalUser { id: String },
+    /// A predefined group (`http://acs.amazonaws.com/groups/global/AllUsers`, …).
+    Group { uri: String },
+    /// An e-mail address (only some Regions accept it).
+    Email { address: String },
+}
+
+/// One ACL grant: a grantee and a permission (`READ`, `WRITE`, `READ_ACP`, `WRITE_ACP`, `FULL_CONTROL`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Grant {
+    pub grantee: Grantee,
+    pub permission: String,
+}
+
+/// An object's ACL: its owner and grants (recorded only where the bucket has ACLs enabled).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acl {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+}
+
+/// A checksum as S3 reports it for an object (`x-amz-checksum-*`), base64 as S3 spells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceChecksum {
+    /// `CRC64NVME`, `CRC32`, `CRC32C`, `SHA1` or `SHA256`.
+    pub algorithm: String,
+    pub value: String,
+    /// `FULL_OBJECT` or `COMPOSITE` (a multipart object's checksum of its parts' checksums).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+impl SourceChecksum {
+    /// True when the value is of the whole object (not a composite of part checksums, which
+    /// carry a `-N` suffix and cannot be recomputed without the part boundaries).
+    pub fn is_full_object(&self) -> bool {
+        self.kind.as_deref() != Some("COMPOSITE") && !self.value.contains('-')
+    }
+}
+
+/// The attributes of an object version beyond its bytes, content type and user metadata: what
+/// a restore writes back (ARCHITECTURE.md, "Capture record").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectAttributes {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub website_redirect_location: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// The storage class; `None` is STANDARD (S3 omits it then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_checksum: Option<SourceChecksum>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse: Option<Sse>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLock>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Acl>,
+    /// Set when the version was in an archive tier when it was captured (Glacier Flexible
+    /// Retrieval, Deep Archive, or an Intelligent-Tiering archive tier): its class, for example
+    /// `GLACIER` or `INTELLIGENT_TIERING/ARCHIVE_ACCESS`. Such a record has no location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<String>,
+}
+
+impl ObjectAttributes {
+    /// True if no attribute is set.
+    pub fn is_empty(&self) -> bool {
+        self == &ObjectAttributes::default()
+    }
+}
+
+/// The archive tier that makes `info` unreadable without a RestoreObject, if it is in one and
+/// no restored copy is available: Glacier Flexible Retrieval, Deep Archive, or an
+/// Intelligent-Tiering archive access tier.
+pub fn archive_tier(info: &ObjectInfo) -> Option<String> {
+    if info.restored {
+        return None;
+    }
+    let class = info.attributes.storage_class.as_deref().unwrap_or("STANDARD");
+    match (class, info.archive_status.as_deref()) {
+        ("GLACIER" | "DEEP_ARCHIVE", _) => Some(class.to_string()),
+        ("INTELLIGENT_TIERING", Some(tier @ ("ARCHIVE_ACCESS" | "DEEP_ARCHIVE_ACCESS"))) => Some(format!("{class}/{tier}")),
+        _ => None,
+    }
+}
+
 /// One fact about a source object: this version existed (or was deleted) at this time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaptureRecord {
@@ -102,6 +249,15 @@ pub struct CaptureRecord {
     pub metadata: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
+    /// The version's own Last-Modified time when it differs from `event_time`: on a record that
+    /// says what the version is from `event_time` on — an attribute change (tags, storage class,
+    /// ACL), or an older version a permanent delete made current again, of which the catalog
+    /// knew nothing before. Versions keep their place among a key's versions by Last-Modified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<DateTime<Utc>>,
+    /// Every other attribute of the version (absent from records of format version 1).
+    #[serde(flatten)]
+    pub attributes: ObjectAttributes,
 }
 
 impl CaptureRecord {
@@ -121,7 +277,39 @@ impl CaptureRecord {
             content_type: None,
             metadata: BTreeMap::new(),
             location: None,
+            last_modified: None,
+            attributes: ObjectAttributes::default(),
         }
+    }
+
+    /// A delete-marker record: the marker `version_id` of `key` created at `time`.
+    pub fn delete_marker(
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+        time: DateTime<Utc>,
+        sequencer: Option<String>,
+        captured_at: DateTime<Utc>,
+    ) -> Self {
+        let mut r = Self::delete(bucket, key, time, sequencer, captured_at);
+        r.version_id = Some(version_id.to_string());
+        r
+    }
+
+    /// A purge record: version `version_id` of `key` (`None`: the `null` version) was
+    /// permanently deleted at `time`.
+    pub fn purge(
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        time: DateTime<Utc>,
+        sequencer: Option<String>,
+        captured_at: DateTime<Utc>,
+    ) -> Self {
+        let mut r = Self::delete(bucket, key, time, sequencer, captured_at);
+        r.kind = CaptureKind::Purge;
+        r.version_id = version_id.map(String::from);
+        r
     }
 
     /// The record's identity for de-duplication: two records with equal identity say the same thing.
@@ -149,6 +337,16 @@ pub struct ObjectInfo {
     pub version_id: Option<String>,
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,
+    /// Attributes a HEAD or GET reports (tags and the ACL need requests of their own and are
+    /// filled by the capture; a listing fills only the storage class).
+    pub attributes: ObjectAttributes,
+    /// How many tags the object has (`x-amz-tagging-count`); `None` when the server did not say.
+    pub tag_count: Option<u32>,
+    /// `x-amz-archive-status` of an Intelligent-Tiering object in an archive tier.
+    pub archive_status: Option<String>,
+    /// True when a restored copy of an archived object is available (`x-amz-restore` says the
+    /// restore is no longer ongoing).
+    pub restored: bool,
 }
 
 /// Strips the quotes S3 puts around ETags (SeaweedFS sometimes omits them).
@@ -229,6 +427,35 @@ mod tests {
         assert_eq!("s3://bkt".parse::<S3Url>().unwrap().prefix, "");
         assert!("bkt".parse::<S3Url>().unwrap_err().to_string().contains("not an S3 URL"));
         assert!("s3://Bad_Bucket".parse::<S3Url>().unwrap_err().to_string().contains("not a valid S3 bucket name"));
+    }
+
+    #[test]
+    fn archive_tiers_are_the_unreadable_classes() {
+        let info = |class: Option<&str>, status: Option<&str>, restored: bool| ObjectInfo {
+            attributes: ObjectAttributes { storage_class: class.map(String::from), ..Default::default() },
+            archive_status: status.map(String::from),
+            restored,
+            ..Default::default()
+        };
+        assert_eq!(archive_tier(&info(Some("GLACIER"), None, false)).as_deref(), Some("GLACIER"));
+        assert_eq!(archive_tier(&info(Some("DEEP_ARCHIVE"), None, false)).as_deref(), Some("DEEP_ARCHIVE"));
+        assert_eq!(
+            archive_tier(&info(Some("INTELLIGENT_TIERING"), Some("DEEP_ARCHIVE_ACCESS"), false)).as_deref(),
+            Some("INTELLIGENT_TIERING/DEEP_ARCHIVE_ACCESS")
+        );
+        assert_eq!(archive_tier(&info(Some("INTELLIGENT_TIERING"), None, false)), None, "frequent and infrequent tiers are readable");
+        assert_eq!(archive_tier(&info(Some("GLACIER_IR"), None, false)), None, "Glacier Instant Retrieval is readable");
+        assert_eq!(archive_tier(&info(Some("GLACIER"), None, true)), None, "a restored copy is readable");
+        assert_eq!(archive_tier(&info(None, None, false)), None);
+    }
+
+    #[test]
+    fn records_of_format_version_1_parse_with_empty_attributes() {
+        let v1 = r#"{"bucket":"b","key":"k","event_time":"2026-01-01T00:00:00Z","captured_at":"2026-01-01T00:00:01Z","kind":"put","size":3,"etag":"e","content_type":"text/plain"}"#;
+        let r: CaptureRecord = serde_json::from_str(v1).unwrap();
+        assert!(r.attributes.is_empty() && r.last_modified.is_none());
+        let back = serde_json::to_string(&r).unwrap();
+        assert!(!back.contains("tags") && !back.contains("last_modified"), "empty attributes are not written: {back}");
     }
 
     #[test]

@@ -62,6 +62,16 @@ pub enum Error {
     /// throttle observation; retrying later (at a lower rate) is expected to succeed.
     #[error("{operation} was throttled by S3 (503 SlowDown) on prefix {prefix:?}")]
     Throttled { operation: String, prefix: String },
+    /// The bytes read from the source do not match what S3 says about them (its MD5 ETag or an
+    /// `x-amz-checksum-*` value): damaged in transit, or changed under the read. Transient: the
+    /// read is retried, and nothing is captured from it.
+    #[error("source bytes of s3://{bucket}/{key} do not match their {what}: expected {expected}, got {actual}")]
+    SourceMismatch { bucket: String, key: String, what: String, expected: String, actual: String },
+    /// The object is in an archive tier (Glacier Flexible Retrieval, Deep Archive, an
+    /// Intelligent-Tiering archive tier) and cannot be read until it is restored
+    /// (`InvalidObjectState`).
+    #[error("s3://{bucket}/{key} is archived and cannot be read before a RestoreObject")]
+    Archived { bucket: String, key: String },
 }
 
 impl Error {
@@ -71,6 +81,7 @@ impl Error {
             Error::Port { transient, .. } => *transient,
             Error::LeaseLost { .. } => true,
             Error::Throttled { .. } => true,
+            Error::SourceMismatch { .. } => true,
             // A report is rewritten only by the next inventory run, so retrying the same files
             // cannot help; source read failures arrive as `Port` errors with their own class.
             Error::Inventory { .. } => false,

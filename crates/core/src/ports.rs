@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use crate::domain::ObjectInfo;
+use crate::domain::{Acl, ObjectAttributes, ObjectInfo};
 use crate::Result;
 
 /// One page of a listing.
@@ -51,6 +51,45 @@ pub struct PutOptions {
     pub sha256_hex: Option<String>,
     /// Refuse to write if the key already exists (`If-None-Match: *`).
     pub if_none_match: bool,
+    /// The other attributes to write with the object: the system metadata headers, tags
+    /// (`x-amz-tagging`), storage class, server-side encryption, Object Lock, ACL grants, and a
+    /// full-object `source_checksum` (sent as `x-amz-checksum-*` by a PUT, which S3 verifies; its
+    /// algorithm alone by a copy or a multipart upload). `archived` is not written.
+    pub attributes: ObjectAttributes,
+}
+
+/// A ListObjectVersions request.
+#[derive(Debug, Clone, Default)]
+pub struct VersionListRequest<'a> {
+    pub prefix: &'a str,
+    /// List the versions of keys after this one (or, with `version_id_marker`, from this key on).
+    pub key_marker: Option<String>,
+    pub version_id_marker: Option<String>,
+    pub max_keys: Option<i32>,
+}
+
+/// One version or delete marker of a listing of versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionEntry {
+    pub key: String,
+    /// `None` for the `null` version (an object written while versioning was off).
+    pub version_id: Option<String>,
+    pub is_latest: bool,
+    pub is_delete_marker: bool,
+    pub last_modified: DateTime<Utc>,
+    /// The ETag without quotes; empty for a delete marker.
+    pub etag: String,
+    pub size: u64,
+    pub storage_class: Option<String>,
+}
+
+/// One page of ListObjectVersions: versions of each key newest first, keys in order.
+#[derive(Debug, Clone, Default)]
+pub struct VersionPage {
+    pub versions: Vec<VersionEntry>,
+    /// Markers for the next page, if there is one.
+    pub next_key_marker: Option<String>,
+    pub next_version_id_marker: Option<String>,
 }
 
 /// What a write returned.
@@ -111,6 +150,29 @@ pub trait ObjectStore: Send + Sync {
     async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()>;
     /// Deletes the current object (in a versioned bucket, creates a delete marker).
     async fn delete(&self, bucket: &str, key: &str) -> Result<()>;
+    /// One page of ListObjectVersions (every version and delete marker).
+    async fn list_versions(&self, bucket: &str, req: VersionListRequest<'_>) -> Result<VersionPage>;
+    /// GetObjectTagging of the current object or a version; `None` if it does not exist.
+    async fn get_tags(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<Option<BTreeMap<String, String>>>;
+    /// GetObjectAcl of the current object or a version; `None` if it does not exist.
+    async fn get_acl(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<Option<Acl>>;
+    /// True unless the bucket's object ownership is `BucketOwnerEnforced` (ACLs disabled).
+    async fn acls_enabled(&self, bucket: &str) -> Result<bool>;
+    /// Server-side CopyObject that writes `opts` instead of the source's metadata and tags
+    /// (`REPLACE` directives): content type, user metadata and every attribute of `opts`.
+    async fn copy_with(
+        &self,
+        src: &ObjectRef,
+        if_match: Option<&str>,
+        bucket: &str,
+        key: &str,
+        opts: &PutOptions,
+    ) -> Result<Fetch<Written>>;
+    /// Deletes one version or delete marker permanently (DeleteObject with a version id).
+    async fn delete_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<()>;
+    /// RestoreObject: asks S3 for a readable copy of an archived object for `days` days. Asking
+    /// again while a restore is in progress, or once it is done, is not an error.
+    async fn restore_archived(&self, bucket: &str, key: &str, version_id: Option<&str>, days: u32) -> Result<()>;
     /// Deletes many current objects (DeleteObjects, up to 1,000 a request); returns the keys that
     /// could not be deleted, with the reason. The default deletes one key at a time.
     async fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
@@ -147,6 +209,25 @@ impl Targets for SameStore {
             Some(arn) => Err(crate::Error::Invalid(format!(
                 "target role {arn} cannot be assumed here: this runner writes targets with its own credentials only"
             ))),
+        }
+    }
+}
+
+/// Lists every version and delete marker of exactly `key` (not of other keys it prefixes),
+/// newest first.
+pub async fn key_versions(store: &dyn ObjectStore, bucket: &str, key: &str) -> Result<Vec<VersionEntry>> {
+    let mut out = Vec::new();
+    let mut req = VersionListRequest { prefix: key, ..Default::default() };
+    loop {
+        let page = store.list_versions(bucket, req.clone()).await?;
+        let past = page.versions.iter().any(|v| v.key.as_str() > key);
+        out.extend(page.versions.into_iter().filter(|v| v.key == key));
+        match page.next_key_marker {
+            Some(k) if !past && k.as_str() <= key => {
+                req.key_marker = Some(k);
+                req.version_id_marker = page.next_version_id_marker;
+            }
+            _ => return Ok(out),
         }
     }
 }

@@ -5,12 +5,13 @@
 //! One test binary with a module per area (as `crates/sim` does). The conformance of the fakes
 //! themselves is tested in `crates/testkit`; the adapters against the local stack in
 //! `crates/aws`. Fixtures live under `tests/fixtures/`: `messages/` holds work-queue bodies as
-//! each version of the code wrote them.
+//! each version of the code wrote them, `vault/` tiny vaults (packs, segments, points) likewise.
 
 mod integration {
     mod config_table;
     mod deferral;
     mod delta_semantics;
+    mod fidelity;
     mod inventory;
     mod listing_plan;
     mod pressure;
@@ -19,4 +20,5 @@ mod integration {
     mod restore_run;
     mod seed_fanout;
     mod tidy;
+    mod vault_fixtures;
 }

@@ -16,7 +16,7 @@ mod worker;
 
 pub use checkpoint::{checkpoint_handler, CheckpointRequest, CheckpointResult};
 pub use config::{source_role_from, LambdaConfig};
-pub use delta::delta_handler;
+pub use delta::{changes_failed_emf, delta_handler};
 pub use error::LambdaError;
 pub use restore::{restore_handler, restore_queue_handler, start_restore, RestoreStarted};
 pub use seeder::{reconcile_handler, seeder_dispatch, seeder_handler, ReconcileRequest, ReconcileResult, SeedRequest, SeedResponse};

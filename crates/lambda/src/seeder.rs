@@ -17,6 +17,9 @@ pub struct SeedRequest {
     /// Seed from this S3 Inventory manifest instead of listing.
     #[serde(default)]
     pub inventory_manifest: Option<String>,
+    /// Seed every version and delete marker (overrides TIDEMARK_ALL_VERSIONS for this run).
+    #[serde(default)]
+    pub all_versions: Option<bool>,
 }
 
 /// What the seeder did.
@@ -35,6 +38,11 @@ pub struct SeedResponse {
 /// starts the stepwise seed (`protect::steps`): one summarise message per data file, handled by
 /// the worker function, so that no invocation's time grows with the report.
 pub async fn seeder_handler(engine: &Engine, req: SeedRequest) -> Result<SeedResponse, LambdaError> {
+    let mut engine = engine.clone();
+    if let Some(all) = req.all_versions {
+        engine.config.all_versions = all;
+    }
+    let engine = &engine;
     let targets = PlanTargets { objects: req.target_objects.unwrap_or(engine.config.target_objects), ..Default::default() };
     let s = match req.inventory_manifest {
         Some(url) => tidemark_core::protect::steps::start(engine, &req.source_bucket, &req.prefix, &url, targets).await?,

@@ -115,6 +115,7 @@ async fn stepwise_inventory_seed_through_the_lambda_handlers_restores_exactly() 
         delete_newer: false,
         dry_run: false,
         target_role_arn: None,
+        attributes: Default::default(),
     };
     // The restore function as Lambda runs it: the request starts the run, then the restore
     // queue's batches go through the same handler as SQS events.

@@ -208,7 +208,13 @@ async fn seed_capture_delta_and_restore_with_real_payloads() {
 
     let seeded = seeder_handler(
         &w.engine,
-        SeedRequest { source_bucket: "src".into(), prefix: String::new(), target_objects: Some(10), inventory_manifest: None },
+        SeedRequest {
+            source_bucket: "src".into(),
+            prefix: String::new(),
+            target_objects: Some(10),
+            inventory_manifest: None,
+            all_versions: None,
+        },
     )
     .await
     .unwrap();
@@ -270,6 +276,7 @@ async fn seed_capture_delta_and_restore_with_real_payloads() {
             delete_newer: false,
             dry_run: false,
             target_role_arn: None,
+            attributes: Default::default(),
         };
         let status = restore_through_the_function(&w, req).await;
         let report = &status.counters;
@@ -289,7 +296,13 @@ async fn a_killed_worker_resumes_without_duplicate_records() {
     }
     let seeded = seeder_handler(
         &w.engine,
-        SeedRequest { source_bucket: "src".into(), prefix: String::new(), target_objects: Some(1000), inventory_manifest: None },
+        SeedRequest {
+            source_bucket: "src".into(),
+            prefix: String::new(),
+            target_objects: Some(1000),
+            inventory_manifest: None,
+            all_versions: None,
+        },
     )
     .await
     .unwrap();
@@ -327,7 +340,13 @@ async fn an_unreadable_object_is_counted_as_failed_and_the_rest_is_captured() {
     w.racing.hook.denied.lock().unwrap().push("k05".into());
     let seeded = seeder_handler(
         &w.engine,
-        SeedRequest { source_bucket: "src".into(), prefix: String::new(), target_objects: Some(1000), inventory_manifest: None },
+        SeedRequest {
+            source_bucket: "src".into(),
+            prefix: String::new(),
+            target_objects: Some(1000),
+            inventory_manifest: None,
+            all_versions: None,
+        },
     )
     .await
     .unwrap();
@@ -345,7 +364,13 @@ async fn an_unreadable_object_is_counted_as_failed_and_the_rest_is_captured() {
 async fn the_checkpoint_seals_behind_the_oldest_unhandled_change_while_changes_keep_arriving() {
     let w = world();
     put(&w.s3, "base", b"base").await;
-    let req = SeedRequest { source_bucket: "src".into(), prefix: String::new(), target_objects: None, inventory_manifest: None };
+    let req = SeedRequest {
+        source_bucket: "src".into(),
+        prefix: String::new(),
+        target_objects: None,
+        inventory_manifest: None,
+        all_versions: None,
+    };
     seeder_handler(&w.engine, req).await.unwrap();
     drain_work(&w).await;
     let checkpoint = || checkpoint_handler(&w.engine, CheckpointRequest { buckets: vec!["src".into()] }, 2);

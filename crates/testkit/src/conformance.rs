@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use md5::{Digest, Md5};
-use tidemark_core::ports::{Backlog, ControlStore, Fetch, ListRequest, ObjectRef, ObjectStore, PutOptions, Queue};
+use tidemark_core::domain::{ObjectAttributes, SourceChecksum, Sse};
+use tidemark_core::ports::{
+    key_versions, Backlog, ControlStore, Fetch, ListRequest, ObjectRef, ObjectStore, PutOptions, Queue, VersionListRequest,
+};
 
 fn md5_hex(b: &[u8]) -> String {
     hex::encode(Md5::digest(b))
@@ -31,6 +34,13 @@ pub struct Quirks {
     /// ETag differs from its source's even with identical parts. Restore verifies multipart vault
     /// copies by that ETag, so on such a server they would be reported as mismatches.
     pub part_copy_etag_differs: bool,
+    /// moto 5.2 accepts any `x-amz-checksum-*` value without checking it; the engine verifies
+    /// captured bytes itself and restores check the ETag, so nothing relies on the server here.
+    pub checksums_unverified: bool,
+    /// SeaweedFS 4.48 drops `x-amz-website-redirect-location`.
+    pub no_website_redirect: bool,
+    /// SeaweedFS 4.48 answers GetBucketOwnershipControls with AccessDenied (capture then reads no ACLs).
+    pub no_ownership_controls: bool,
 }
 
 /// The S3 behaviours the engine relies on. `bucket` must exist and be empty; `missing` must not exist.
@@ -150,6 +160,149 @@ pub async fn object_store(s: &dyn ObjectStore, bucket: &str, missing: &str, quir
 
     // Create bucket is idempotent.
     s.create_bucket(bucket).await.expect("create_bucket on an existing own bucket succeeds");
+}
+
+/// The attributes the engine records and restores: `bucket` must exist and be empty.
+///
+/// A PUT keeps the system metadata headers, the tags, the storage class, the encryption and the
+/// checksum it sent (which HEAD reports with `ChecksumMode=ENABLED`); a copy with `copy_with`
+/// writes the attributes it is given instead of the source's.
+pub async fn attributes(s: &dyn ObjectStore, bucket: &str, quirks: Quirks) {
+    let body = Bytes::from_static(b"hello");
+    let attrs = ObjectAttributes {
+        cache_control: Some("max-age=60".into()),
+        content_encoding: Some("gzip".into()),
+        content_disposition: Some("attachment; filename=\"a.txt\"".into()),
+        content_language: Some("de".into()),
+        expires: Some("2030-01-02T03:04:05Z".parse().unwrap()),
+        website_redirect_location: Some("/other.html".into()),
+        tags: BTreeMap::from([("team".to_string(), "a b".to_string()), ("n".to_string(), "1".to_string())]),
+        storage_class: Some("STANDARD_IA".to_string()),
+        // The value S3 reports for the five bytes `hello`; the server verifies it.
+        source_checksum: Some(SourceChecksum { algorithm: "CRC32".into(), value: "NhCmhg==".into(), kind: None }),
+        sse: Some(Sse { algorithm: "AES256".into(), kms_key_id: None, bucket_key: None, customer_key: false }),
+        object_lock: None,
+        acl: None,
+        archived: None,
+    };
+    let opts = PutOptions { content_type: Some("text/x-test".into()), attributes: attrs.clone(), ..Default::default() };
+    s.put(bucket, "attrs/a", body.clone(), &opts).await.expect("a put with every attribute");
+    let h = s.head(bucket, "attrs/a", None).await.unwrap().expect("head");
+    let a = &h.attributes;
+    assert_eq!(a.cache_control, attrs.cache_control, "Cache-Control kept");
+    assert_eq!(a.content_encoding, attrs.content_encoding, "Content-Encoding kept");
+    assert_eq!(a.content_disposition, attrs.content_disposition, "Content-Disposition kept");
+    assert_eq!(a.content_language, attrs.content_language, "Content-Language kept");
+    assert_eq!(a.expires, attrs.expires, "Expires kept");
+    if !quirks.no_website_redirect {
+        assert_eq!(a.website_redirect_location, attrs.website_redirect_location, "website redirect kept");
+    }
+    assert_eq!(a.storage_class, attrs.storage_class, "storage class kept");
+    assert_eq!(a.sse.as_ref().map(|s| s.algorithm.as_str()), attrs.sse.as_ref().map(|s| s.algorithm.as_str()), "encryption reported");
+    let ck = a.source_checksum.as_ref().expect("HEAD with checksum mode reports the checksum");
+    assert_eq!((ck.algorithm.as_str(), ck.value.as_str()), ("CRC32", "NhCmhg=="), "the checksum sent is the one kept");
+    assert_ne!(h.tag_count, Some(0), "a tagged object does not say it has no tags");
+    assert_eq!(s.get_tags(bucket, "attrs/a", None).await.unwrap(), Some(attrs.tags.clone()), "tags kept");
+    assert_eq!(s.get_tags(bucket, "attrs/missing", None).await.unwrap(), None, "no tags of a missing key");
+    let acl = s.get_acl(bucket, "attrs/a", None).await.unwrap().expect("every object has an ACL");
+    assert!(acl.grants.iter().any(|g| g.permission == "FULL_CONTROL"), "the owner has full control: {acl:?}");
+    if !quirks.no_ownership_controls {
+        s.acls_enabled(bucket).await.expect("ownership controls can be asked for");
+    }
+    let bad = PutOptions {
+        attributes: ObjectAttributes {
+            source_checksum: Some(SourceChecksum { algorithm: "CRC32".into(), value: "AAAAAA==".into(), kind: None }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    if !quirks.checksums_unverified {
+        assert!(s.put(bucket, "attrs/bad", body.clone(), &bad).await.is_err(), "a wrong checksum is refused");
+    }
+    if let Fetch::Found((info, data)) = s.get(bucket, "attrs/a", None, None).await.unwrap() {
+        assert_eq!(&data[..], b"hello");
+        assert_eq!(info.attributes.cache_control, attrs.cache_control, "GET reports the attributes too");
+    } else {
+        panic!("get after put");
+    }
+
+    // A copy with other attributes writes them, not the source's.
+    let src = ObjectRef { bucket: bucket.into(), key: "attrs/a".into(), version_id: None };
+    let other = PutOptions {
+        content_type: Some("application/x-copied".into()),
+        metadata: BTreeMap::from([("m".to_string(), "2".to_string())]),
+        attributes: ObjectAttributes {
+            cache_control: Some("no-store".into()),
+            website_redirect_location: Some("/copied.html".into()),
+            tags: BTreeMap::from([("copied".to_string(), "yes".to_string())]),
+            source_checksum: Some(SourceChecksum { algorithm: "CRC32".into(), value: String::new(), kind: None }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let w = found(s.copy_with(&src, Some(&md5_hex(&body)), bucket, "attrs/copy", &other).await.unwrap(), "copy_with");
+    assert_eq!(w.etag, md5_hex(&body), "a copy of a single-part object keeps its ETag");
+    let c = s.head(bucket, "attrs/copy", None).await.unwrap().expect("head copy");
+    assert_eq!(c.content_type.as_deref(), Some("application/x-copied"), "copy_with replaces the content type");
+    assert_eq!(c.metadata, other.metadata, "copy_with replaces the metadata");
+    assert_eq!(c.attributes.cache_control.as_deref(), Some("no-store"), "copy_with replaces Cache-Control");
+    assert_eq!(c.attributes.content_encoding, None, "copy_with does not keep what it was not given");
+    if !quirks.no_website_redirect {
+        assert_eq!(c.attributes.website_redirect_location.as_deref(), Some("/copied.html"), "copy_with writes the redirect");
+    }
+    assert_eq!(s.get_tags(bucket, "attrs/copy", None).await.unwrap(), Some(other.attributes.tags.clone()), "copy_with replaces the tags");
+    assert_eq!(c.attributes.source_checksum.as_ref().map(|c| c.value.as_str()), Some("NhCmhg=="), "the copy has the algorithm asked for");
+}
+
+/// ListObjectVersions and permanent deletes: `bucket` must exist, be empty and have versioning on.
+pub async fn versions(s: &dyn ObjectStore, bucket: &str) {
+    let w1 = s.put(bucket, "v/k", Bytes::from_static(b"one"), &PutOptions::default()).await.unwrap();
+    let w2 = s.put(bucket, "v/k", Bytes::from_static(b"two"), &PutOptions::default()).await.unwrap();
+    s.put(bucket, "v/k2", Bytes::from_static(b"other"), &PutOptions::default()).await.unwrap();
+    let (v1, v2) = (w1.version_id.unwrap(), w2.version_id.unwrap());
+    s.delete(bucket, "v/k").await.unwrap();
+    let listed = key_versions(s, bucket, "v/k").await.unwrap();
+    assert_eq!(listed.len(), 3, "two versions and a marker of exactly this key: {listed:?}");
+    assert!(listed[0].is_delete_marker && listed[0].is_latest, "the marker is newest and latest: {listed:?}");
+    let ids: Vec<Option<&str>> = listed.iter().skip(1).map(|v| v.version_id.as_deref()).collect();
+    assert_eq!(ids, vec![Some(v2.as_str()), Some(v1.as_str())], "versions newest first");
+    assert_eq!((listed[1].size, listed[1].etag.as_str()), (3, md5_hex(b"two").as_str()));
+    // Page by page, one entry at a time, every entry of the prefix comes once.
+    let mut all = Vec::new();
+    let mut req = VersionListRequest { prefix: "v/", max_keys: Some(1), ..Default::default() };
+    loop {
+        let page = s.list_versions(bucket, req.clone()).await.unwrap();
+        assert!(page.versions.len() <= 1, "max_keys respected");
+        all.extend(page.versions.into_iter().map(|v| (v.key, v.version_id)));
+        match page.next_key_marker {
+            Some(k) => {
+                req.key_marker = Some(k);
+                req.version_id_marker = page.next_version_id_marker;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(all.len(), 4, "pagination visits every version and marker once: {all:?}");
+
+    // Removing the marker brings the key back; deleting the current version for good makes the
+    // older one current; deleting a non-current one changes nothing current.
+    let marker = listed[0].version_id.clone().expect("a marker has an id");
+    s.delete_version(bucket, "v/k", &marker).await.unwrap();
+    let (info, data) = found(s.get(bucket, "v/k", None, None).await.unwrap(), "undeleted");
+    assert_eq!((&data[..], info.version_id.as_deref()), (&b"two"[..], Some(v2.as_str())));
+    s.delete_version(bucket, "v/k", &v2).await.unwrap();
+    let (_, data) = found(s.get(bucket, "v/k", None, None).await.unwrap(), "older version current");
+    assert_eq!(&data[..], b"one");
+    let w3 = s.put(bucket, "v/k", Bytes::from_static(b"three"), &PutOptions::default()).await.unwrap();
+    s.delete_version(bucket, "v/k", &v1).await.unwrap();
+    let (info, _) = found(s.get(bucket, "v/k", None, None).await.unwrap(), "current after a non-current delete");
+    assert_eq!(info.version_id, w3.version_id);
+    assert!(matches!(s.get(bucket, "v/k", Some(&v1), None).await.unwrap(), Fetch::NotFound), "a deleted version is gone");
+    let tags = BTreeMap::from([("t".to_string(), "1".to_string())]);
+    let opts = PutOptions { attributes: ObjectAttributes { tags: tags.clone(), ..Default::default() }, ..Default::default() };
+    let w4 = s.put(bucket, "v/tagged", Bytes::from_static(b"x"), &opts).await.unwrap();
+    s.put(bucket, "v/tagged", Bytes::from_static(b"y"), &PutOptions::default()).await.unwrap();
+    assert_eq!(s.get_tags(bucket, "v/tagged", w4.version_id.as_deref()).await.unwrap(), Some(tags), "tags of a version");
 }
 
 /// Version behaviour: `bucket` must exist, be empty and have versioning on.

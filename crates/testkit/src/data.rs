@@ -10,6 +10,10 @@ pub struct GenObject {
     pub body: Vec<u8>,
     pub content_type: String,
     pub metadata: Vec<(String, String)>,
+    /// Object tags (some objects have them, so restores can be checked for them).
+    pub tags: Vec<(String, String)>,
+    pub cache_control: Option<String>,
+    pub content_encoding: Option<String>,
 }
 
 /// Names that exercise key encoding: spaces, unicode, `+`, `%`, `=`.
@@ -46,7 +50,10 @@ pub fn objects(seed: u64, n: usize, prefixes: usize, large: usize, large_size: u
         let body = body(&mut rng, len);
         let content_type = if i % 4 == 0 { "application/octet-stream" } else { "text/plain; charset=utf-8" }.to_string();
         let metadata = if i % 3 == 0 { vec![("origin".into(), format!("gen-{i}"))] } else { vec![] };
-        out.push(GenObject { key, body, content_type, metadata });
+        let tags = if i % 5 == 1 { vec![("team".into(), format!("t{}", i % 4)), ("kind".into(), "gen data".into())] } else { vec![] };
+        let cache_control = (i % 7 == 2).then(|| "public, max-age=3600".to_string());
+        let content_encoding = (i % 11 == 3).then(|| "identity".to_string());
+        out.push(GenObject { key, body, content_type, metadata, tags, cache_control, content_encoding });
     }
     out
 }

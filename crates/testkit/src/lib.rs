@@ -6,6 +6,7 @@
 
 pub mod conformance;
 pub mod data;
+pub mod events;
 pub mod fakes;
 pub mod harness;
 pub mod inventory_gen;

@@ -12,6 +12,10 @@ async fn mem_object_store_conforms() {
     conformance::object_store(&s, "plain", "missing-bucket", Default::default()).await;
     conformance::versioned_object_store(&s, "versioned").await;
     assert!(s.bucket_exists("plain").await.unwrap());
+    s.create("attrs", false);
+    conformance::attributes(&s, "attrs", Default::default()).await;
+    s.create("versions", true);
+    conformance::versions(&s, "versions").await;
 }
 
 #[tokio::test]

@@ -4,12 +4,15 @@
 //! CopyObject, or UploadPartCopy in parallel parts), so their bytes never pass through the
 //! process. The resulting capture records go into one index segment per batch.
 
+pub mod verify;
+
 use bytes::Bytes;
-use chrono::SubsecRound;
+use chrono::{DateTime, SubsecRound, Utc};
 use futures::stream::{self, StreamExt};
 
+use crate::config::ArchivedPolicy;
 use crate::control::Counters;
-use crate::domain::{new_id, stable_id, CaptureKind, CaptureRecord, Location, ObjectInfo};
+use crate::domain::{archive_tier, new_id, stable_id, CaptureKind, CaptureRecord, Location, ObjectInfo};
 use crate::engine::Engine;
 use crate::ports::{Fetch, ObjectRef, ObjectStore, PutOptions};
 use crate::vault::pack::PackSink;
@@ -27,11 +30,24 @@ pub struct CaptureItem {
     pub size_hint: u64,
     /// The event's sequencer, kept on the record to order same-second events.
     pub sequencer: Option<String>,
+    /// Record the version as known from this time on only (keeping its Last-Modified in
+    /// `last_modified`): an older version that a permanent delete made current, of which the
+    /// catalog may know nothing before then.
+    pub visible_from: Option<DateTime<Utc>>,
+}
+
+impl CaptureItem {
+    /// An item for `key` of `size_hint` bytes, with no version, precondition or sequencer.
+    pub fn new(key: impl Into<String>, size_hint: u64) -> Self {
+        CaptureItem { key: key.into(), version_id: None, if_match: None, size_hint, sequencer: None, visible_from: None }
+    }
 }
 
 enum Captured {
     Small(CaptureRecord, Bytes),
     Large(CaptureRecord),
+    /// In an archive tier: recorded with its class and no location.
+    Archived(CaptureRecord),
     /// Deleted, or replaced by a newer version, before it could be read: not a failure.
     Gone,
 }
@@ -40,7 +56,65 @@ fn clean_version(v: Option<String>) -> Option<String> {
     v.filter(|v| v != "null" && !v.is_empty())
 }
 
-fn put_record(bucket: &str, info: &ObjectInfo, sequencer: Option<String>, now: chrono::DateTime<chrono::Utc>) -> CaptureRecord {
+/// What one batch reads from its source besides the objects.
+struct Reader<'a> {
+    engine: &'a Engine,
+    source: &'a dyn ObjectStore,
+    bucket: &'a str,
+    /// Whether the bucket has ACLs enabled and ACLs are captured.
+    acls: bool,
+}
+
+impl Reader<'_> {
+    /// Fills the attributes that need requests of their own: the tags (unless S3 said there are
+    /// none) and, where the bucket has ACLs, the ACL. Returns the requests sent, or `None` if the
+    /// object vanished in between.
+    async fn enrich(&self, info: &mut ObjectInfo) -> Result<Option<u64>> {
+        let version = clean_version(info.version_id.clone());
+        let mut requests = 0;
+        if info.tag_count != Some(0) {
+            requests += 1;
+            match self.source.get_tags(self.bucket, &info.key, version.as_deref()).await? {
+                Some(tags) => info.attributes.tags = tags,
+                None => return Ok(None),
+            }
+        }
+        if self.acls {
+            requests += 1;
+            match self.source.get_acl(self.bucket, &info.key, version.as_deref()).await? {
+                Some(acl) => info.attributes.acl = Some(acl),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(requests))
+    }
+
+    /// The record of an object found in an archive tier: its class, no location; and, when the
+    /// configuration says so, a RestoreObject so that a later capture (the restore's completion
+    /// event, or reconciliation) can read it.
+    async fn archived(&self, key: &str, version_id: Option<&str>, sequencer: Option<String>) -> Result<(Captured, u64)> {
+        let cfg = &self.engine.config;
+        let Some(mut info) = self.source.head(self.bucket, key, version_id).await? else {
+            return Ok((Captured::Gone, 1));
+        };
+        info.key = key.to_string();
+        let Some(tier) = archive_tier(&info) else {
+            return Err(Error::port("GetObject", format!("s3://{}/{key} was restored while it was read; retrying", self.bucket), true));
+        };
+        let mut requests = 1;
+        if let ArchivedPolicy::Restore { days } = cfg.archived {
+            self.source.restore_archived(self.bucket, key, clean_version(info.version_id.clone()).as_deref(), days).await?;
+            requests += 1;
+        }
+        let Some(n) = self.enrich(&mut info).await? else { return Ok((Captured::Gone, requests)) };
+        let mut rec = put_record(self.bucket, &info, sequencer, self.engine.clock.now());
+        rec.attributes.archived = Some(tier);
+        Ok((Captured::Archived(rec), requests + n))
+    }
+}
+
+/// The record of a put from what S3 said about the object (the location is filled later).
+fn put_record(bucket: &str, info: &ObjectInfo, sequencer: Option<String>, now: DateTime<Utc>) -> CaptureRecord {
     CaptureRecord {
         bucket: bucket.into(),
         key: info.key.clone(),
@@ -55,17 +129,35 @@ fn put_record(bucket: &str, info: &ObjectInfo, sequencer: Option<String>, now: c
         content_type: info.content_type.clone(),
         metadata: info.metadata.clone(),
         location: None,
+        last_modified: None,
+        attributes: info.attributes.clone(),
     }
 }
 
-async fn capture_one(engine: &Engine, source: &dyn ObjectStore, bucket: &str, item: CaptureItem) -> Result<(Captured, u64)> {
+async fn capture_one(reader: &Reader<'_>, item: CaptureItem) -> Result<(Captured, u64)> {
+    let visible_from = item.visible_from;
+    let (mut captured, requests) = capture_version(reader, item).await?;
+    if let (Some(at), Captured::Small(rec, _) | Captured::Large(rec) | Captured::Archived(rec)) = (visible_from, &mut captured) {
+        rec.last_modified = Some(rec.event_time);
+        rec.event_time = at.trunc_subsecs(0).max(rec.event_time);
+    }
+    Ok((captured, requests))
+}
+
+async fn capture_version(reader: &Reader<'_>, item: CaptureItem) -> Result<(Captured, u64)> {
+    let (engine, source, bucket) = (reader.engine, reader.source, reader.bucket);
     let now = engine.clock.now();
     if item.size_hint < engine.config.small_object_threshold {
-        return match source.get(bucket, &item.key, item.version_id.as_deref(), item.if_match.as_deref()).await? {
-            Fetch::Found((info, data)) => {
-                let mut info = info;
+        let fetched = match source.get(bucket, &item.key, item.version_id.as_deref(), item.if_match.as_deref()).await {
+            Err(Error::Archived { .. }) => return reader.archived(&item.key, item.version_id.as_deref(), item.sequencer).await,
+            other => other?,
+        };
+        return match fetched {
+            Fetch::Found((mut info, data)) => {
                 info.key = item.key.clone();
-                Ok((Captured::Small(put_record(bucket, &info, item.sequencer, now), data), 1))
+                verify::verify_source(bucket, &info, &data)?;
+                let Some(n) = reader.enrich(&mut info).await? else { return Ok((Captured::Gone, 1)) };
+                Ok((Captured::Small(put_record(bucket, &info, item.sequencer, now), data), 1 + n))
             }
             Fetch::NotFound | Fetch::Changed => Ok((Captured::Gone, 1)),
         };
@@ -81,8 +173,18 @@ async fn capture_one(engine: &Engine, source: &dyn ObjectStore, bucket: &str, it
         if item.if_match.as_deref().is_some_and(|e| e != info.etag) {
             return Ok((Captured::Gone, requests));
         }
-        let src = ObjectRef { bucket: bucket.into(), key: item.key.clone(), version_id: clean_version(info.version_id.clone()) };
-        let (fetched, n) = copy_to_vault(engine, &src, &info).await?;
+        let version = clean_version(info.version_id.clone());
+        if archive_tier(&info).is_some() {
+            let (c, n) = reader.archived(&item.key, version.as_deref(), item.sequencer.clone()).await?;
+            return Ok((c, requests + n));
+        }
+        let Some(n) = reader.enrich(&mut info).await? else { return Ok((Captured::Gone, requests)) };
+        requests += n;
+        let src = ObjectRef { bucket: bucket.into(), key: item.key.clone(), version_id: version };
+        let (fetched, n) = match copy_to_vault(engine, &src, &info).await {
+            Err(Error::Archived { .. }) => return reader.archived(&item.key, src.version_id.as_deref(), item.sequencer.clone()).await,
+            other => other?,
+        };
         requests += n;
         match fetched {
             Fetch::Found(location) => {
@@ -96,6 +198,44 @@ async fn capture_one(engine: &Engine, source: &dyn ObjectStore, bucket: &str, it
         }
     }
     Err(Error::port("copy large object", format!("s3://{bucket}/{} kept changing during copy", item.key), true))
+}
+
+/// A record of a change of a version's attributes (tags, storage class, ACL) at `at`, from what
+/// S3 says about the version now; no bytes are read: restore takes them from the version's
+/// other records. `None` if the version no longer exists.
+pub async fn describe(
+    engine: &Engine,
+    source: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<Option<(CaptureRecord, u64)>> {
+    let reader = Reader { engine, source, bucket, acls: acls_enabled(engine, source, bucket).await? };
+    let Some(mut info) = source.head(bucket, key, version_id).await? else { return Ok(None) };
+    info.key = key.to_string();
+    let Some(n) = reader.enrich(&mut info).await? else { return Ok(None) };
+    let mut rec = put_record(bucket, &info, None, engine.clock.now());
+    rec.last_modified = Some(rec.event_time);
+    rec.event_time = at.trunc_subsecs(0).max(rec.event_time);
+    Ok(Some((rec, n + 2)))
+}
+
+/// Whether ACLs are captured from `bucket`: when the configuration asks for them and the bucket
+/// has ACLs enabled (a bucket whose ownership is `BucketOwnerEnforced` has none). A bucket that
+/// does not let the read role ask is read without ACLs, and the log says so.
+async fn acls_enabled(engine: &Engine, source: &dyn ObjectStore, bucket: &str) -> Result<bool> {
+    if !engine.config.capture_acls {
+        return Ok(false);
+    }
+    match source.acls_enabled(bucket).await {
+        Ok(enabled) => Ok(enabled),
+        Err(e) if !e.is_transient() => {
+            tracing::info!(%bucket, error = %e, "cannot tell whether the bucket has ACLs; ACLs are not captured");
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Copies one source version into the vault server-side; returns its location and the requests sent.
@@ -152,44 +292,71 @@ pub async fn copy_to_vault(engine: &Engine, src: &ObjectRef, info: &ObjectInfo) 
     Ok((Fetch::Found(loc), n + 2))
 }
 
+/// An object that could not be captured, with the reason: it is never reported as captured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureFailure {
+    pub key: String,
+    pub version_id: Option<String>,
+    pub reason: String,
+}
+
 /// What a batch capture produced.
 pub struct BatchResult {
     pub records: Vec<CaptureRecord>,
+    /// Objects whose capture failed permanently (access denied, KMS denied, …).
+    pub failures: Vec<CaptureFailure>,
+    /// Objects gone (or replaced) before they could be read, as (key, version asked for).
+    pub vanished: Vec<(String, Option<String>)>,
     pub counters: Counters,
 }
 
 /// Captures a batch of objects: packs the small ones, copies the large ones, returns the records.
 ///
 /// Objects are read through `source` (the task's [`crate::scheduler::source::PacedStore`], which
-/// paces and retries throttled requests); large ones are copied by the vault store. A permanent
-/// failure of one object is counted and the batch goes on; a transient one fails the batch, which
-/// the caller redoes from its last checkpoint.
+/// paces and retries throttled requests); large ones are copied by the vault store. Every read
+/// is verified against what S3 says of the object ([`verify`]), and the object's tags (and ACL,
+/// where the bucket has ACLs) are read with it. A permanent failure of one object is returned
+/// in [`BatchResult::failures`] and the batch goes on; a transient one fails the batch, which the
+/// caller redoes from its last checkpoint. An archived object is recorded with its class and no
+/// location (and restored first, if the configuration says so).
 pub async fn capture_batch(engine: &Engine, source: &dyn ObjectStore, bucket: &str, items: Vec<CaptureItem>) -> Result<BatchResult> {
     let cfg = &engine.config;
     let mut counters = Counters::default();
     let mut records = Vec::new();
+    let mut failures = Vec::new();
+    let mut vanished = Vec::new();
+    if items.is_empty() {
+        return Ok(BatchResult { records, failures, vanished, counters });
+    }
+    let reader = Reader { engine, source, bucket, acls: acls_enabled(engine, source, bucket).await? };
+    if cfg.capture_acls {
+        counters.source_requests += 1;
+    }
     let new_pack = |engine: &Engine| {
         let key = vault::pack_key(bucket, engine.clock.now(), &new_id(engine.clock.now()));
         PackSink::new(engine.vault.clone(), &cfg.vault_bucket, &key, cfg.pack_part_bytes, cfg.compress)
     };
     let mut pack = new_pack(engine);
+    let reader = &reader;
     let mut results = stream::iter(items)
         .map(|item| async move {
-            let key = item.key.clone();
-            capture_one(engine, source, bucket, item).await.map_err(|e| (key, e))
+            let (key, version_id) = (item.key.clone(), item.version_id.clone());
+            let r = capture_one(reader, item).await;
+            (key, version_id, r)
         })
         .buffer_unordered(cfg.concurrency.max(1));
-    while let Some(r) = results.next().await {
+    while let Some((key, version_id, r)) = results.next().await {
         let (captured, requests) = match r {
             Ok(ok) => ok,
-            // A permanent failure of one object (access denied, an archived storage class) is
-            // counted and reported; the batch goes on. Transient ones retry the whole batch.
-            Err((key, e)) if !e.is_transient() => {
+            // A permanent failure of one object (access denied, a key it may not use) is
+            // returned with its reason; the batch goes on. Transient ones retry the whole batch.
+            Err(e) if !e.is_transient() => {
                 tracing::error!(%bucket, %key, error = %e, "object could not be captured");
                 counters.failed += 1;
+                failures.push(CaptureFailure { key, version_id, reason: e.to_string() });
                 continue;
             }
-            Err((_, e)) => return Err(e),
+            Err(e) => return Err(e),
         };
         counters.source_requests += requests;
         match captured {
@@ -212,7 +379,14 @@ pub async fn capture_batch(engine: &Engine, source: &dyn ObjectStore, bucket: &s
                 counters.vault_requests += 1;
                 records.push(rec);
             }
-            Captured::Gone => counters.vanished += 1,
+            Captured::Archived(rec) => {
+                counters.archived += 1;
+                records.push(rec);
+            }
+            Captured::Gone => {
+                counters.vanished += 1;
+                vanished.push((key, version_id));
+            }
         }
     }
     drop(results);
@@ -222,5 +396,5 @@ pub async fn capture_batch(engine: &Engine, source: &dyn ObjectStore, bucket: &s
     let (recs, reqs) = pack.finish().await?;
     counters.vault_requests += reqs;
     records.extend(recs);
-    Ok(BatchResult { records, counters })
+    Ok(BatchResult { records, failures, vanished, counters })
 }

@@ -100,13 +100,22 @@ pub async fn seal(engine: &Engine, bucket: &str, watermark: DateTime<Utc>, now: 
     // Segments replaced by a compacted one are left out: the compacted segment holds their records.
     let mut segments: Vec<SegmentMeta> = control.live_segments(bucket).await?.into_iter().map(|s| s.meta).collect();
     segments.sort_by(|a, b| a.key.cmp(&b.key));
+    // Keys whose changes could not be captured are named, so that a restore reports them
+    // instead of leaving them out without a word.
+    let unprotected = control
+        .failures(bucket)
+        .await?
+        .into_iter()
+        .map(|(_, f)| point::Unprotected { key: f.key, reason: f.reason, since: f.since, until: f.until })
+        .collect();
     let point = RecoveryPoint {
         format: "tidemark-recovery-point".into(),
-        version: 1,
+        version: point::FORMAT_VERSION,
         bucket: bucket.into(),
         time: watermark,
         sealed_at: now,
         segments,
+        unprotected,
     };
     point::write_point(engine.vault.as_ref(), vault_bucket, &point).await?;
     Ok(Sealed::New(point))

@@ -45,6 +45,19 @@ struct ObjectRef {
     sequencer: Option<String>,
 }
 
+/// The EventBridge detail types of S3 events the delta handler captures; an event rule that
+/// routes changes to the delta queue matches these (and other types are acknowledged and dropped).
+pub const CAPTURED_DETAIL_TYPES: [&str; 8] = [
+    "Object Created",
+    "Object Deleted",
+    "Object Tags Added",
+    "Object Tags Deleted",
+    "Object ACL Updated",
+    "Object Storage Class Changed",
+    "Object Access Tier Changed",
+    "Object Restore Completed",
+];
+
 /// What happened to an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -53,6 +66,14 @@ pub enum ChangeKind {
     Deleted {
         deletion_type: Option<String>,
     },
+    /// An attribute of an existing version changed: its tags (`Object Tags Added`, `Object Tags
+    /// Deleted`), its ACL (`Object ACL Updated`) or its storage class or access tier (`Object
+    /// Storage Class Changed`, `Object Access Tier Changed`). `change` is the detail type.
+    Attributes {
+        change: String,
+    },
+    /// A restored copy of an archived object is readable now (`Object Restore Completed`).
+    Restored,
 }
 
 /// One S3 change, parsed from an EventBridge event.
@@ -66,6 +87,8 @@ pub struct ChangeEvent {
     pub size: Option<u64>,
     pub etag: Option<String>,
     pub version_id: Option<String>,
+    /// True when the event named the `null` version explicitly (`"version-id": "null"`).
+    pub null_version: bool,
     pub sequencer: Option<String>,
 }
 
@@ -82,6 +105,8 @@ impl ChangeEvent {
             match &self.kind {
                 ChangeKind::Created => format!("put@{}", self.time.timestamp()),
                 ChangeKind::Deleted { .. } => format!("delete@{}", self.time.timestamp()),
+                ChangeKind::Attributes { change } => format!("{change}@{}", self.time.timestamp()),
+                ChangeKind::Restored => format!("restored@{}", self.time.timestamp()),
             }
         )
     }
@@ -89,8 +114,8 @@ impl ChangeEvent {
 
 /// Parses an SQS message body holding an EventBridge S3 event.
 ///
-/// `Ok(None)` is an S3 event of a type tidemark does not capture (tags, ACL, restore…): it is
-/// acknowledged and dropped. An error means the message is malformed and goes to the dead-letter
+/// `Ok(None)` is an S3 event of a type tidemark does not capture (a restore initiated or
+/// expired, an asynchronous copy…): it is acknowledged and dropped. An error means the message is malformed and goes to the dead-letter
 /// queue after its retries.
 pub fn parse_change(body: &str) -> Result<Option<ChangeEvent>> {
     let env: Envelope =
@@ -99,8 +124,14 @@ pub fn parse_change(body: &str) -> Result<Option<ChangeEvent>> {
         return Err(Error::Invalid(format!("delta message has source '{}', expected aws.s3", env.source)));
     }
     let kind = match env.detail_type.as_str() {
-        "Object Created" => None,
-        "Object Deleted" => Some(()),
+        "Object Created" => ChangeKind::Created,
+        "Object Deleted" => ChangeKind::Deleted { deletion_type: None },
+        "Object Tags Added"
+        | "Object Tags Deleted"
+        | "Object ACL Updated"
+        | "Object Storage Class Changed"
+        | "Object Access Tier Changed" => ChangeKind::Attributes { change: env.detail_type.clone() },
+        "Object Restore Completed" => ChangeKind::Restored,
         _ => return Ok(None),
     };
     let detail: Detail =
@@ -113,12 +144,13 @@ pub fn parse_change(body: &str) -> Result<Option<ChangeEvent>> {
         bucket: detail.bucket.name,
         key: detail.object.key,
         kind: match kind {
-            None => ChangeKind::Created,
-            Some(()) => ChangeKind::Deleted { deletion_type: detail.deletion_type },
+            ChangeKind::Deleted { .. } => ChangeKind::Deleted { deletion_type: detail.deletion_type },
+            other => other,
         },
         time: env.time,
         size: detail.object.size,
-        etag: detail.object.etag.map(|e| crate::domain::normalize_etag(&e)),
+        etag: detail.object.etag.map(|e| crate::domain::normalize_etag(&e)).filter(|e| !e.is_empty()),
+        null_version: detail.object.version_id.as_deref() == Some("null"),
         version_id: detail.object.version_id.filter(|v| v != "null" && !v.is_empty()),
         sequencer: detail.object.sequencer.filter(|s| !s.is_empty()),
     }))
@@ -180,7 +212,11 @@ mod tests {
     #[test]
     fn other_types_are_ignored_and_garbage_is_an_error() {
         let tags = AWS_CREATED.replace("Object Created", "Object Tags Added");
-        assert_eq!(parse_change(&tags).unwrap(), None);
+        assert_eq!(parse_change(&tags).unwrap().unwrap().kind, ChangeKind::Attributes { change: "Object Tags Added".into() });
+        let initiated = AWS_CREATED.replace("Object Created", "Object Restore Initiated");
+        assert_eq!(parse_change(&initiated).unwrap(), None);
+        let completed = AWS_CREATED.replace("Object Created", "Object Restore Completed");
+        assert_eq!(parse_change(&completed).unwrap().unwrap().kind, ChangeKind::Restored);
         assert!(parse_change("not json").unwrap_err().to_string().contains("not an EventBridge event"));
         let other = AWS_CREATED.replace("aws.s3", "aws.ec2");
         assert!(parse_change(&other).unwrap_err().to_string().contains("aws.ec2"));

@@ -7,9 +7,18 @@
 //! - a key in the source that the catalog lacks, or holds with another ETag, is captured from
 //!   the source (only if it still has the ETag the listing saw; otherwise a newer write happened,
 //!   and its own event covers it);
-//! - a key in the catalog that the source lacks becomes a delete record, once a HEAD confirms it
-//!   is still gone; the record's time is the time of that HEAD, an upper bound of the real delete
-//!   time, so no restore ever loses an object earlier than it really disappeared.
+//! - a key in the catalog that the source lacks becomes a delete record, once a look confirms it
+//!   is still gone. In a versioned bucket that look lists the key's versions: a delete marker is
+//!   recorded at its own Last-Modified time, and versions the catalog holds but the bucket no
+//!   longer does are recorded as permanently deleted. Where S3 keeps no time (an unversioned
+//!   delete, a permanent delete), the record's time is the time of the look, an upper bound of
+//!   the real time, so no restore ever loses an object earlier than it really disappeared;
+//! - a key whose current version in the bucket is another than the catalog's is captured, and in
+//!   a versioned bucket the catalog's versions the bucket no longer holds are recorded as
+//!   permanently deleted (at the time of the look), so an older version that became current
+//!   again shows from then on;
+//! - a key the catalog holds as archived (no bytes) is captured once the bucket can serve it
+//!   (restored, or moved out of the archive tier).
 //!
 //! The catalog is the state resolved over every live registered segment (the latest recovery
 //! point's segments plus whatever was captured since), so changes that were captured but not yet
@@ -24,10 +33,11 @@ use serde::Serialize;
 
 use crate::capture::{capture_batch, CaptureItem};
 use crate::changes::delta::write_registered_segment;
-use crate::control::{Counters, RunState};
-use crate::domain::{normalize_etag, CaptureRecord};
+use crate::control::{Counters, FailureRecord, RunState};
+use crate::domain::{archive_tier, normalize_etag, CaptureRecord};
 use crate::engine::Engine;
-use crate::restore::resolve::resolve;
+use crate::ports::key_versions;
+use crate::restore::resolve::{resolve_keys, KeyState};
 use crate::scheduler::source::PacedStore;
 use crate::vault::segment::{self, SegmentMeta};
 use crate::{Error, Result};
@@ -60,6 +70,12 @@ pub struct ReconcileReport {
     pub recent: u64,
     /// Keys that changed again before they could be captured (their own events cover them).
     pub vanished: u64,
+    /// Versions recorded as permanently deleted (the catalog held them, the bucket no longer does).
+    pub purges: u64,
+    /// Keys still archived (the catalog holds no bytes of them and the bucket cannot serve them yet).
+    pub archived: u64,
+    /// Objects that could not be captured (recorded as failures of the bucket).
+    pub failed: u64,
     /// Where the source view came from: `listing` or `inventory`.
     pub source: String,
     /// The delta segments written (one per batch of changes).
@@ -76,6 +92,25 @@ struct Seen {
     size: u64,
 }
 
+/// The catalog's versions of `key` that the bucket no longer holds, as purge records at `now`.
+async fn purged_versions(
+    engine: &Engine,
+    bucket: &str,
+    key: &str,
+    state: &KeyState,
+) -> Result<(Vec<CaptureRecord>, Vec<crate::ports::VersionEntry>)> {
+    let listed = key_versions(engine.source.as_ref(), bucket, key).await?;
+    let held: std::collections::HashSet<&str> = listed.iter().filter_map(|v| v.version_id.as_deref()).collect();
+    let now = engine.clock.now();
+    let purges = state
+        .alive
+        .iter()
+        .filter(|v| !held.contains(v.as_str()))
+        .map(|v| CaptureRecord::purge(bucket, key, Some(v), now, None, now))
+        .collect();
+    Ok((purges, listed))
+}
+
 /// Lists the source under `prefix`.
 async fn list_source(engine: &Engine, bucket: &str, prefix: &str) -> Result<BTreeMap<String, Seen>> {
     let page = crate::ports::list_all(engine.source.as_ref(), bucket, prefix, None).await?;
@@ -87,7 +122,7 @@ async fn list_source(engine: &Engine, bucket: &str, prefix: &str) -> Result<BTre
 /// The report is opened as the seeder opens it (`seed::open_inventory`): a `file://` manifest
 /// from a local directory, an `s3://` one through the engine's source store.
 async fn read_inventory(engine: &Engine, url: &str, bucket: &str, prefix: &str) -> Result<(BTreeMap<String, Seen>, DateTime<Utc>)> {
-    let (opts, file) = (crate::protect::seed::read_options(prefix), url.to_string());
+    let (opts, file) = (crate::protect::seed::read_options(prefix, false), url.to_string());
     crate::protect::seed::with_inventory(engine.source.clone(), url, bucket, "inventory reading", move |inv| {
         let m = inv.manifest();
         let started = m.creation_timestamp.and_then(DateTime::from_timestamp_millis).ok_or_else(|| Error::Inventory {
@@ -114,10 +149,15 @@ async fn read_inventory(engine: &Engine, url: &str, bucket: &str, prefix: &str) 
 
 /// The catalog's current state under `prefix`: resolved over every live registered segment.
 pub async fn catalog_state(engine: &Engine, bucket: &str, prefix: &str) -> Result<BTreeMap<String, CaptureRecord>> {
+    Ok(catalog_keys(engine, bucket, prefix).await?.into_iter().filter_map(|(k, s)| s.current.map(|r| (k, r))).collect())
+}
+
+/// Every key the catalog knows under `prefix`, with its current version and its live versions.
+async fn catalog_keys(engine: &Engine, bucket: &str, prefix: &str) -> Result<BTreeMap<String, KeyState>> {
     let live = engine.control().live_segments(bucket).await?;
     let keys: Vec<String> = live.iter().map(|s| &s.meta).filter(|m| m.may_contain_prefix(prefix)).map(|m| m.key.clone()).collect();
     let records = segment::read_many(engine.vault.as_ref(), &engine.config.vault_bucket, keys, engine.config.concurrency).await?;
-    Ok(resolve(records.iter().flatten(), prefix, DateTime::<Utc>::MAX_UTC))
+    Ok(resolve_keys(records.iter().flatten(), prefix, DateTime::<Utc>::MAX_UTC))
 }
 
 /// Reconciles `bucket` (under `opts.prefix`) with the catalog and records what the events missed.
@@ -159,14 +199,26 @@ pub async fn reconcile(engine: &Engine, bucket: &str, opts: &ReconcileOptions) -
     };
     // Loaded after the source view, so a change captured while the view was taken shows up
     // here with a time at or after `cutoff` and is left to its event.
-    let catalog = catalog_state(engine, bucket, &opts.prefix).await?;
+    let catalog = catalog_keys(engine, bucket, &opts.prefix).await?;
     let cutoff = view_started.trunc_subsecs(0);
     report.source_objects = source.len() as u64;
-    report.catalog_objects = catalog.len() as u64;
+    report.catalog_objects = catalog.values().filter(|s| s.current.is_some()).count() as u64;
 
     let mut items = Vec::new();
+    let mut deletes = Vec::new();
     for (key, seen) in &source {
-        match catalog.get(key) {
+        let state = catalog.get(key);
+        match state.and_then(|s| s.current.as_ref()) {
+            // Held without bytes because it was archived: captured once the bucket can serve it.
+            Some(rec) if rec.etag.as_deref() == Some(seen.etag.as_str()) && rec.location.is_none() && rec.attributes.archived.is_some() => {
+                match engine.source.head(bucket, key, rec.version_id.as_deref()).await? {
+                    Some(info) if archive_tier(&info).is_none() => {}
+                    _ => {
+                        report.archived += 1;
+                        continue;
+                    }
+                }
+            }
             Some(rec) if rec.etag.as_deref() == Some(seen.etag.as_str()) => continue,
             Some(rec) if rec.event_time >= cutoff => {
                 report.recent += 1;
@@ -175,16 +227,17 @@ pub async fn reconcile(engine: &Engine, bucket: &str, opts: &ReconcileOptions) -
             Some(_) => report.changed += 1,
             None => report.missing += 1,
         }
-        items.push(CaptureItem {
-            key: key.clone(),
-            version_id: None,
-            if_match: Some(seen.etag.clone()),
-            size_hint: seen.size,
-            sequencer: None,
-        });
+        // A versioned key the bucket shows otherwise than the catalog: the catalog's versions it
+        // no longer holds (a version deleted for good, a removed delete marker) stop counting.
+        if let Some(st) = state.filter(|s| !s.alive.is_empty()) {
+            let (purges, _) = purged_versions(engine, bucket, key, st).await?;
+            report.purges += purges.len() as u64;
+            deletes.extend(purges);
+        }
+        items.push(CaptureItem { if_match: Some(seen.etag.clone()), ..CaptureItem::new(key.clone(), seen.size) });
     }
-    let mut deletes = Vec::new();
-    for (key, rec) in &catalog {
+    for (key, state) in &catalog {
+        let Some(rec) = &state.current else { continue };
         if source.contains_key(key) {
             continue;
         }
@@ -193,9 +246,30 @@ pub async fn reconcile(engine: &Engine, bucket: &str, opts: &ReconcileOptions) -
             continue;
         }
         // A listing or a report is a view of the past; the key may have been written again since.
-        match engine.source.head(bucket, key, None).await? {
-            Some(_) => report.recent += 1,
-            None => deletes.push(CaptureRecord::delete(bucket, key, engine.clock.now(), None, engine.clock.now())),
+        if rec.version_id.is_none() {
+            match engine.source.head(bucket, key, None).await? {
+                Some(_) => report.recent += 1,
+                None => deletes.push(CaptureRecord::delete(bucket, key, engine.clock.now(), None, engine.clock.now())),
+            }
+            continue;
+        }
+        // A versioned key: its versions say whether a delete marker hides it (and since when)
+        // and which of the catalog's versions were deleted for good.
+        let (purges, listed) = purged_versions(engine, bucket, key, state).await?;
+        match listed.first() {
+            Some(v) if !v.is_delete_marker => report.recent += 1,
+            top => {
+                report.purges += purges.len() as u64;
+                deletes.extend(purges);
+                let now = engine.clock.now();
+                deletes.push(match top {
+                    Some(m) => match &m.version_id {
+                        Some(id) => CaptureRecord::delete_marker(bucket, key, id, m.last_modified, None, now),
+                        None => CaptureRecord::delete(bucket, key, m.last_modified, None, now),
+                    },
+                    None => CaptureRecord::delete(bucket, key, now, None, now),
+                });
+            }
         }
     }
 
@@ -206,10 +280,16 @@ pub async fn reconcile(engine: &Engine, bucket: &str, opts: &ReconcileOptions) -
     while items.peek().is_some() || deletes.peek().is_some() {
         let chunk: Vec<CaptureItem> = items.by_ref().take(batch).collect();
         let mut records: Vec<CaptureRecord> = deletes.by_ref().take(batch).collect();
-        report.deletes += records.len() as u64;
+        report.deletes += records.iter().filter(|r| r.kind == crate::domain::CaptureKind::Delete).count() as u64;
         let captured = capture_batch(engine, &source, bucket, chunk).await?;
         report.puts += captured.counters.objects;
         report.vanished += captured.counters.vanished;
+        report.archived += captured.counters.archived;
+        report.failed += captured.failures.len() as u64;
+        let now = engine.clock.now();
+        let failures: Vec<FailureRecord> =
+            captured.failures.iter().map(|f| FailureRecord::new(&f.key, f.version_id.as_deref(), &f.reason, now, "reconcile")).collect();
+        engine.control().record_failures(bucket, &failures).await?;
         report.counters.add(&captured.counters);
         records.extend(captured.records);
         if records.is_empty() {

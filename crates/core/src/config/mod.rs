@@ -44,6 +44,45 @@ pub struct EngineConfig {
     /// no invocation nears Lambda's 15-minute limit however many tasks a plan makes.
     #[serde(default = "default_step_seconds")]
     pub step_seconds: u64,
+    /// Seed every version and delete marker of a versioned bucket (ListObjectVersions), not only
+    /// the current versions; the catalog then holds every version that existed at the seed.
+    #[serde(default)]
+    pub all_versions: bool,
+    /// Capture each object's ACL where the bucket has ACLs enabled (one GetObjectAcl per object).
+    #[serde(default = "default_true")]
+    pub capture_acls: bool,
+    /// What to do with objects found in an archive tier.
+    #[serde(default)]
+    pub archived: ArchivedPolicy,
+}
+
+/// What capture does with an object in an archive tier (Glacier Flexible Retrieval, Deep
+/// Archive, an Intelligent-Tiering archive tier), which cannot be read until restored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "policy")]
+pub enum ArchivedPolicy {
+    /// Record it as archived with its class, count it, and skip its bytes.
+    #[default]
+    Skip,
+    /// Record it as archived and ask S3 to restore it for `days` days (RestoreObject), so that
+    /// the restore's completion event (or reconciliation) captures its bytes.
+    Restore { days: u32 },
+}
+
+impl ArchivedPolicy {
+    /// Parses the configuration's spelling: `skip`, or `restore` with the days a restored copy lasts.
+    pub fn parse(policy: &str, days: u64) -> crate::Result<Self> {
+        match policy.trim() {
+            "skip" => Ok(ArchivedPolicy::Skip),
+            "restore" if (1..=30_000).contains(&days) => Ok(ArchivedPolicy::Restore { days: days as u32 }),
+            "restore" => Err(crate::Error::Invalid(format!("archive restore days {days} is not between 1 and 30000"))),
+            other => Err(crate::Error::Invalid(format!("archived-object policy '{other}' is not one of: skip, restore"))),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_step_seconds() -> u64 {

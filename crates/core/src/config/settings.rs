@@ -181,6 +181,14 @@ settings! {
     prefix_ceiling_rps: Option<f64> = "TIDEMARK_PREFIX_CEILING_RPS", All, None;
     /// The share of the per-prefix ceiling the backup may use, in (0, 1].
     backup_share: f64 = "TIDEMARK_BACKUP_SHARE", All, 0.8;
+    /// Seed every version and delete marker of versioned buckets (ListObjectVersions), not only the current versions.
+    all_versions: bool = "TIDEMARK_ALL_VERSIONS", All, false;
+    /// Capture object ACLs where the source bucket has ACLs enabled (one GetObjectAcl per object).
+    capture_acls: bool = "TIDEMARK_CAPTURE_ACLS", All, true;
+    /// Archived objects (Glacier, Deep Archive, Intelligent-Tiering archive tiers): `skip` records them as archived; `restore` also sends RestoreObject.
+    archived: String = "TIDEMARK_ARCHIVED", All, "skip".to_string();
+    /// Days a restored copy of an archived object lasts when TIDEMARK_ARCHIVED is `restore`.
+    archive_restore_days: u64 = "TIDEMARK_ARCHIVE_RESTORE_DAYS", All, 7;
     /// Name of the read role assumed in each source account; unset reads with the function's own credentials.
     source_role_name: Option<String> = "TIDEMARK_SOURCE_ROLE_NAME", Lambda, None;
     /// External id the source read role's trust policy requires.
@@ -194,7 +202,9 @@ settings! {
 impl Settings {
     /// The engine configuration for a vault bucket, validated against S3's limits.
     pub fn engine_config(&self, vault_bucket: &str) -> Result<EngineConfig> {
-        let config = self.engine_config_unchecked(vault_bucket);
+        let mut config = self.engine_config_unchecked(vault_bucket);
+        config.archived = crate::config::ArchivedPolicy::parse(&self.archived, self.archive_restore_days)
+            .map_err(|e| Error::Invalid(format!("TIDEMARK_ARCHIVED / TIDEMARK_ARCHIVE_RESTORE_DAYS: {e}")))?;
         config.validate()?;
         Ok(config)
     }
@@ -217,6 +227,9 @@ impl Settings {
             compress: self.compress,
             scheduler: self.prefix_ceiling_rps.map(|ceiling| EngineConfig::scheduler_for(ceiling, self.backup_share)),
             step_seconds: self.step_seconds,
+            all_versions: self.all_versions,
+            capture_acls: self.capture_acls,
+            archived: crate::config::ArchivedPolicy::parse(&self.archived, self.archive_restore_days).unwrap_or_default(),
         }
     }
 

@@ -107,9 +107,10 @@ pub(crate) async fn with_inventory<T: Send + 'static>(
         .map_err(|e| Error::port(what, e.to_string(), false))?
 }
 
-/// The rows of a report that a seed of `prefix` keeps.
-pub(crate) fn read_options(prefix: &str) -> crate::plan::inventory::ReadOptions {
-    crate::plan::inventory::ReadOptions { prefix: (!prefix.is_empty()).then(|| prefix.to_string()), ..Default::default() }
+/// The rows of a report that a seed of `prefix` keeps: every version's (and delete marker's)
+/// when the run protects every version, the current objects' otherwise.
+pub(crate) fn read_options(prefix: &str, all_versions: bool) -> crate::plan::inventory::ReadOptions {
+    crate::plan::inventory::ReadOptions { prefix: (!prefix.is_empty()).then(|| prefix.to_string()), all_versions }
 }
 
 pub(crate) use crate::plan::inventory::SUMMARY_SORT_BUDGET;
@@ -126,7 +127,18 @@ pub async fn plan_by_inventory(
     prefix: &str,
     targets: PlanTargets,
 ) -> Result<Vec<Partition>> {
-    let opts = crate::plan::inventory::PlanOptions { targets, read: read_options(prefix), ..Default::default() };
+    plan_inventory(store, manifest_url, bucket, read_options(prefix, false), targets).await
+}
+
+/// [`plan_by_inventory`] of the rows `read` keeps (every version's, for an all-versions run).
+async fn plan_inventory(
+    store: Arc<dyn ObjectStore>,
+    manifest_url: &str,
+    bucket: &str,
+    read: crate::plan::inventory::ReadOptions,
+    targets: PlanTargets,
+) -> Result<Vec<Partition>> {
+    let opts = crate::plan::inventory::PlanOptions { targets, read, ..Default::default() };
     with_inventory(store, manifest_url, bucket, "inventory planning", move |inventory| {
         Ok(crate::plan::inventory::plan(&inventory, &opts)?.partitions)
     })
@@ -141,7 +153,10 @@ pub fn task_id(run_id: &str, partition: &Partition) -> String {
 
 /// A new task for `partition` of `run`.
 pub(crate) fn new_task(run: &RunRecord, partition: &Partition) -> TaskRecord {
-    TaskRecord::new(task_id(&run.run_id, partition), &run.run_id, &run.source_bucket, &run.prefix, partition.clone())
+    TaskRecord {
+        all_versions: run.all_versions,
+        ..TaskRecord::new(task_id(&run.run_id, partition), &run.run_id, &run.source_bucket, &run.prefix, partition.clone())
+    }
 }
 
 /// The body of the work message of a task.
@@ -167,6 +182,7 @@ pub(crate) async fn begin_run(engine: &Engine, bucket: &str, prefix: &str) -> Re
         finished_at: None,
         tasks: Vec::new(),
         task_count: 0,
+        all_versions: engine.config.all_versions,
     };
     control.start_or_resume_run(candidate).await
 }
@@ -179,7 +195,8 @@ pub async fn seed(engine: &Engine, bucket: &str, prefix: &str, source: PlanSourc
         let partitions = match &source {
             PlanSource::Listing(targets) => plan_by_listing(engine, bucket, prefix, *targets).await?,
             PlanSource::Inventory { manifest_url, targets } => {
-                plan_by_inventory(engine.source.clone(), manifest_url, bucket, prefix, *targets).await?
+                let read = read_options(prefix, run.all_versions);
+                plan_inventory(engine.source.clone(), manifest_url, bucket, read, *targets).await?
             }
         };
         for p in &partitions {

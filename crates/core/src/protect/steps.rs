@@ -175,7 +175,7 @@ pub async fn summarise(engine: &Engine, run_id: &str, file: usize) -> Result<Ste
         // after a crash between the two only sets the bit.
         if engine.vault.head(vault, &key, None).await?.is_none() {
             let started = Instant::now();
-            let (read, max) = (read_options(&run.prefix), plan.max_samples);
+            let (read, max) = (read_options(&run.prefix, run.all_versions), plan.max_samples);
             let summary = with_inventory(
                 engine.source.clone(),
                 &plan.manifest_url,

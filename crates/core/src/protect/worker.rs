@@ -8,9 +8,10 @@
 use std::time::Duration;
 
 use crate::capture::{capture_batch, CaptureItem};
-use crate::control::{Counters, RunState, SegmentSlot, TaskRecord};
+use crate::control::{captured_facts, Counters, FailureRecord, RunState, SegmentSlot, TaskRecord};
+use crate::domain::CaptureRecord;
 use crate::engine::Engine;
-use crate::ports::{ListRequest, ObjectStore};
+use crate::ports::{ListRequest, ObjectStore, VersionListRequest};
 use crate::protocol::messages::TaskMessage;
 use crate::scheduler::fleet::{millis, top_prefix};
 use crate::scheduler::gate::Gate;
@@ -144,21 +145,46 @@ async fn next_batch(engine: &Engine, source: &PacedStore, bucket: &str, msg: &Ta
     if let Some(slot) = control.segment_slot(bucket, &slot_name).await? {
         return Ok(Batch::Registered(slot));
     }
-    let listed = list_batch(engine, source, task).await?;
-    let Some(last) = listed.last().map(|i| i.key.clone()) else {
+    let versions = if task.all_versions {
+        list_version_batch(engine, source, task).await?
+    } else {
+        let items = list_batch(engine, source, task).await?;
+        let last = items.last().map(|i| i.key.clone());
+        VersionBatch { items, markers: Vec::new(), last, ranks: Default::default() }
+    };
+    let Some(last) = versions.last else {
         return Ok(Batch::End);
     };
-    let mut batch = capture_batch(engine, source, bucket, listed).await?;
+    let mut batch = capture_batch(engine, source, bucket, versions.items).await?;
     batch.counters.source_requests += 1;
+    for r in batch.records.iter_mut() {
+        if let Some(at) = versions.ranks.get(&(r.key.clone(), r.version_id.clone())) {
+            r.captured_at = *at;
+        }
+    }
+    batch.records.extend(versions.markers);
+    // Objects that failed for good are kept on the run and named by every point sealed until a
+    // later capture settles them; they never pass for captured.
+    let now = engine.clock.now();
+    let failures: Vec<FailureRecord> = batch
+        .failures
+        .iter()
+        .map(|f| FailureRecord {
+            run_id: Some(msg.run_id.clone()),
+            ..FailureRecord::new(&f.key, f.version_id.as_deref(), &f.reason, now, "seed")
+        })
+        .collect();
+    control.record_failures(bucket, &failures).await?;
     if batch.records.is_empty() {
         return Ok(Batch::Vanished { last, counters: batch.counters });
     }
-    let meta =
-        segment::write(engine.vault.as_ref(), &engine.config.vault_bucket, bucket, SegmentKind::Seed, batch.records, engine.clock.now())
-            .await?;
+    let captured = captured_facts(&batch.records);
+    let meta = segment::write(engine.vault.as_ref(), &engine.config.vault_bucket, bucket, SegmentKind::Seed, batch.records, now).await?;
     batch.counters.vault_requests += 2;
     let slot = SegmentSlot { meta, end_cursor: Some(last), counters: batch.counters };
-    Ok(Batch::Registered(control.register_segment(bucket, &slot_name, &slot).await?))
+    let slot = control.register_segment(bucket, &slot_name, &slot).await?;
+    control.settle_failures(bucket, &captured).await?;
+    Ok(Batch::Registered(slot))
 }
 
 /// Checkpoints the task with its lease released (it expires now), so that whichever worker
@@ -168,21 +194,27 @@ async fn yield_task(engine: &Engine, lease: &mut crate::control::Lease, delay: D
     Ok(TaskOutcome::Deferred(delay))
 }
 
+/// The key a task's next listing starts after: its cursor, or a key just before its partition.
+///
+/// Listings have no inclusive start: start after the partition start with its last character
+/// dropped (which sorts before it) and filter what precedes the start.
+fn resume_after(task: &TaskRecord) -> Option<String> {
+    match &task.cursor {
+        Some(c) => Some(c.clone()),
+        None if task.partition.start.is_empty() => None,
+        None => {
+            let mut s = task.partition.start.clone();
+            s.pop();
+            Some(s)
+        }
+    }
+}
+
 /// Lists the next batch of the task's partition after its cursor.
 async fn list_batch(engine: &Engine, source: &dyn ObjectStore, task: &TaskRecord) -> Result<Vec<CaptureItem>> {
     let cfg = &engine.config;
     let part = &task.partition;
-    // ListObjectsV2 has no inclusive start: start after the key with its last character
-    // dropped (which sorts before the partition start) and filter what precedes the start.
-    let start_after = match &task.cursor {
-        Some(c) => Some(c.clone()),
-        None if part.start.is_empty() => None,
-        None => {
-            let mut s = part.start.clone();
-            s.pop();
-            Some(s)
-        }
-    };
+    let start_after = resume_after(task);
     let mut items = Vec::new();
     let mut bytes = 0u64;
     let mut token = None;
@@ -204,7 +236,7 @@ async fn list_batch(engine: &Engine, source: &dyn ObjectStore, task: &TaskRecord
                 return Ok(items);
             }
             bytes += o.size;
-            items.push(CaptureItem { key: o.key, version_id: None, if_match: None, size_hint: o.size, sequencer: None });
+            items.push(CaptureItem::new(o.key, o.size));
             if items.len() >= cfg.batch_objects || bytes >= cfg.pack_target_bytes {
                 return Ok(items);
             }
@@ -214,6 +246,69 @@ async fn list_batch(engine: &Engine, source: &dyn ObjectStore, task: &TaskRecord
             None => return Ok(items),
         }
     }
+}
+
+/// Lists the next batch of every version and delete marker of the task's partition after its
+/// cursor: versions to capture (each pinned to its version id) and delete-marker records at
+/// their own Last-Modified. A key's versions never split across batches, so the cursor (the last
+/// key) stays a key.
+async fn list_version_batch(engine: &Engine, source: &dyn ObjectStore, task: &TaskRecord) -> Result<VersionBatch> {
+    let cfg = &engine.config;
+    let part = &task.partition;
+    let key_marker = resume_after(task);
+    let (mut items, mut markers) = (Vec::new(), Vec::new());
+    let mut last: Option<String> = None;
+    let (mut count, mut bytes) = (0usize, 0u64);
+    let now = engine.clock.now();
+    let mut rank = 0i64;
+    let mut ranks = std::collections::HashMap::new();
+    let mut req = VersionListRequest { prefix: &task.prefix, key_marker: key_marker.filter(|k| !k.is_empty()), ..Default::default() };
+    loop {
+        req.max_keys = Some((cfg.batch_objects.saturating_sub(count)).clamp(1, 1000) as i32);
+        let page = source.list_versions(&task.source_bucket, req.clone()).await?;
+        for v in page.versions {
+            if v.key.as_str() < part.start.as_str() {
+                continue;
+            }
+            let full = count >= cfg.batch_objects || bytes >= cfg.pack_target_bytes;
+            if !part.contains(&v.key) || (full && last.as_deref() != Some(v.key.as_str())) {
+                return Ok(VersionBatch { items, markers, last, ranks });
+            }
+            count += 1;
+            // The listing gives each key's entries newest first; versions of one key in one
+            // second keep that order through their capture times (which break same-second ties).
+            rank = if last.as_deref() == Some(v.key.as_str()) { rank + 1 } else { 0 };
+            let at = now - chrono::Duration::microseconds(rank);
+            if v.is_delete_marker {
+                markers.push(match &v.version_id {
+                    Some(id) => CaptureRecord::delete_marker(&task.source_bucket, &v.key, id, v.last_modified, None, at),
+                    None => CaptureRecord::delete(&task.source_bucket, &v.key, v.last_modified, None, at),
+                });
+            } else {
+                bytes += v.size;
+                let version = Some(v.version_id.clone().unwrap_or_else(|| "null".into()));
+                items.push(CaptureItem { version_id: version, ..CaptureItem::new(v.key.clone(), v.size) });
+                ranks.insert((v.key.clone(), v.version_id.clone()), at);
+            }
+            last = Some(v.key);
+        }
+        match page.next_key_marker {
+            Some(k) => {
+                req.key_marker = Some(k);
+                req.version_id_marker = page.next_version_id_marker;
+            }
+            None => return Ok(VersionBatch { items, markers, last, ranks }),
+        }
+    }
+}
+
+/// The next batch of every version and delete marker of a partition.
+struct VersionBatch {
+    items: Vec<CaptureItem>,
+    markers: Vec<CaptureRecord>,
+    last: Option<String>,
+    /// The capture time each version's record gets, by (key, version id): the listing's order.
+    ranks: std::collections::HashMap<(String, Option<String>), chrono::DateTime<chrono::Utc>>,
 }
 
 /// Marks a run complete once all of its tasks are done. Safe to call from many workers.

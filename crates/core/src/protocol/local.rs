@@ -12,9 +12,12 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::engine::Engine;
-use crate::ports::Targets;
+use std::sync::Arc;
+
+use crate::ports::{ObjectStore, SameStore, Targets};
 use crate::protocol::dispatch::{dispatch_restore, RestoreDisposition};
-use crate::restore::run::{self, RestoreStatus};
+use crate::restore::request::{RestoreReport, RestoreRequest};
+use crate::restore::run::{self, Failure, RestoreStatus};
 use crate::Result;
 
 /// How often the monitor reads the run's status.
@@ -79,4 +82,29 @@ pub async fn drive_restore(
         r?;
     }
     status
+}
+
+/// Restores `req` into `target` in this process and waits for it: a run started, planned and
+/// restored through the restore queue by [`drive_restore`], reported as a [`RestoreReport`].
+/// For tools and tests that want a restore's outcome in one call; the run is as resumable as any.
+pub async fn restore_here(engine: &Engine, target: Arc<dyn ObjectStore>, req: RestoreRequest, workers: usize) -> Result<RestoreReport> {
+    let (started, _) = run::start(engine, target.as_ref(), req).await?;
+    let s = drive_restore(engine, &SameStore(target), &started.restore_id, workers, "restore-here", |_| {}).await?;
+    let c = &s.counters;
+    let pairs = |v: &[Failure]| v.iter().map(|f| (f.key.clone(), f.reason.clone())).collect::<Vec<_>>();
+    Ok(RestoreReport {
+        objects: c.objects,
+        bytes: c.bytes,
+        verified: c.verified,
+        failed: c.failed,
+        deleted: c.deleted,
+        unchanged: c.unchanged,
+        recovery_point: Some(s.run.recovery_point),
+        dry_run: s.run.request.dry_run,
+        failures: pairs(&s.failures),
+        not_applied: pairs(&s.not_applied),
+        attributes_not_applied: c.attributes_not_applied,
+        unprotected: pairs(&s.unprotected),
+        unprotected_count: s.run.unprotected_count + c.unprotected,
+    })
 }

@@ -8,6 +8,7 @@
 //! `resolve` (the resolution rule on a set of records) and `materialise` (the whole state of a
 //! prefix in memory, for `ls` and small tools).
 
+pub mod attributes;
 pub mod materialise;
 pub mod plan;
 pub mod request;

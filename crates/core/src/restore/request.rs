@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::stable_id;
+use crate::restore::attributes::AttributeRequest;
 use crate::{Error, Result};
 
 /// How a restore writes.
@@ -44,6 +45,9 @@ pub struct RestoreRequest {
     pub delete_newer: bool,
     #[serde(default)]
     pub dry_run: bool,
+    /// Which optional attributes (storage class, Object Lock, ACL) to write.
+    #[serde(default)]
+    pub attributes: AttributeRequest,
     /// The role to assume for writing the target (a bucket in another account), as an ARN; without
     /// one the target is written with the restore's own credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,6 +86,7 @@ impl RestoreRequest {
             &self.delete_newer.to_string(),
             &self.dry_run.to_string(),
             self.target_role_arn.as_deref().unwrap_or(""),
+            &serde_json::to_string(&self.attributes).expect("attributes serialise"),
         ])
     }
 
@@ -133,4 +138,17 @@ pub struct RestoreReport {
     pub dry_run: bool,
     /// Keys that failed, with the reason (at most 100 are kept).
     pub failures: Vec<(String, String)>,
+    /// Attributes that were not written, as (key, "attribute: reason") (at most 100 are kept).
+    #[serde(default)]
+    pub not_applied: Vec<(String, String)>,
+    /// How many attributes were not written, over all objects.
+    #[serde(default)]
+    pub attributes_not_applied: u64,
+    /// Keys whose state at T the vault does not hold, with the reason: a change of theirs could
+    /// not be captured, or they were archived when captured (at most 1,000 are kept).
+    #[serde(default)]
+    pub unprotected: Vec<(String, String)>,
+    /// How many keys are unprotected at T.
+    #[serde(default)]
+    pub unprotected_count: u64,
 }

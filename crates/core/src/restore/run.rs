@@ -96,6 +96,12 @@ pub struct RestoreRun {
     /// The totals, once the run ended.
     #[serde(default)]
     pub totals: Option<Counters>,
+    /// Keys the recovery point names as unprotected at T under the prefix (a change of theirs
+    /// could not be captured): the first 1,000, and how many there are.
+    #[serde(default)]
+    pub unprotected: Vec<Failure>,
+    #[serde(default)]
+    pub unprotected_count: u64,
 }
 
 fn version_one() -> u32 {
@@ -169,10 +175,15 @@ pub async fn start(engine: &Engine, target: &dyn ObjectStore, req: RestoreReques
     if !engine.vault.bucket_exists(&vault).await? {
         return Err(Error::NoSuchBucket { bucket: vault });
     }
-    if !engine.control().is_protected(&req.source_bucket).await? {
-        return Err(Error::Invalid(format!("s3://{} is not protected by vault {vault}; nothing to restore", req.source_bucket)));
-    }
-    let point = point_for(engine.vault.as_ref(), &vault, &req.source_bucket, req.as_of).await?;
+    // The vault's recovery points are the authority, so a vault restores without its control
+    // table; the control table only gives the clearer error for a bucket that was never protected.
+    let point = match point_for(engine.vault.as_ref(), &vault, &req.source_bucket, req.as_of).await {
+        Ok(point) => point,
+        Err(e) if !engine.control().is_protected(&req.source_bucket).await? => {
+            return Err(Error::Invalid(format!("s3://{} is not protected by vault {vault}; nothing to restore ({e})", req.source_bucket)));
+        }
+        Err(e) => return Err(e),
+    };
     let digest = req.digest();
     if let Some(item) = engine.control.get(&request_pk(&vault, &digest), "active").await? {
         let id: String = parse("restore request pointer", &item.body)?;
@@ -200,7 +211,19 @@ pub async fn start(engine: &Engine, target: &dyn ObjectStore, req: RestoreReques
         marker: marker.clone(),
         error: None,
         totals: None,
+        unprotected: Vec::new(),
+        unprotected_count: 0,
     };
+    let mut run = run;
+    for u in point.unprotected.iter().filter(|u| u.key.starts_with(&req.prefix) && u.covers(req.as_of)) {
+        run.unprotected_count += 1;
+        if run.unprotected.len() < 1000 {
+            run.unprotected.push(Failure {
+                key: u.key.clone(),
+                reason: format!("a change at {} could not be captured: {}", u.since.to_rfc3339(), u.reason),
+            });
+        }
+    }
     engine.control.put_new(&run_pk(&id), "restore", &body(&run), None).await?;
     let sk = format!("{}#{id}", now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     engine.control.put_new(&index_pk(&vault, &req.source_bucket), &sk, &body(&id), None).await?;
@@ -293,6 +316,14 @@ pub(crate) async fn record_failure(engine: &Engine, id: &str, key: &str, reason:
     Ok(())
 }
 
+/// Records a note on one key of a run (`unprotected`: the vault does not hold its state at T;
+/// `not-applied`: attributes its write could not apply), idempotent.
+pub(crate) async fn record_note(engine: &Engine, id: &str, kind: &str, key: &str, reason: &str) -> Result<()> {
+    let f = Failure { key: key.into(), reason: reason.chars().take(1000).collect() };
+    engine.control.put_new(&run_pk(id), &format!("{kind}#{key}"), &body(&f), None).await?;
+    Ok(())
+}
+
 /// Records a dry run's sample of an action (idempotent).
 pub(crate) async fn record_sample(engine: &Engine, id: &str, action: &str, key: &str) -> Result<()> {
     engine.control.put_new(&run_pk(id), &format!("sample#{action}#{key}"), "1", None).await?;
@@ -312,6 +343,11 @@ pub struct RestoreStatus {
     pub failures_total: u64,
     /// For a dry run: the first keys of each action (`write`, `unchanged`, `delete`).
     pub samples: std::collections::BTreeMap<String, Vec<String>>,
+    /// Keys whose state at T the vault does not hold, with the reason (the recovery point names
+    /// them unprotected at T, or they were archived when captured): the first 1,000.
+    pub unprotected: Vec<Failure>,
+    /// Attributes that were not written, by key (the first 1,000 keys).
+    pub not_applied: Vec<Failure>,
 }
 
 /// The status of run `id`.
@@ -323,6 +359,8 @@ pub async fn status(engine: &Engine, id: &str) -> Result<RestoreStatus> {
     let mut failures = Vec::new();
     let mut failures_total = 0;
     let mut samples: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut unprotected = run.unprotected.clone();
+    let mut not_applied = Vec::new();
     for item in items {
         if item.sk.starts_with("task#") {
             let t: TaskRecord = parse("restore task", &item.body)?;
@@ -333,6 +371,14 @@ pub async fn status(engine: &Engine, id: &str) -> Result<RestoreStatus> {
             failures_total += 1;
             if failures.len() < 1000 {
                 failures.push(parse("restore failure", &item.body)?);
+            }
+        } else if item.sk.starts_with("unprotected#") {
+            if unprotected.len() < 1000 {
+                unprotected.push(parse("restore note", &item.body)?);
+            }
+        } else if item.sk.starts_with("not-applied#") {
+            if not_applied.len() < 1000 {
+                not_applied.push(parse("restore note", &item.body)?);
             }
         } else if let Some(rest) = item.sk.strip_prefix("sample#") {
             if let Some((action, key)) = rest.split_once('#') {
@@ -346,7 +392,7 @@ pub async fn status(engine: &Engine, id: &str) -> Result<RestoreStatus> {
     if let Some(t) = &run.totals {
         counters = t.clone();
     }
-    Ok(RestoreStatus { run, counters, tasks, tasks_done, failures, failures_total, samples })
+    Ok(RestoreStatus { run, counters, tasks, tasks_done, failures, failures_total, samples, unprotected, not_applied })
 }
 
 /// The runs of a source bucket, newest first.

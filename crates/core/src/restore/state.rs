@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{order_key, CaptureKind, CaptureRecord};
+use crate::domain::CaptureRecord;
 use crate::ports::ObjectStore;
 use crate::vault::segment::{SegmentMeta, SegmentStream};
 use crate::Result;
@@ -232,13 +232,10 @@ impl<'a> StateStream<'a> {
     }
 }
 
-/// The record of one key that wins at `as_of`: the greatest order key among those whose event
-/// time is at most `as_of`, if it is a put.
+/// The current version of one key at `as_of`, by the resolution rule of
+/// [`crate::restore::resolve::resolve_key`] over the records whose event time is at most `as_of`.
 pub fn resolve_at(records: Vec<CaptureRecord>, as_of: DateTime<Utc>) -> Option<CaptureRecord> {
     let cutoff = as_of.timestamp();
-    records
-        .into_iter()
-        .filter(|r| r.event_time.timestamp() <= cutoff)
-        .max_by(|a, b| order_key(a).cmp(&order_key(b)))
-        .filter(|r| r.kind == CaptureKind::Put)
+    let at: Vec<&CaptureRecord> = records.iter().filter(|r| r.event_time.timestamp() <= cutoff).collect();
+    crate::restore::resolve::resolve_key(&at).current
 }

@@ -47,6 +47,8 @@ enum Action {
     Write(Item),
     Unchanged(String),
     Delete(String),
+    /// The vault holds no bytes for the key's state at T (archived when it was captured).
+    Unprotected(String, String),
 }
 
 /// The target's current keys in a range, read a page at a time, in key order.
@@ -237,6 +239,13 @@ async fn next_actions(
                 }
             }
         }
+        if rec.location.is_none() {
+            if let Some(class) = rec.attributes.archived.clone() {
+                actions.push(Action::Unprotected(tk, format!("archived ({class}) when it was captured; its bytes are not in the vault")));
+                last = Some(key);
+                continue;
+            }
+        }
         if matches!(rec.location, Some(crate::domain::Location::Pack { .. })) {
             bytes += rec.size;
         }
@@ -264,6 +273,7 @@ async fn apply(
                 Action::Write(i) => ("write", &i.target_key, i.record.size),
                 Action::Unchanged(k) => ("unchanged", k, 0),
                 Action::Delete(k) => ("delete", k, 0),
+                Action::Unprotected(k, _) => ("unprotected", k, 0),
             };
             match a {
                 Action::Write(_) => {
@@ -272,6 +282,7 @@ async fn apply(
                 }
                 Action::Unchanged(_) => c.unchanged += 1,
                 Action::Delete(_) => c.deleted += 1,
+                Action::Unprotected(..) => c.unprotected += 1,
             }
             let n = samples.entry(name).or_default();
             if *n < SAMPLES {
@@ -288,10 +299,14 @@ async fn apply(
             Action::Write(i) => writes.push(i.clone()),
             Action::Unchanged(_) => c.unchanged += 1,
             Action::Delete(k) => deletes.push(k.clone()),
+            Action::Unprotected(k, reason) => {
+                c.unprotected += 1;
+                run::record_note(engine, id, "unprotected", k, reason).await?;
+            }
         }
     }
     let in_place = req.mode == RestoreMode::Rollback && req.target_bucket == req.source_bucket && req.target_prefix == req.prefix;
-    let writer = Writer { engine, target, bucket: &req.target_bucket, in_place };
+    let writer = Writer { engine, target, bucket: &req.target_bucket, in_place, attributes: &req.attributes, now: engine.clock.now() };
     for (key, result) in writer.write_all(writes).await {
         match result {
             Ok(w) => {
@@ -300,6 +315,12 @@ async fn apply(
                 c.verified += u64::from(w.verified);
                 c.vault_requests += w.vault_requests;
                 c.target_requests += w.target_requests;
+                c.attributes_not_applied += w.not_applied.len() as u64;
+                // One note per attribute, so a report can count and filter them by attribute.
+                for n in &w.not_applied {
+                    let note = format!("{}: {}", n.attribute, n.reason);
+                    run::record_note(engine, id, &format!("not-applied#{}", n.attribute), &key, &note).await?;
+                }
             }
             // A transient failure (throttling, a dropped connection) redoes the batch.
             Err(e) if e.is_transient() => return Err(e),

@@ -15,7 +15,10 @@ use tokio::sync::Semaphore;
 
 use crate::domain::{CaptureRecord, Location};
 use crate::engine::Engine;
-use crate::ports::{Fetch, ObjectRef, ObjectStore, PutOptions};
+use chrono::{DateTime, Utc};
+
+use crate::ports::{Fetch, ObjectRef, ObjectStore};
+use crate::restore::attributes::{write_options, AttributeRequest, NotApplied, WritePath};
 use crate::vault::pack::decode_blob;
 use crate::vault::{self};
 use crate::{Error, Result};
@@ -41,6 +44,8 @@ pub struct Wrote {
     /// Requests sent to the vault (reads) and to the target (writes) for this object.
     pub vault_requests: u64,
     pub target_requests: u64,
+    /// The attributes this write could not apply, with the reasons.
+    pub not_applied: Vec<NotApplied>,
 }
 
 /// How one restore writes: the engine (for the vault), the target store and bucket.
@@ -51,6 +56,10 @@ pub struct Writer<'a> {
     /// In place on the source bucket itself: an old version that still exists is copied
     /// server-side from the source instead of read from the vault.
     pub in_place: bool,
+    /// Which optional attributes the request asked to write.
+    pub attributes: &'a AttributeRequest,
+    /// Decides whether a recorded Object Lock retention is still in the future.
+    pub now: DateTime<Utc>,
 }
 
 /// A group of packed objects read with one ranged GET.
@@ -182,12 +191,8 @@ impl Writer<'_> {
     async fn put_blob(&self, item: &Item, data: Bytes) -> Result<Wrote> {
         let rec = &item.record;
         let sha = rec.checksum.as_ref().filter(|c| c.algorithm == "SHA256").map(|c| c.value.clone());
-        let opts = PutOptions {
-            content_type: rec.content_type.clone(),
-            metadata: rec.metadata.clone(),
-            sha256_hex: sha.clone(),
-            if_none_match: false,
-        };
+        let (mut opts, not_applied) = write_options(rec, self.attributes, WritePath::Put, self.now);
+        opts.sha256_hex = sha.clone();
         let w = self.target.put(self.bucket, &item.target_key, data.clone(), &opts).await?;
         let md5 = hex::encode(<md5::Md5 as md5::Digest>::digest(&data));
         let plain_etag = w.etag.len() == 32 && !w.etag.contains('-');
@@ -196,7 +201,7 @@ impl Writer<'_> {
             return Err(Error::ChecksumMismatch { key: item.target_key.clone(), expected: md5, actual: w.etag });
         }
         let verified = sha.is_some() || (plain_etag && w.etag == md5);
-        Ok(Wrote { bytes: data.len() as u64, verified, vault_requests: 0, target_requests: 1 })
+        Ok(Wrote { bytes: data.len() as u64, verified, vault_requests: 0, target_requests: 1, not_applied })
     }
 
     /// Restores an object that is not read from a pack range: a large one copied server-side,
@@ -207,13 +212,14 @@ impl Writer<'_> {
             let (v, etag) = (rec.version_id.clone().expect("checked"), rec.etag.clone().expect("checked"));
             if rec.size < self.engine.config.multipart_copy_threshold {
                 let src = ObjectRef { bucket: rec.bucket.clone(), key: rec.key.clone(), version_id: Some(v) };
+                let (opts, not_applied) = write_options(rec, self.attributes, WritePath::Copy, self.now);
                 let copied = {
                     let _p = permits.acquire().await.expect("the semaphore is never closed");
-                    self.target.copy(&src, Some(&etag), self.bucket, &item.target_key).await?
+                    self.target.copy_with(&src, Some(&etag), self.bucket, &item.target_key, &opts).await?
                 };
                 if let Fetch::Found(w) = copied {
                     if w.etag == etag {
-                        return Ok(Wrote { bytes: rec.size, verified: true, vault_requests: 0, target_requests: 1 });
+                        return Ok(Wrote { bytes: rec.size, verified: true, vault_requests: 0, target_requests: 1, not_applied });
                     }
                 }
             }
@@ -232,7 +238,7 @@ impl Writer<'_> {
             Some(Location::Object { key: vkey, version_id, etag, part_size }) => {
                 self.copy_large(item, vkey, version_id.clone(), etag, *part_size, permits).await
             }
-            None => Err(Error::corrupt("capture record", format!("{} has no location", rec.key))),
+            None => Err(Error::corrupt("capture record", format!("{} has no location in the vault", rec.key))),
         }
     }
 
@@ -250,16 +256,17 @@ impl Writer<'_> {
         let rec = &item.record;
         let src = ObjectRef { bucket: self.engine.config.vault_bucket.clone(), key: vkey.to_string(), version_id };
         let missing = || Error::corrupt("vault object", format!("{vkey} is missing"));
+        let path = if part_size.is_some() { WritePath::MultipartCopy } else { WritePath::Copy };
+        let (opts, not_applied) = write_options(rec, self.attributes, path, self.now);
         let (written, requests) = match part_size {
             None => {
                 let _p = permits.acquire().await.expect("the semaphore is never closed");
-                match self.target.copy(&src, None, self.bucket, &item.target_key).await? {
+                match self.target.copy_with(&src, None, self.bucket, &item.target_key, &opts).await? {
                     Fetch::Found(w) => (w, 1),
                     _ => return Err(missing()),
                 }
             }
             Some(ps) => {
-                let opts = PutOptions { content_type: rec.content_type.clone(), metadata: rec.metadata.clone(), ..Default::default() };
                 let upload = self.target.create_multipart(self.bucket, &item.target_key, &opts).await?;
                 let ranges = vault::part_ranges(rec.size, ps);
                 let n = ranges.len() as u64;
@@ -299,7 +306,7 @@ impl Writer<'_> {
         if written.etag != etag {
             return Err(Error::ChecksumMismatch { key: item.target_key.clone(), expected: etag.to_string(), actual: written.etag });
         }
-        Ok(Wrote { bytes: rec.size, verified: true, vault_requests: 0, target_requests: requests })
+        Ok(Wrote { bytes: rec.size, verified: true, vault_requests: 0, target_requests: requests, not_applied })
     }
 }
 

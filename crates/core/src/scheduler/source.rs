@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rand::Rng;
 
-use crate::domain::ObjectInfo;
-use crate::ports::{Fetch, ListPage, ListRequest, ObjectRef, ObjectStore, PutOptions, Written};
+use crate::domain::{Acl, ObjectInfo};
+use crate::ports::{Fetch, ListPage, ListRequest, ObjectRef, ObjectStore, PutOptions, VersionListRequest, VersionPage, Written};
 use crate::scheduler::pacer::Pacer;
 use crate::scheduler::Observation;
 use crate::{Error, Result};
@@ -182,6 +182,39 @@ impl ObjectStore for PacedStore {
     }
     async fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
         self.send(|| self.inner.delete_many(bucket, keys)).await
+    }
+    async fn list_versions(&self, bucket: &str, req: VersionListRequest<'_>) -> Result<VersionPage> {
+        self.send(|| self.inner.list_versions(bucket, req.clone())).await
+    }
+    async fn get_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>> {
+        self.send(|| self.inner.get_tags(bucket, key, version_id)).await
+    }
+    async fn get_acl(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<Option<Acl>> {
+        self.send(|| self.inner.get_acl(bucket, key, version_id)).await
+    }
+    async fn acls_enabled(&self, bucket: &str) -> Result<bool> {
+        self.send(|| self.inner.acls_enabled(bucket)).await
+    }
+    async fn copy_with(
+        &self,
+        src: &ObjectRef,
+        if_match: Option<&str>,
+        bucket: &str,
+        key: &str,
+        opts: &PutOptions,
+    ) -> Result<Fetch<Written>> {
+        self.send(|| self.inner.copy_with(src, if_match, bucket, key, opts)).await
+    }
+    async fn delete_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<()> {
+        self.send(|| self.inner.delete_version(bucket, key, version_id)).await
+    }
+    async fn restore_archived(&self, bucket: &str, key: &str, version_id: Option<&str>, days: u32) -> Result<()> {
+        self.send(|| self.inner.restore_archived(bucket, key, version_id, days)).await
     }
 }
 

@@ -19,8 +19,10 @@ use crate::{Error, Result};
 pub const MAGIC: &[u8; 8] = b"TMPACK\0\x01";
 /// The size of the fixed trailer.
 pub const TRAILER_LEN: usize = 24;
-/// The format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this code writes; it reads every version from 1 up to it. Version 2
+/// packs hold records with the attributes of `domain::ObjectAttributes` and version-aware kinds;
+/// their layout is version 1's.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The footer of a pack.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,8 +87,8 @@ pub fn parse_trailer(trailer: &[u8]) -> Result<u64> {
         return Err(Error::corrupt("pack", "trailer magic missing: not a tidemark pack or truncated"));
     }
     let version = u32::from_le_bytes(trailer[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
-        return Err(Error::corrupt("pack", format!("format version {version} is not supported (this build reads {FORMAT_VERSION})")));
+    if !(1..=FORMAT_VERSION).contains(&version) {
+        return Err(Error::corrupt("pack", format!("format version {version} is not supported (this build reads 1 to {FORMAT_VERSION})")));
     }
     let flags = u32::from_le_bytes(trailer[12..16].try_into().expect("4 bytes"));
     if flags != 0 {
@@ -100,6 +102,12 @@ pub fn parse_footer(bytes: &[u8]) -> Result<Footer> {
     let footer: Footer = serde_json::from_slice(bytes).map_err(|e| Error::corrupt("pack footer", e.to_string()))?;
     if footer.format != "tidemark-pack" {
         return Err(Error::corrupt("pack footer", format!("format '{}' is not tidemark-pack", footer.format)));
+    }
+    if !(1..=FORMAT_VERSION).contains(&footer.version) {
+        return Err(Error::corrupt(
+            "pack footer",
+            format!("format version {} is not supported (this build reads 1 to {FORMAT_VERSION})", footer.version),
+        ));
     }
     Ok(footer)
 }

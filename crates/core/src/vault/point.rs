@@ -12,7 +12,11 @@ use crate::vault;
 use crate::vault::segment::SegmentMeta;
 use crate::{Error, Result};
 
-/// A sealed recovery point: every change with event time ≤ `time` is captured in `segments`.
+/// The format version of the recovery points this code writes; it reads every version up to it.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// A sealed recovery point: every change with event time ≤ `time` is captured in `segments`,
+/// except the changes of the keys named in `unprotected`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecoveryPoint {
     pub format: String,
@@ -21,6 +25,29 @@ pub struct RecoveryPoint {
     pub time: DateTime<Utc>,
     pub sealed_at: DateTime<Utc>,
     pub segments: Vec<SegmentMeta>,
+    /// Keys whose state the segments may not hold for a time range: a change of the key could
+    /// not be captured (format version 2; absent means none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unprotected: Vec<Unprotected>,
+}
+
+/// A key whose state is unknown from `since` (the time of the change that could not be
+/// captured) until `until` (the time of the first capture of the key after it), or from `since`
+/// on while `until` is `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unprotected {
+    pub key: String,
+    pub reason: String,
+    pub since: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl Unprotected {
+    /// True if the key's state at `t` is unknown.
+    pub fn covers(&self, t: DateTime<Utc>) -> bool {
+        self.since.timestamp() <= t.timestamp() && self.until.is_none_or(|u| t.timestamp() < u.timestamp())
+    }
 }
 
 /// Lists the keys of every recovery point of a bucket, oldest first.
@@ -40,6 +67,12 @@ pub async fn read_point(vault: &dyn ObjectStore, vault_bucket: &str, key: &str) 
     let p: RecoveryPoint = serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(format!("recovery point {key}"), e.to_string()))?;
     if p.format != "tidemark-recovery-point" {
         return Err(Error::corrupt(format!("recovery point {key}"), "wrong format tag"));
+    }
+    if !(1..=FORMAT_VERSION).contains(&p.version) {
+        return Err(Error::corrupt(
+            format!("recovery point {key}"),
+            format!("format version {} is not supported (this build reads 1 to {FORMAT_VERSION})", p.version),
+        ));
     }
     Ok(p)
 }

@@ -16,6 +16,11 @@ use crate::ports::{Fetch, ObjectStore, PutOptions};
 use crate::vault::layout;
 use crate::{Error, Result};
 
+/// The format version of the segments this code writes; it reads every version from 1 up to it.
+/// Version 2 records carry the attributes of `domain::ObjectAttributes`, `last_modified`, delete
+/// markers' version ids and purge records; the layout is version 1's.
+pub const FORMAT_VERSION: u32 = 2;
+
 /// What produced a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -84,7 +89,7 @@ pub fn encode(key: &str, bucket: &str, kind: SegmentKind, mut records: Vec<Captu
     };
     let header = Header {
         format: "tidemark-segment".into(),
-        version: 1,
+        version: FORMAT_VERSION,
         meta: meta.clone(),
         bucket: bucket.into(),
         sha256: hex::encode(Sha256::digest(&body)),
@@ -95,14 +100,24 @@ pub fn encode(key: &str, bucket: &str, kind: SegmentKind, mut records: Vec<Captu
     Ok((out, meta))
 }
 
+/// Refuses a header this build cannot read; every earlier format version stays readable, so a vault
+/// written by an older build restores after an upgrade.
+fn check_format(header: &Header) -> std::result::Result<(), String> {
+    if header.format != "tidemark-segment" || !(1..=FORMAT_VERSION).contains(&header.version) {
+        return Err(format!(
+            "unsupported format {} v{} (this build reads tidemark-segment v1 to v{FORMAT_VERSION})",
+            header.format, header.version
+        ));
+    }
+    Ok(())
+}
+
 /// Decodes and verifies a segment.
 pub fn decode(key: &str, bytes: &[u8]) -> Result<(SegmentMeta, Vec<CaptureRecord>)> {
     let bad = |d: String| Error::corrupt(format!("segment {key}"), d);
     let nl = bytes.iter().position(|b| *b == b'\n').ok_or_else(|| bad("no header line".into()))?;
     let header: Header = serde_json::from_slice(&bytes[..nl]).map_err(|e| bad(format!("header: {e}")))?;
-    if header.format != "tidemark-segment" || header.version != 1 {
-        return Err(bad(format!("unsupported format {} v{}", header.format, header.version)));
-    }
+    check_format(&header).map_err(bad)?;
     let body = &bytes[nl + 1..];
     let actual = hex::encode(Sha256::digest(body));
     if actual != header.sha256 {
@@ -218,9 +233,7 @@ impl<'a> SegmentStream<'a> {
             }
         };
         let header: Header = serde_json::from_slice(&head[..nl]).map_err(|e| bad(format!("header: {e}")))?;
-        if header.format != "tidemark-segment" || header.version != 1 {
-            return Err(bad(format!("unsupported format {} v{}", header.format, header.version)));
-        }
+        check_format(&header).map_err(bad)?;
         let body_start = nl as u64 + 1;
         let mut stream = SegmentStream {
             vault,
@@ -285,9 +298,10 @@ impl<'a> SegmentStream<'a> {
                     continue;
                 }
                 self.records += 1;
-                let rec = serde_json::from_slice(&line[..line.len() - 1])
-                    .map_err(|e| Error::corrupt(format!("segment {}", self.key), format!("record at byte {}: {e}", self.offset)))?;
-                return Ok(Some(rec));
+                match serde_json::from_slice(&line[..line.len() - 1]) {
+                    Ok(rec) => return Ok(Some(rec)),
+                    Err(e) => return Err(self.unreadable(format!("record at byte {}: {e}", self.offset)).await),
+                }
             }
             if self.fetched >= self.size {
                 if !self.buf.is_empty() {
@@ -310,6 +324,33 @@ impl<'a> SegmentStream<'a> {
             self.fetched += part.len() as u64;
             self.buf.extend_from_slice(&part);
         }
+    }
+
+    /// The error for a record that does not parse. Damaged bytes are the likelier cause than a
+    /// format defect, so a stream that hashes the body reads the rest of it and names a hash
+    /// mismatch when there is one.
+    async fn unreadable(&mut self, detail: String) -> Error {
+        let bad = |d: String| Error::corrupt(format!("segment {}", self.key), d);
+        if self.hasher.is_none() {
+            return bad(detail);
+        }
+        while self.fetched < self.size {
+            let len = self.chunk.min(self.size - self.fetched);
+            match self.vault.get_range(self.vault_bucket, &self.key, None, self.fetched, len).await {
+                Ok(part) if !part.is_empty() => {
+                    if let Some(h) = self.hasher.as_mut() {
+                        h.update(&part);
+                    }
+                    self.fetched += part.len() as u64;
+                }
+                _ => return bad(detail),
+            }
+        }
+        let actual = hex::encode(self.hasher.take().expect("checked above").finalize());
+        if actual != self.sha256 {
+            return bad(format!("body sha256 {actual} does not match header {} ({detail})", self.sha256));
+        }
+        bad(detail)
     }
 
     /// Checks hash and count once a stream that started at the body's start reached the end.

@@ -159,6 +159,7 @@ fn request(prefix: &str, t: DateTime<Utc>, target: &str, target_prefix: &str, mo
         mode,
         delete_newer: false,
         dry_run: false,
+        attributes: Default::default(),
         target_role_arn: None,
     }
 }
@@ -276,7 +277,7 @@ async fn a_damaged_segment_fails_the_run_before_the_target_is_written() {
     // A hex digit of the last record's ETag: still valid JSON, so only the hash can tell.
     let text = String::from_utf8(bytes).unwrap();
     let at = text.rfind("\"etag\":\"").unwrap() + "\"etag\":\"".len();
-    w.s3.damage("vault", seg, at);
+    w.s3.damage("vault", seg, at).unwrap();
     let s = restore(&w, request("", t1, "out-damaged", "", RestoreMode::Copy)).await;
     assert_eq!(s.run.state, RestoreState::Failed);
     let error = s.run.error.unwrap_or_default();
