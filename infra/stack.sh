@@ -39,7 +39,7 @@ up() {
     echo $! > "$state/moto.pid"
   fi
   if [ ! -f "$state/weed.pid" ] || ! kill -0 "$(cat "$state/weed.pid")" 2>/dev/null; then
-    "$venv/bin/weed" mini -dir="$state/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -webdav=false -admin.ui=false -s3.port="$weed_port" > "$state/weed.log" 2>&1 &
+    "$venv/bin/weed" mini -dir="$state/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -webdav=false -admin.ui=false -s3.port="$weed_port" -master.volumeSizeLimitMB=64 -volume.max=400 > "$state/weed.log" 2>&1 &
     echo $! > "$state/weed.pid"
   fi
   wait_for "http://127.0.0.1:$moto_port/moto-api/" moto

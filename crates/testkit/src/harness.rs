@@ -123,6 +123,11 @@ pub fn start_seaweedfs() -> Result<Server> {
         "-webdav=false".into(),
         "-admin.ui=false".into(),
         format!("-s3.port={s3}"),
+        // Left to itself, weed sizes its volume count as free disk / 1 GiB, and every bucket is
+        // a collection that needs volumes of its own: on a machine with little free disk, puts
+        // then fail with InternalError ("no volume server capacity"). Small sparse volumes fix it.
+        "-master.volumeSizeLimitMB=64".into(),
+        "-volume.max=400".into(),
     ];
     for flag in ["master.port", "volume.port", "filer.port", "admin.port", "debug.port", "webdav.port"] {
         args.push(format!("-{flag}={}", free_port()));
@@ -134,9 +139,41 @@ pub fn start_seaweedfs() -> Result<Server> {
     let endpoint = format!("http://127.0.0.1:{s3}");
     let server = Server { child, endpoint: endpoint.clone(), _dir: Some(dir) };
     wait_http(&endpoint, "/", Duration::from_secs(60), &log)?;
-    // The S3 gateway answers before the filer behind it is ready to store; give it a moment.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The S3 gateway answers before the filer and volume server behind it can store, so the
+    // server is ready only once an object has been written.
+    wait_writable(&endpoint, Duration::from_secs(90), &log)?;
     Ok(server)
+}
+
+/// Writes (then removes) a probe object through anonymous S3 requests until one succeeds.
+fn wait_writable(endpoint: &str, deadline: Duration, log: &std::path::Path) -> Result<()> {
+    let addr = endpoint.trim_start_matches("http://").to_string();
+    let send = |method: &str, path: &str, body: &[u8]| -> Option<u16> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+        let head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n", body.len());
+        s.write_all(head.as_bytes()).ok()?;
+        s.write_all(body).ok()?;
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).ok()?;
+        std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()
+    };
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        let bucket = send("PUT", "/tidemark-ready-probe", b"");
+        if matches!(bucket, Some(200 | 409)) && send("PUT", "/tidemark-ready-probe/probe", b"ready") == Some(200) {
+            send("DELETE", "/tidemark-ready-probe/probe", b"");
+            send("DELETE", "/tidemark-ready-probe", b"");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let tail = std::fs::read_to_string(log).unwrap_or_default();
+    bail!(
+        "SeaweedFS at {endpoint} accepted no write within {deadline:?}; its log:\n{}",
+        tail.chars().rev().take(2000).collect::<String>().chars().rev().collect::<String>()
+    )
 }
 
 /// A unique, valid resource name for one test (S3 bucket names allow lower-case, digits and dashes).
