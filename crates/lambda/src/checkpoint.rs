@@ -2,8 +2,7 @@
 
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
-use tidemark_core::changes::backlog;
-use tidemark_core::changes::checkpoint::{self, Evidence};
+use tidemark_core::changes::checkpoint;
 use tidemark_core::engine::Engine;
 
 use crate::LambdaError;
@@ -30,11 +29,7 @@ pub async fn checkpoint_handler(
     req: CheckpointRequest,
     late_event_seconds: i64,
 ) -> Result<Vec<CheckpointResult>, LambdaError> {
-    // The records first: a message handled between the two reads then shows in neither, and
-    // one that arrives between them is younger than both.
-    let seen = backlog::seen(engine).await?;
-    let queue = engine.queue.oldest_unhandled(&engine.queues.delta).await?;
-    let evidence = Evidence::Handlers { seen, queue };
+    let evidence = checkpoint::handlers_evidence(engine).await?;
     let out = checkpoint::checkpoint(engine, &req.buckets, &evidence, Duration::seconds(late_event_seconds)).await?;
     let now = engine.clock.now();
     for res in &out {

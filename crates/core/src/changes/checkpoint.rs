@@ -83,6 +83,16 @@ pub fn watermark_from_backlog(backlog: &Backlog, late_allowance: Duration) -> Op
     }
 }
 
+/// The checkpoint function's evidence: the handlers' records, then the queue's own report.
+///
+/// The records are read first: a message handled between the two reads then shows in neither,
+/// and one that arrives between them is younger than both.
+pub async fn handlers_evidence(engine: &Engine) -> Result<Evidence> {
+    let seen = crate::changes::backlog::seen(engine).await?;
+    let queue = engine.queue.oldest_unhandled(&engine.queues.delta).await?;
+    Ok(Evidence::Handlers { seen, queue })
+}
+
 /// The watermark the handlers' records allow: every message sent before the newest one a batch
 /// received has been received (or, later still, before the moment the queue was seen empty), and
 /// every received message not yet handled is recorded, so nothing older than the older of the
