@@ -120,8 +120,10 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
-    /// DeleteMessageBatch, ten entries per request; an entry the queue refuses is an error naming it.
+    /// DeleteMessageBatch, ten entries per request. Every request is sent even when an entry
+    /// is refused (a receipt that a redelivery replaced, say); then the error names the first.
     async fn delete_many(&self, queue: &str, receipts: &[String]) -> Result<()> {
+        let mut refused: Vec<(String, bool)> = Vec::new();
         for chunk in receipts.chunks(10) {
             let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
                 .iter()
@@ -138,21 +140,16 @@ impl Queue for SqsQueue {
                 .send()
                 .await
                 .map_err(|e| map("DeleteMessageBatch", e))?;
-            if let Some(f) = out.failed().first() {
-                return Err(tidemark_core::Error::port(
-                    "DeleteMessageBatch",
-                    format!(
-                        "{} of {} entries refused, the first with {}: {}",
-                        out.failed().len(),
-                        chunk.len(),
-                        f.code(),
-                        f.message().unwrap_or("")
-                    ),
-                    !f.sender_fault(),
-                ));
-            }
+            refused.extend(out.failed().iter().map(|f| (format!("{}: {}", f.code(), f.message().unwrap_or("")), f.sender_fault())));
         }
-        Ok(())
+        match refused.first() {
+            None => Ok(()),
+            Some((first, sender_fault)) => Err(tidemark_core::Error::port(
+                "DeleteMessageBatch",
+                format!("{} of {} entries refused, the first with {first}", refused.len(), receipts.len()),
+                !sender_fault,
+            )),
+        }
     }
 
     async fn change_visibility(&self, queue: &str, receipt: &str, visibility_seconds: i32) -> Result<()> {
