@@ -40,8 +40,11 @@ bench: venv
 	set -o pipefail; $(CARGO_TARGET_DIR)/release/tidemark-bench | tee bench-report.md
 
 ## Delta-path load test: changes at TIDEMARK_BENCH_DELTA_RATE (default 278/s) for
-## TIDEMARK_BENCH_DELTA_SECONDS (default 600), S3 on SeaweedFS, SQS/EventBridge/DynamoDB on moto;
-## latency, RPO and exact restores in bench-delta-report.md with bench-delta-plot.svg.
+## TIDEMARK_BENCH_DELTA_SECONDS (default 600) through S3 → EventBridge → delta queue → delta
+## handlers → sealed points, on MiniStack (TIDEMARK_BENCH_DELTA_STACK=moto: on moto, at 25/s);
+## latency, RPO, exactness at every point and byte-level restores in bench-delta-report.md with
+## bench-delta-plot.svg. TIDEMARK_BENCH_DELTA_RAMP=300,400,… finds the largest sustained rate
+## (bench-delta-ramp.md).
 bench-delta: venv
 	$(CARGO) build --release -p tidemark-cli --bins
 	$(CARGO) build --release -p tidemark-e2e --bin tidemark-bench-delta

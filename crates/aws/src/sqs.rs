@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
 use chrono::{DateTime, Duration, Utc};
 use tidemark_core::ports::{Backlog, Message, Queue};
 use tidemark_core::Result;
@@ -90,6 +90,7 @@ impl Queue for SqsQueue {
             .wait_time_seconds(wait_seconds)
             .visibility_timeout(visibility_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send()
             .await
             .map_err(|e| map("ReceiveMessage", e))?;
@@ -105,6 +106,11 @@ impl Queue for SqsQueue {
                     .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(1),
+                sent_at: m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .and_then(DateTime::from_timestamp_millis),
             })
             .collect())
     }
@@ -112,6 +118,38 @@ impl Queue for SqsQueue {
     async fn delete(&self, queue: &str, receipt: &str) -> Result<()> {
         self.client.delete_message().queue_url(queue).receipt_handle(receipt).send().await.map_err(|e| map("DeleteMessage", e))?;
         Ok(())
+    }
+
+    /// DeleteMessageBatch, ten entries per request. Every request is sent even when an entry
+    /// is refused (a receipt that a redelivery replaced, say); then the error names the first.
+    async fn delete_many(&self, queue: &str, receipts: &[String]) -> Result<()> {
+        let mut refused: Vec<(String, bool)> = Vec::new();
+        for chunk in receipts.chunks(10) {
+            let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(r).build().expect("id and receipt set")
+                })
+                .collect();
+            let out = self
+                .client
+                .delete_message_batch()
+                .queue_url(queue)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| map("DeleteMessageBatch", e))?;
+            refused.extend(out.failed().iter().map(|f| (format!("{}: {}", f.code(), f.message().unwrap_or("")), f.sender_fault())));
+        }
+        match refused.first() {
+            None => Ok(()),
+            Some((first, sender_fault)) => Err(tidemark_core::Error::port(
+                "DeleteMessageBatch",
+                format!("{} of {} entries refused, the first with {first}", refused.len(), receipts.len()),
+                !sender_fault,
+            )),
+        }
     }
 
     async fn change_visibility(&self, queue: &str, receipt: &str, visibility_seconds: i32) -> Result<()> {

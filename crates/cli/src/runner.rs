@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use tidemark_core::changes::delta::{process_batch, DeltaMessage, DeltaReport};
+use tidemark_core::changes::backlog::{self, Received};
+use tidemark_core::changes::delta::DeltaReport;
 use tidemark_core::changes::events::parse_change;
 use tidemark_core::control::{Counters, RunState};
 use tidemark_core::engine::Engine;
@@ -112,16 +113,20 @@ pub async fn drain_deltas(engine: &Engine) -> Result<DeltaReport> {
         empty_polls = 0;
         // A full batch of changes all newer than the drain's start: everything older was handed out.
         caught_up = msgs.len() >= 10 && msgs.iter().all(|m| matches!(parse_change(&m.body), Ok(Some(ev)) if ev.time > started));
-        let batch: Vec<DeltaMessage> = msgs.iter().map(|m| DeltaMessage { id: m.id.clone(), body: m.body.clone() }).collect();
-        let report = process_batch(engine, &batch).await?;
+        // Recorded like the delta function's batches, so a checkpoint running beside the drain
+        // sees them.
+        let batch: Vec<Received> = msgs.iter().map(Received::from).collect();
+        let report = backlog::handle(engine, &batch).await?;
+        let mut handled = Vec::new();
         for m in &msgs {
             if let Some((_, reason)) = report.failed.iter().find(|(id, _)| id == &m.id) {
                 tracing::warn!(message_id = %m.id, receive_count = m.receive_count, %reason, "delta message failed; it will be retried, then dead-lettered");
                 engine.queue.change_visibility(&engine.queues.delta, &m.receipt, 0).await?;
             } else {
-                engine.queue.delete(&engine.queues.delta, &m.receipt).await?;
+                handled.push(m.receipt.clone());
             }
         }
+        engine.queue.delete_many(&engine.queues.delta, &handled).await?;
         total.absorb(report);
     }
     Ok(total)

@@ -258,6 +258,9 @@ pub struct Message {
     pub body: String,
     /// How many times the queue has handed this message out, this time included.
     pub receive_count: u32,
+    /// When the queue accepted the message (SQS's `SentTimestamp`); the delta handlers record it
+    /// as the checkpoint's evidence (`changes::backlog`). `None` if the queue did not say.
+    pub sent_at: Option<DateTime<Utc>>,
 }
 
 /// A work queue with at-least-once delivery (SQS).
@@ -269,6 +272,14 @@ pub trait Queue: Send + Sync {
     async fn receive(&self, queue: &str, max: i32, wait_seconds: i32, visibility_seconds: i32) -> Result<Vec<Message>>;
     /// Deletes a handled message.
     async fn delete(&self, queue: &str, receipt: &str) -> Result<()>;
+    /// Deletes several handled messages (SQS's DeleteMessageBatch takes ten per request, as the
+    /// Lambda event source mapping does); by default one request each.
+    async fn delete_many(&self, queue: &str, receipts: &[String]) -> Result<()> {
+        for r in receipts {
+            self.delete(queue, r).await?;
+        }
+        Ok(())
+    }
     /// Changes how long a received message stays hidden (0 makes it visible again at once).
     async fn change_visibility(&self, queue: &str, receipt: &str, visibility_seconds: i32) -> Result<()>;
     /// Approximate number of messages visible plus in flight.

@@ -1,6 +1,6 @@
 //! The engine's behaviour tests through its public API, on the test kit's in-memory fakes: seeding
 //! and the stepwise seeder, the worker under the scheduler, the scheduler's shared state, delta
-//! semantics, reconciliation, the inventory reader and the listing planner, and the queue protocol.
+//! semantics and the delta handlers' backlog records, reconciliation, the inventory reader and the listing planner, and the queue protocol.
 //!
 //! One test binary with a module per area (as `crates/sim` does). The conformance of the fakes
 //! themselves is tested in `crates/testkit`; the adapters against the local stack in
@@ -8,6 +8,7 @@
 //! each version of the code wrote them, `vault/` tiny vaults (packs, segments, points) likewise.
 
 mod integration {
+    mod backlog;
     mod config_table;
     mod deferral;
     mod delta_semantics;

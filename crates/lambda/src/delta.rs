@@ -1,7 +1,8 @@
 //! The delta function's handler: a batch of S3 change events from the delta queue.
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use tidemark_core::changes::delta::{process_batch, DeltaMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::DateTime;
+use tidemark_core::changes::backlog::{self, Received};
 use tidemark_core::engine::Engine;
 
 use crate::sqs::{failure, response};
@@ -24,16 +25,25 @@ pub fn changes_failed_emf(failed_by_bucket: &std::collections::BTreeMap<String, 
         .collect()
 }
 
-/// Delta: captures a batch of S3 change events; malformed or foreign ones, and changes whose
-/// object cannot be read, are reported so SQS retries and then dead-letters them without
-/// blocking the others, and counted in the `ChangesFailed` metric per bucket.
+/// One SQS record as the backlog records it: its SentTimestamp and receive count come from the
+/// record's attributes, which the event source mapping always fills.
+fn received(m: &SqsMessage) -> Received {
+    let attr = |name: &str| m.attributes.get(name).and_then(|v| v.parse::<i64>().ok());
+    Received {
+        id: m.message_id.clone().unwrap_or_default(),
+        body: m.body.clone().unwrap_or_default(),
+        sent_at: attr("SentTimestamp").and_then(DateTime::from_timestamp_millis),
+        receive_count: attr("ApproximateReceiveCount").map_or(1, |n| n.clamp(1, u32::MAX as i64) as u32),
+    }
+}
+
+/// Delta: captures a batch of S3 change events, recording the batch for the checkpoint's
+/// watermark (`changes::backlog`); malformed or foreign ones, and changes whose object cannot be
+/// read, are reported so SQS retries and then dead-letters them without blocking the others, and
+/// counted in the `ChangesFailed` metric per bucket.
 pub async fn delta_handler(engine: &Engine, event: SqsEvent) -> SqsBatchResponse {
-    let msgs: Vec<DeltaMessage> = event
-        .records
-        .iter()
-        .map(|m| DeltaMessage { id: m.message_id.clone().unwrap_or_default(), body: m.body.clone().unwrap_or_default() })
-        .collect();
-    match process_batch(engine, &msgs).await {
+    let msgs: Vec<Received> = event.records.iter().map(received).collect();
+    match backlog::handle(engine, &msgs).await {
         Ok(report) => {
             tracing::info!(
                 captured = report.captured,

@@ -5,13 +5,15 @@
 //! failures without blocking the rest; objects that vanish or change between listing and copy
 //! must be recorded correctly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsEvent;
 use bytes::Bytes;
 use chrono::Utc;
+use tidemark_core::changes::backlog::{self, Received};
+use tidemark_core::changes::delta::{process_batch, DeltaMessage};
 use tidemark_core::config::EngineConfig;
 use tidemark_core::engine::{Engine, QueueUrls};
 use tidemark_core::ports::{Fetch, ListRequest, ObjectStore, PutOptions, Queue, SystemClock};
@@ -98,13 +100,30 @@ fn world() -> World {
     World { engine, s3, racing, queue }
 }
 
+/// An SQS event of messages sent just now, each received for the first time.
 fn sqs_event(bodies: &[(&str, String)]) -> SqsEvent {
-    let records: Vec<serde_json::Value> = bodies
+    let now = Utc::now();
+    sqs_event_with(&bodies.iter().map(|(id, body)| (*id, body.clone(), now, 1)).collect::<Vec<_>>())
+}
+
+/// An SQS event of the messages a queue handed out, with their sent times and receive counts.
+fn sqs_event_of(msgs: &[tidemark_core::ports::Message]) -> SqsEvent {
+    sqs_event_with(
+        &msgs
+            .iter()
+            .map(|m| (m.id.as_str(), m.body.clone(), m.sent_at.expect("the queue stamps messages"), m.receive_count))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn sqs_event_with(records: &[(&str, String, chrono::DateTime<Utc>, u32)]) -> SqsEvent {
+    let records: Vec<serde_json::Value> = records
         .iter()
-        .map(|(id, body)| {
+        .map(|(id, body, sent, count)| {
+            let sent = sent.timestamp_millis().to_string();
             serde_json::json!({
                 "messageId": id, "receiptHandle": format!("rh-{id}"), "body": body,
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1700000000000", "SenderId": "AIDAIENQZJOLO23YVJ4VO", "ApproximateFirstReceiveTimestamp": "1700000000000"},
+                "attributes": {"ApproximateReceiveCount": count.to_string(), "SentTimestamp": sent, "SenderId": "AIDAIENQZJOLO23YVJ4VO", "ApproximateFirstReceiveTimestamp": sent},
                 "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
                 "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:tidemark-delta", "awsRegion": "us-east-1"
             })
@@ -358,8 +377,10 @@ async fn an_unreadable_object_is_counted_as_failed_and_the_rest_is_captured() {
 }
 
 /// Under continuous changes the delta queue is never empty, yet points must keep being sealed:
-/// the checkpoint seals the late-event allowance behind the oldest change still unhandled (here
-/// one held in flight by a slow delta invocation), never past it, and catches up once it is handled.
+/// the checkpoint seals the late-event allowance behind the oldest change still unhandled, as
+/// the delta invocations recorded it (here one held by a slow invocation), never past it, and
+/// catches up once it is handled. The queue itself (a fake that knows its oldest message) is not
+/// what decides: the handlers' records are.
 #[tokio::test]
 async fn the_checkpoint_seals_behind_the_oldest_unhandled_change_while_changes_keep_arriving() {
     let w = world();
@@ -389,7 +410,7 @@ async fn the_checkpoint_seals_behind_the_oldest_unhandled_change_while_changes_k
     let handle = |msgs: Vec<tidemark_core::ports::Message>| {
         let w = &w;
         async move {
-            let event = sqs_event(&msgs.iter().map(|m| (m.id.as_str(), m.body.clone())).collect::<Vec<_>>());
+            let event = sqs_event_of(&msgs);
             assert!(delta_handler(&w.engine, event).await.batch_item_failures.is_empty());
             for m in msgs {
                 w.queue.delete("delta", &m.receipt).await.unwrap();
@@ -402,6 +423,9 @@ async fn the_checkpoint_seals_behind_the_oldest_unhandled_change_while_changes_k
     let slow = change("x2").await;
     // The queue stamps x2 when it is sent, somewhere before this instant.
     let x2_sent_by = Utc::now();
+    // A slow invocation has x2: it recorded its batch and is still capturing.
+    let slow_batch: Vec<Received> = slow.iter().map(Received::from).collect();
+    let slow_record = backlog::begin(&w.engine, &slow_batch).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let third = change("x3").await;
     assert_eq!(third.len(), 1, "x2 is in flight, only x3 is received");
@@ -419,7 +443,13 @@ async fn the_checkpoint_seals_behind_the_oldest_unhandled_change_while_changes_k
     let keys: Vec<&str> = at_t.keys().map(String::as_str).collect();
     assert_eq!(keys, vec!["base", "x1"], "as of the point: the handled change before it, nothing after");
 
-    handle(slow).await;
+    // The slow invocation finishes.
+    let msgs: Vec<DeltaMessage> = slow_batch.iter().map(|m| DeltaMessage { id: m.id.clone(), body: m.body.clone() }).collect();
+    assert!(process_batch(&w.engine, &msgs).await.unwrap().failed.is_empty());
+    backlog::finish(&w.engine, slow_record, &HashSet::new()).await.unwrap();
+    for m in slow {
+        w.queue.delete("delta", &m.receipt).await.unwrap();
+    }
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let caught_up = checkpoint().await.unwrap();
     assert!(caught_up[0].sealed && caught_up[0].recovery_point.unwrap() > t, "{caught_up:?}");

@@ -351,6 +351,16 @@ pub async fn queue(q: &dyn Queue, queue: &str) {
     bodies.sort();
     assert_eq!(bodies, vec!["a", "b"], "both messages received");
     assert!(got.iter().all(|m| m.receive_count == 1), "first receive counts 1");
+    // The delta handlers record when each message was sent (the checkpoint's evidence), so the
+    // queue must say, and not later than the message was received.
+    for m in &got {
+        let sent = m.sent_at.unwrap_or_else(|| panic!("message {} carries no sent time", m.body));
+        assert!(
+            sent >= before_send - chrono::Duration::seconds(2) && sent <= chrono::Utc::now() + chrono::Duration::seconds(1),
+            "message {} sent at {sent}, but it was sent after {before_send} and received by now",
+            m.body
+        );
+    }
     assert!(q.receive(queue, 10, 0, 30).await.unwrap().is_empty(), "in-flight messages are hidden");
     let a = got.iter().find(|m| m.body == "a").unwrap();
     q.change_visibility(queue, &a.receipt, 0).await.unwrap();
@@ -362,6 +372,22 @@ pub async fn queue(q: &dyn Queue, queue: &str) {
     q.delete(queue, &b.receipt).await.unwrap();
     assert_eq!(q.depth(queue).await.unwrap(), 0, "deleted messages are gone");
     assert!(matches!(q.oldest_unhandled(queue).await.unwrap(), Backlog::Empty { .. }), "a drained queue says so");
+
+    // Deleting in batches: more than one DeleteMessageBatch request's worth (10).
+    for i in 0..13 {
+        q.send(queue, &format!("batch-{i}"), 0).await.unwrap();
+    }
+    let mut many = Vec::new();
+    for _ in 0..10 {
+        many.extend(q.receive(queue, 10, 1, 30).await.unwrap());
+        if many.len() >= 13 {
+            break;
+        }
+    }
+    assert_eq!(many.len(), 13, "every message of the batch received");
+    let receipts: Vec<String> = many.iter().map(|m| m.receipt.clone()).collect();
+    q.delete_many(queue, &receipts).await.unwrap();
+    assert_eq!(q.depth(queue).await.unwrap(), 0, "delete_many deletes every message it is given");
 }
 
 /// The DynamoDB behaviours the engine relies on. `pk` must be unused.

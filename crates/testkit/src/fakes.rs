@@ -723,7 +723,7 @@ impl Queue for MemQueue {
             m.visible_at = now + Duration::seconds(visibility_seconds.into());
             let receipt = format!("{}#{}", m.id, stamp);
             m.receipt = Some(receipt.clone());
-            out.push(Message { id: m.id.clone(), receipt, body: m.body.clone(), receive_count: m.receives });
+            out.push(Message { id: m.id.clone(), receipt, body: m.body.clone(), receive_count: m.receives, sent_at: Some(m.sent_at) });
             i += 1;
         }
         if let Some((dlq, _)) = redrive {

@@ -1,8 +1,9 @@
-//! A harness that starts the local stack (moto server, SeaweedFS) on free loopback ports.
+//! A harness that starts the local stacks (moto server, SeaweedFS, MiniStack) on free loopback ports.
 //!
-//! Servers run from the repository's virtual environment (`make venv` creates it). Each server
-//! is started under a watchdog shell that kills it when the test process exits, so no test
-//! depends on, or leaves behind, a running server.
+//! Servers run from the repository's virtual environments (`make venv` creates them: `.venv` for
+//! moto and SeaweedFS, `.venv-ministack` for MiniStack). Each server is started under a watchdog
+//! shell that kills it when the test process exits, so no test depends on, or leaves behind, a
+//! running server.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -18,7 +19,12 @@ pub fn repo_root() -> PathBuf {
 
 /// A program from the repository's virtual environment.
 pub fn venv_bin(name: &str) -> Result<PathBuf> {
-    let p = repo_root().join(".venv/bin").join(name);
+    venv_program(".venv", name)
+}
+
+/// A program from one of the repository's virtual environments.
+fn venv_program(venv: &str, name: &str) -> Result<PathBuf> {
+    let p = repo_root().join(venv).join("bin").join(name);
     if !p.exists() {
         bail!("{} is missing: run `make venv` (or `make test`, which does it) to install the local stack", p.display());
     }
@@ -54,8 +60,31 @@ impl Drop for Server {
     }
 }
 
-/// Spawns `program args…` under a watchdog that kills it once process `parent` is gone.
-fn spawn_watched(program: &PathBuf, args: &[String], log: &std::path::Path) -> Result<Child> {
+impl Server {
+    /// CPU seconds (user and system) the server has used so far: the watchdog's children, read
+    /// from `/proc` (Linux only; 0 elsewhere). The load test reports the emulator's share with it.
+    pub fn cpu_seconds(&self) -> f64 {
+        let watchdog = self.child.id();
+        let children = std::fs::read_to_string(format!("/proc/{watchdog}/task/{watchdog}/children")).unwrap_or_default();
+        children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()).map(process_cpu_seconds).sum()
+    }
+}
+
+/// CPU seconds (user and system) of one process, from `/proc/<pid>/stat`; 0 if it cannot be read.
+pub fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name is in parentheses and may hold spaces; the fields after it are fixed.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name; the
+    // kernel counts them in USER_HZ, which is 100 on every Linux this runs on.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Spawns `program args…` (with `env` added to its environment) under a watchdog that kills it
+/// once process `parent` is gone.
+fn spawn_watched(program: &PathBuf, args: &[String], env: &[(&str, String)], log: &std::path::Path) -> Result<Child> {
     let script = r#"parent=$1; shift; "$@" & child=$!; trap 'kill -9 $child 2>/dev/null; wait $child 2>/dev/null; exit 0' TERM INT; while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done; kill -9 "$child" 2>/dev/null; wait "$child" 2>/dev/null"#;
     let logf = std::fs::File::create(log)?;
     let child = Command::new("sh")
@@ -65,6 +94,7 @@ fn spawn_watched(program: &PathBuf, args: &[String], log: &std::path::Path) -> R
         .arg(std::process::id().to_string())
         .arg(program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(logf.try_clone()?)
         .stderr(logf)
@@ -102,7 +132,7 @@ pub fn start_moto() -> Result<Server> {
     let port = free_port();
     let dir = tempfile::Builder::new().prefix("tidemark-moto").tempdir()?;
     let log = dir.path().join("moto.log");
-    let child = spawn_watched(&bin, &["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()], &log)?;
+    let child = spawn_watched(&bin, &["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()], &[], &log)?;
     let endpoint = format!("http://127.0.0.1:{port}");
     let server = Server { child, endpoint: endpoint.clone(), _dir: Some(dir) };
     wait_http(&endpoint, "/moto-api/", Duration::from_secs(60), &log)?;
@@ -135,7 +165,7 @@ pub fn start_seaweedfs() -> Result<Server> {
     for flag in ["master.port.grpc", "volume.port.grpc", "filer.port.grpc", "s3.port.grpc", "admin.port.grpc"] {
         args.push(format!("-{flag}={}", free_port()));
     }
-    let child = spawn_watched(&bin, &args, &log)?;
+    let child = spawn_watched(&bin, &args, &[], &log)?;
     let endpoint = format!("http://127.0.0.1:{s3}");
     let server = Server { child, endpoint: endpoint.clone(), _dir: Some(dir) };
     wait_http(&endpoint, "/", Duration::from_secs(60), &log)?;
@@ -174,6 +204,36 @@ fn wait_writable(endpoint: &str, deadline: Duration, log: &std::path::Path) -> R
         "SeaweedFS at {endpoint} accepted no write within {deadline:?}; its log:\n{}",
         tail.chars().rev().take(2000).collect::<String>().chars().rev().collect::<String>()
     )
+}
+
+/// Starts MiniStack (S3, SQS, EventBridge and DynamoDB in one process) on a free loopback port
+/// and waits until it is ready.
+///
+/// Its quirks, as the conformance suites state them: S3's change events carry no `version-id`,
+/// their keys are not URL-encoded and their `time` has milliseconds; there is no CloudWatch, so
+/// the SQS age metric is never available; ReceiveMessage walks the queue, so a backlog above
+/// about 12,000 messages slows every consumer; and it keeps every event in memory.
+pub fn start_ministack() -> Result<Server> {
+    let bin = venv_program(".venv-ministack", "ministack")?;
+    let port = free_port();
+    let dir = tempfile::Builder::new().prefix("tidemark-ministack").tempdir()?;
+    let log = dir.path().join("ministack.log");
+    let env = [
+        // Its default is 0.0.0.0; nothing here may listen beyond the loopback interface.
+        ("BIND_HOST", "127.0.0.1".to_string()),
+        ("GATEWAY_PORT", port.to_string()),
+        ("SERVICES", "sqs,events,s3,dynamodb".to_string()),
+        ("LOG_LEVEL", "WARNING".to_string()),
+        // It creates a directory per bucket even when it keeps objects in memory, and would
+        // persist state under /tmp/ministack-*; both stay in the test's own directory instead.
+        ("S3_DATA_DIR", dir.path().join("s3").display().to_string()),
+        ("STATE_DIR", dir.path().join("state").display().to_string()),
+    ];
+    let child = spawn_watched(&bin, &[], &env, &log)?;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let server = Server { child, endpoint: endpoint.clone(), _dir: Some(dir) };
+    wait_http(&endpoint, "/_ministack/ready", Duration::from_secs(60), &log)?;
+    Ok(server)
 }
 
 /// A unique, valid resource name for one test (S3 bucket names allow lower-case, digits and dashes).

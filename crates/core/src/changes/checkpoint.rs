@@ -1,13 +1,15 @@
 //! The checkpoint: the watermark the delta queue's evidence allows, and sealing recovery points at it.
 //!
-//! One seal path serves the checkpoint function (evidence: the queue's backlog) and `tidemark
-//! sync` (evidence: the drain it just did). A point at watermark T is sealed only when no seed run
+//! One seal path serves the checkpoint function (evidence: what the delta handlers recorded,
+//! `changes::backlog`, with the queue's own report beside it) and `tidemark sync` (evidence: the
+//! drain it just did). A point at watermark T is sealed only when no seed run
 //! of the bucket is unfinished, whatever prefix it seeds, and it lists every live registered
 //! segment; a point is never written behind the latest one.
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::changes::backlog::Seen;
 use crate::engine::Engine;
 use crate::ports::Backlog;
 use crate::vault::point::{self, RecoveryPoint};
@@ -39,8 +41,12 @@ impl Sealed {
 /// What the checkpoint knows about the delta queue when it seals.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Evidence {
-    /// What the queue reports about its oldest unhandled message (the checkpoint function).
+    /// What the queue reports about its oldest unhandled message.
     Backlog(Backlog),
+    /// What the delta handlers recorded (the checkpoint function), with the queue's own report,
+    /// which can only add to it (an empty queue) or contradict it (its age metric; see
+    /// [`cross_check`]).
+    Handlers { seen: Seen, queue: Backlog },
     /// The queue was drained by this process, starting at this instant (`tidemark sync`).
     Drained { started: DateTime<Utc> },
 }
@@ -57,6 +63,7 @@ pub fn watermark(evidence: &Evidence, late_allowance: Duration, now: DateTime<Ut
             other => format!("{other:?}"),
         })?,
         Evidence::Drained { started } => watermark_after_drain(*started, late_allowance),
+        Evidence::Handlers { seen, queue } => watermark_from_handlers(seen, queue, late_allowance)?,
     };
     Ok(w.min(now))
 }
@@ -74,6 +81,54 @@ pub fn watermark_from_backlog(backlog: &Backlog, late_allowance: Duration) -> Op
         Backlog::Oldest { at, oldest_sent } => Some((*oldest_sent).min(*at) - late_allowance),
         Backlog::Unknown { .. } => None,
     }
+}
+
+/// The checkpoint function's evidence: the handlers' records, then the queue's own report.
+///
+/// The records are read first: a message handled between the two reads then shows in neither,
+/// and one that arrives between them is younger than both.
+pub async fn handlers_evidence(engine: &Engine) -> Result<Evidence> {
+    let seen = crate::changes::backlog::seen(engine).await?;
+    let queue = engine.queue.oldest_unhandled(&engine.queues.delta).await?;
+    Ok(Evidence::Handlers { seen, queue })
+}
+
+/// The watermark the handlers' records allow: every message sent before the newest one a batch
+/// received has been received (or, later still, before the moment the queue was seen empty), and
+/// every received message not yet handled is recorded, so nothing older than the older of the
+/// two is unhandled. Before the first batch the queue's own report decides.
+pub fn watermark_from_handlers(seen: &Seen, queue: &Backlog, late_allowance: Duration) -> std::result::Result<DateTime<Utc>, String> {
+    let received = match (seen.newest_received, queue) {
+        (newest, Backlog::Empty { at }) => newest.map_or(*at, |n| n.max(*at)),
+        (Some(newest), _) => newest,
+        (None, Backlog::Oldest { .. }) => return watermark_from_backlog(queue, late_allowance).ok_or_else(|| format!("{queue:?}")),
+        (None, Backlog::Unknown { reason }) => return Err(format!("no delta batch has been recorded yet and {reason}")),
+    };
+    let oldest = seen.oldest_unhandled.map_or(received, |o| o.min(received));
+    Ok(oldest.min(seen.at) - late_allowance)
+}
+
+/// The queue's age metric against the handlers' records: the metric says that at `at` a message
+/// sent at `oldest_sent` was still in the queue; if a point sealed before `at` lies after that
+/// message, the point was sealed too early (unless the message holds no change of the bucket,
+/// such as a dead-lettered foreign event). Returns the warning, if there is one.
+pub async fn cross_check(engine: &Engine, bucket: &str, queue: &Backlog) -> Result<Option<String>> {
+    let Backlog::Oldest { at, oldest_sent } = queue else { return Ok(None) };
+    let vault_bucket = engine.config.vault_bucket.as_str();
+    let Some(last) = point::list_points(engine.vault.as_ref(), vault_bucket, bucket).await?.last().cloned() else { return Ok(None) };
+    let p = point::read_point(engine.vault.as_ref(), vault_bucket, &last).await?;
+    if p.time > *oldest_sent && p.sealed_at < *at {
+        let warning = format!(
+            "cross-check: the queue's age metric shows a message sent at {} still unhandled at {}, after point {} was sealed at {}",
+            oldest_sent.to_rfc3339(),
+            at.to_rfc3339(),
+            p.time.to_rfc3339(),
+            p.sealed_at.to_rfc3339()
+        );
+        tracing::warn!(bucket, %warning, "watermark cross-check failed");
+        return Ok(Some(warning));
+    }
+    Ok(None)
 }
 
 /// Seals a recovery point of `bucket` at `watermark` listing every live registered segment, if
@@ -160,6 +215,10 @@ pub async fn checkpoint(
             note: None,
             seed_in_progress: None,
         };
+        let contradiction = match evidence {
+            Evidence::Handlers { queue, .. } => cross_check(engine, bucket, queue).await?,
+            _ => None,
+        };
         match &watermark {
             Ok(w) => {
                 let sealed = seal(engine, bucket, *w, now).await?;
@@ -172,8 +231,26 @@ pub async fn checkpoint(
                 if let Evidence::Backlog(Backlog::Oldest { oldest_sent, .. }) = evidence {
                     res.note.get_or_insert_with(|| format!("oldest unhandled change sent at {}", oldest_sent.to_rfc3339()));
                 }
+                if let Evidence::Handlers { seen, .. } = evidence {
+                    res.note.get_or_insert_with(|| {
+                        let show = |t: Option<DateTime<Utc>>| t.map_or("none".to_string(), |t| t.to_rfc3339());
+                        format!(
+                            "oldest unhandled change sent at {}, newest received sent at {} ({} batches open, {} messages pinned)",
+                            show(seen.oldest_unhandled),
+                            show(seen.newest_received),
+                            seen.open_batches,
+                            seen.pinned
+                        )
+                    });
+                }
             }
             Err(reason) => res.note = Some(format!("not sealing: {reason}")),
+        }
+        if let Some(c) = contradiction {
+            res.note = Some(match res.note.take() {
+                Some(n) => format!("{n}; {c}"),
+                None => c,
+            });
         }
         if res.recovery_point.is_none() {
             if let Some((_, latest)) = point::recoverable_range(engine.vault.as_ref(), &engine.config.vault_bucket, bucket).await? {
