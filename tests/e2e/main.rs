@@ -151,7 +151,19 @@ async fn poison_messages_are_dead_lettered_and_bad_input_is_a_clear_error() -> R
     let r = tidemark_json(
         ep,
         &env,
-        &["restore", "--source", "s3://p-src", "--vault", "s3://p-vault", "--as-of", &latest, "--to", "s3://p-restored", "--wait", "--json"],
+        &[
+            "restore",
+            "--source",
+            "s3://p-src",
+            "--vault",
+            "s3://p-vault",
+            "--as-of",
+            &latest,
+            "--to",
+            "s3://p-restored",
+            "--wait",
+            "--json",
+        ],
     )?;
     assert_eq!((r["objects"].as_u64(), r["failed"].as_u64()), (Some(21), Some(0)), "{r}");
     Ok(())
@@ -218,7 +230,19 @@ async fn protect_seeded_from_an_inventory_report_restores_exactly() -> Result<()
     tidemark_json(
         ep,
         &env,
-        &["restore", "--source", "s3://inv-src", "--vault", "s3://inv-vault", "--as-of", t, "--to", "s3://inv-restored", "--wait", "--json"],
+        &[
+            "restore",
+            "--source",
+            "s3://inv-src",
+            "--vault",
+            "s3://inv-vault",
+            "--as-of",
+            t,
+            "--to",
+            "s3://inv-restored",
+            "--wait",
+            "--json",
+        ],
     )?;
     let want = tidemark_e2e::snapshot(&c, "inv-src", "").await?;
     let got = tidemark_e2e::snapshot(&c, "inv-restored", "").await?;
