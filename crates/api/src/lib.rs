@@ -41,3 +41,13 @@ impl ApiState {
         ApiState { engine, targets }
     }
 }
+
+/// Serves the router on `listener` until `shutdown` completes (what `tidemark serve` runs; in
+/// Lambda, `lambda_http` serves the same router).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
