@@ -25,6 +25,15 @@ pub fn venv_bin(name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
+/// A program from the repository's API-test virtual environment (`.venv-api`, schemathesis).
+pub fn api_venv_bin(name: &str) -> Result<PathBuf> {
+    let p = repo_root().join(".venv-api/bin").join(name);
+    if !p.exists() {
+        bail!("{} is missing: run `make api-venv` (or `make test`, which does it) to install the API test tools", p.display());
+    }
+    Ok(p)
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind loopback").local_addr().expect("local addr").port()
@@ -35,6 +44,21 @@ pub struct Server {
     child: Child,
     pub endpoint: String,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// The end of the server's log (what it printed), for a failing test's message.
+    pub fn log_tail(&self) -> String {
+        let Some(dir) = &self._dir else { return String::new() };
+        let mut out = String::new();
+        for entry in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                out.push_str(&text.chars().rev().take(4000).collect::<String>().chars().rev().collect::<String>());
+            }
+        }
+        out
+    }
 }
 
 impl Drop for Server {
@@ -56,6 +80,11 @@ impl Drop for Server {
 
 /// Spawns `program args…` under a watchdog that kills it once process `parent` is gone.
 fn spawn_watched(program: &PathBuf, args: &[String], log: &std::path::Path) -> Result<Child> {
+    spawn_watched_with(program, args, &[], log)
+}
+
+/// [`spawn_watched`] with extra environment variables for the program.
+fn spawn_watched_with(program: &PathBuf, args: &[String], env: &[(String, String)], log: &std::path::Path) -> Result<Child> {
     let script = r#"parent=$1; shift; "$@" & child=$!; trap 'kill -9 $child 2>/dev/null; wait $child 2>/dev/null; exit 0' TERM INT; while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done; kill -9 "$child" 2>/dev/null; wait "$child" 2>/dev/null"#;
     let logf = std::fs::File::create(log)?;
     let child = Command::new("sh")
@@ -65,6 +94,7 @@ fn spawn_watched(program: &PathBuf, args: &[String], log: &std::path::Path) -> R
         .arg(std::process::id().to_string())
         .arg(program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(logf.try_clone()?)
         .stderr(logf)
@@ -106,6 +136,19 @@ pub fn start_moto() -> Result<Server> {
     let endpoint = format!("http://127.0.0.1:{port}");
     let server = Server { child, endpoint: endpoint.clone(), _dir: Some(dir) };
     wait_http(&endpoint, "/moto-api/", Duration::from_secs(60), &log)?;
+    Ok(server)
+}
+
+/// Starts a server the test built (`tidemark serve`, for instance) with `args` and `env` under the
+/// same watchdog, and waits until `http://127.0.0.1:port` answers `ready_path`. Its output goes
+/// to a log file that a failure to start shows.
+pub fn start_program(program: &PathBuf, args: &[String], env: &[(String, String)], port: u16, ready_path: &str) -> Result<Server> {
+    let dir = tempfile::Builder::new().prefix("tidemark-program").tempdir()?;
+    let log = dir.path().join("program.log");
+    let child = spawn_watched_with(program, args, env, &log)?;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let server = Server { child, endpoint: endpoint.clone(), _dir: Some(dir) };
+    wait_http(&endpoint, ready_path, Duration::from_secs(60), &log)?;
     Ok(server)
 }
 

@@ -8,5 +8,6 @@ pub mod conformance;
 pub mod data;
 pub mod fakes;
 pub mod harness;
+pub mod http;
 pub mod inventory_gen;
 pub mod throttle_proxy;
