@@ -24,8 +24,8 @@ demo: venv
 	$(CARGO) build -p tidemark-cli -p tidemark-e2e --bins
 	$(CARGO_TARGET_DIR)/debug/tidemark-demo
 
-## Everything CI checks.
-test: venv fmt-check test-rust iac-test
+## Everything CI checks (the e2e API test runs schemathesis from .venv-api).
+test: venv api-venv fmt-check test-rust iac-test
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -51,3 +51,4 @@ bench-delta: venv
 	$(CARGO_TARGET_DIR)/release/tidemark-bench-delta
 
 include infra/iac.mk
+include infra/api.mk

@@ -1112,8 +1112,8 @@ VAULT_TF_DEFAULT = {
     "external_id": "0123456789abcdef0123",
     "lambda_s3_bucket": "artifacts",
 }
-VAULT_CFN_ALL_ON = {**VAULT_CFN_DEFAULT, "EnableInPlaceRollback": "true", "AlarmEmail": "ops@example.com", "CheckpointReservedConcurrency": 1, "CheckpointIntervalMinutes": 1}
-VAULT_TF_ALL_ON = {**VAULT_TF_DEFAULT, "enable_in_place_rollback": True, "alarm_email": "ops@example.com", "checkpoint_reserved_concurrency": 1, "checkpoint_interval_minutes": 1}
+VAULT_CFN_ALL_ON = {**VAULT_CFN_DEFAULT, "EnableRestoreTargetRole": "true", "AlarmEmail": "ops@example.com", "CheckpointReservedConcurrency": 1, "CheckpointIntervalMinutes": 1}
+VAULT_TF_ALL_ON = {**VAULT_TF_DEFAULT, "enable_restore_target_role": True, "alarm_email": "ops@example.com", "checkpoint_reserved_concurrency": 1, "checkpoint_interval_minutes": 1}
 
 SOURCE_CFN_DEFAULT = {
     "VaultAccountId": "222222222222",
@@ -1131,8 +1131,8 @@ SOURCE_TF_DEFAULT = {
     "vault_kms_key_arn": "arn:aws:kms:eu-west-1:222222222222:key/11111111-2222-3333-4444-555555555555",
     "protected_bucket_names": ["acme-prod-data", "acme-prod-logs"],
 }
-SOURCE_CFN_ALL_ON = {**SOURCE_CFN_DEFAULT, "EnableInPlaceRollback": "true", "SourceKmsKeyArns": "arn:aws:kms:eu-west-1:111111111111:key/abc", "InventoryBucketName": "existing-inventory"}
-SOURCE_TF_ALL_ON = {**SOURCE_TF_DEFAULT, "enable_in_place_rollback": True, "source_kms_key_arns": ["arn:aws:kms:eu-west-1:111111111111:key/abc"], "inventory_bucket_name": "existing-inventory"}
+SOURCE_CFN_ALL_ON = {**SOURCE_CFN_DEFAULT, "EnableRestoreTargetRole": "true", "SourceKmsKeyArns": "arn:aws:kms:eu-west-1:111111111111:key/abc", "InventoryBucketName": "existing-inventory"}
+SOURCE_TF_ALL_ON = {**SOURCE_TF_DEFAULT, "enable_restore_target_role": True, "source_kms_key_arns": ["arn:aws:kms:eu-west-1:111111111111:key/abc"], "inventory_bucket_name": "existing-inventory"}
 
 # (name, CloudFormation template, Terraform module, CFN parameters, TF variables)
 SCENARIOS = [

@@ -10,12 +10,13 @@ really implements):
 
 * Created and checked: the KMS key and alias, both S3 buckets (with tags and the SSE-KMS
   default encryption), all 7 SQS queues (visibility timeout, retention, KMS key, redrive
-  policy), the DynamoDB table (keys, billing mode, deletion protection), the 5 Lambda functions
+  policy), the DynamoDB table (keys, billing mode, deletion protection), the 6 Lambda functions
   (runtime, handler, memory, timeout, environment), the 3 SQS event source mappings (batch
   size, batching window, ReportBatchItemFailures, MaximumConcurrency), the event bus, the 3
   rules and their targets (pattern, schedule, DLQ, retry policy), the Lambda permissions, the
   log groups (retention), the IAM roles with their inline policies, the SNS topic (KMS key),
-  the dashboard (body rendered through Fn::Sub), the REST API with /restores POST.
+  the dashboard (body rendered through Fn::Sub), the REST API with POST and GET /restores and
+  GET /restores/{restore_id}, IAM-authorised and proxied to the api function.
 * Accepted but ignored: S3 VersioningConfiguration, ObjectLockEnabled/ObjectLockConfiguration,
   PublicAccessBlockConfiguration, OwnershipControls, LifecycleConfiguration,
   LoggingConfiguration and BucketKeyEnabled; DynamoDB TimeToLiveSpecification,
@@ -24,8 +25,10 @@ really implements):
   log group KmsKeyId.
 * Not implemented at all (moto skips the resource with a warning and the stack still reaches
   CREATE_COMPLETE): AWS::S3::BucketPolicy, AWS::SQS::QueuePolicy, AWS::SNS::TopicPolicy,
-  AWS::Events::EventBusPolicy, AWS::CloudWatch::Alarm, AWS::ApiGateway::Stage, ::Model,
-  ::RequestValidator and ::Account. Those are covered by cfn-lint, checkov and the parity test.
+  AWS::Events::EventBusPolicy, AWS::CloudWatch::Alarm, AWS::ApiGateway::Stage and ::Account. Those are covered by cfn-lint, checkov and the parity test.
+* moto's IAM role reads every entry of Policies as a policy, so a conditional inline policy
+  (`!If [cond, {...}, !Ref AWS::NoValue]`) breaks it; conditional policies are AWS::IAM::Policy
+  resources with a Condition instead.
 * moto returns the AWS::Events::EventBus object for !Ref (AWS returns the name), so the
   template uses !GetAtt VaultEventBus.Name, which is correct on both.
 """
@@ -41,7 +44,7 @@ import pytest
 
 from conftest import ROOT, client
 
-FUNCTIONS = ["seeder", "worker", "delta", "checkpoint", "restore"]
+FUNCTIONS = ["seeder", "worker", "delta", "checkpoint", "restore", "api"]
 QUEUES = ["work", "delta", "restore"]
 STACK = "tidemark-vault"
 PARAMS = {
@@ -173,10 +176,15 @@ def test_stack_creates_restore_api_topic_and_dashboard(stack):
     endpoint, outputs = stack
     apigw = client("apigateway", endpoint)
     (api,) = apigw.get_rest_apis()["items"]
-    paths = {r["path"]: set(r.get("resourceMethods", {})) for r in apigw.get_resources(restApiId=api["id"])["items"]}
-    assert paths["/restores"] == {"POST"}
-    method = apigw.get_method(restApiId=api["id"], resourceId=next(r["id"] for r in apigw.get_resources(restApiId=api["id"])["items"] if r["path"] == "/restores"), httpMethod="POST")
-    assert method["authorizationType"] == "AWS_IAM"
+    resources = apigw.get_resources(restApiId=api["id"])["items"]
+    paths = {r["path"]: set(r.get("resourceMethods", {})) for r in resources}
+    assert paths["/restores"] == {"POST", "GET"} and paths["/restores/{restore_id}"] == {"GET"}
+    api_function = client("lambda", endpoint).get_function_configuration(FunctionName="tidemark-api")["FunctionArn"]
+    for path, verb in [("/restores", "POST"), ("/restores", "GET"), ("/restores/{restore_id}", "GET")]:
+        method = apigw.get_method(restApiId=api["id"], resourceId=next(r["id"] for r in resources if r["path"] == path), httpMethod=verb)
+        assert method["authorizationType"] == "AWS_IAM", (path, verb)
+        integration = method["methodIntegration"]
+        assert integration["type"] == "AWS_PROXY" and api_function in integration["uri"], (path, verb, integration)
     topic = client("sns", endpoint).get_topic_attributes(TopicArn=outputs["AlarmTopicArn"])["Attributes"]
     assert topic.get("KmsMasterKeyId")
     body = json.loads(client("cloudwatch", endpoint).get_dashboard(DashboardName="tidemark")["DashboardBody"])

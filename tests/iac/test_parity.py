@@ -58,10 +58,12 @@ def test_settings_match(pair, attr):
 
 def test_models_are_not_empty():
     cfn, tf = m.models("vault-defaults")
-    assert set(cfn.functions) == {"seeder", "worker", "delta", "checkpoint", "restore"}
+    assert set(cfn.functions) == {"seeder", "worker", "delta", "checkpoint", "restore", "api"}
     assert set(cfn.event_sources) == {"worker", "delta", "restore"}
-    assert len(cfn.queues) == 7 and len(cfn.alarms) == 11 and len(cfn.statements) > 50
-    assert cfn.kinds["lambda-function"] == 5 and cfn.kinds["sqs-queue"] == 7
+    assert len(cfn.queues) == 7 and len(cfn.alarms) == 13 and len(cfn.statements) > 50
+    assert cfn.kinds["lambda-function"] == 6 and cfn.kinds["sqs-queue"] == 7
+    # The restore API: three IAM-authorised methods, each proxied to the api function.
+    assert cfn.kinds["api-method"] == 3 and cfn.kinds["api-integration"] == 3 and cfn.kinds["api-resource"] == 2
     cfn, tf = m.models("source-defaults")
     assert cfn.kinds["bucket-setup-invocation"] == 1 and "role:read" in {s[0] for s in cfn.statements}
 

@@ -8,7 +8,10 @@
   there: every action on them is a read; its only writes are new objects under the vault's
   v1/*/objects/ prefix (server-side copies) and the vault key for those.
 * Both cross-account roles require the external id and only trust tidemark's vault roles.
-* In-place rollback (write access to the source buckets) exists only when enabled.
+* The restore target role (write access to the source buckets) exists only when enabled, may
+  write nothing but the protected buckets, and only the restore and api functions may assume it.
+* The api function gets exactly what its router needs; nothing in the vault account may delete
+  anything but a restore run's marker in a restore target.
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ def test_backup_role_cannot_write_or_delete_in_source_buckets(statements, scenar
 
 @pytest.mark.parametrize("scenario,side", [a for a in ALL if a[0].startswith("source")])
 def test_cross_account_roles_need_external_id_and_a_vault_role(statements, scenario, side):
-    trusts = [(scope, st) for scope, st in statements(scenario, side) if scope in ("trust:read", "trust:rollback")]
+    trusts = [(scope, st) for scope, st in statements(scenario, side) if scope in ("trust:read", "trust:target")]
     assert trusts
     for scope, st in trusts:
         cond = st["Condition"]
@@ -109,26 +112,92 @@ def test_cross_account_roles_need_external_id_and_a_vault_role(statements, scena
         principal_arns = _list(cond["ArnLike"]["aws:PrincipalArn"])
         assert all(":iam::222222222222:role/tidemark-" in p for p in principal_arns), principal_arns
     if scenario == "source-all-options":
-        (rollback,) = [st for scope, st in trusts if scope == "trust:rollback"]
-        assert _list(rollback["Condition"]["ArnLike"]["aws:PrincipalArn"]) == ["arn:aws:iam::222222222222:role/tidemark-restore"]
+        (target,) = [st for scope, st in trusts if scope == "trust:target"]
+        assert sorted(_list(target["Condition"]["ArnLike"]["aws:PrincipalArn"])) == [
+            "arn:aws:iam::222222222222:role/tidemark-api",
+            "arn:aws:iam::222222222222:role/tidemark-restore",
+        ]
 
 
 @pytest.mark.parametrize("side", ["cloudformation", "terraform"])
-def test_in_place_rollback_is_off_by_default(statements, side):
+def test_the_restore_target_role_is_off_by_default(statements, side):
     default_scopes = {scope for scope, _ in statements("source-defaults", side)}
-    assert "trust:rollback" not in default_scopes and "role:rollback" not in default_scopes
-    vault_actions = {(scope, a) for scope, st in statements("vault-defaults", side) for a in _list(st.get("Action"))}
-    restore_assumes = [st for scope, st in statements("vault-defaults", side) if scope == "role:restore" and "sts:AssumeRole" in _list(st.get("Action"))]
-    assert not restore_assumes, "the restore function may not assume any source role by default"
-    assert ("role:restore", "sts:AssumeRole") not in vault_actions
+    assert "trust:target" not in default_scopes and "role:target" not in default_scopes
+    for function in ("role:restore", "role:api"):
+        assumes = [st for scope, st in statements("vault-defaults", side) if scope == function and "sts:AssumeRole" in _list(st.get("Action"))]
+        assert not assumes, f"{function} may not assume any source role by default"
     enabled = {scope for scope, _ in statements("source-all-options", side)}
-    assert {"trust:rollback", "role:rollback"} <= enabled
-    assert any(scope == "role:restore" and "sts:AssumeRole" in _list(st.get("Action")) for scope, st in statements("vault-all-options", side))
+    assert {"trust:target", "role:target"} <= enabled
+    for function in ("role:restore", "role:api"):
+        (assume,) = [st for scope, st in statements("vault-all-options", side) if scope == function and "sts:AssumeRole" in _list(st.get("Action"))]
+        assert [str(r) for r in _list(assume["Resource"])] == ["arn:aws:iam::*:role/tidemark-restore-target"], assume
+        assert assume["Condition"]["StringEquals"]["aws:ResourceAccount"]
+
+
+@pytest.mark.parametrize("side", ["cloudformation", "terraform"])
+def test_the_restore_target_role_writes_only_the_protected_buckets(statements, side):
+    target = [st for scope, st in statements("source-all-options", side) if scope == "role:target"]
+    assert target
+    granted = set()
+    for st in target:
+        actions = set(_list(st["Action"]))
+        granted |= actions
+        for r in (str(r) for r in _list(st["Resource"])):
+            if r.startswith("arn:aws:s3:::"):
+                bucket = r[len("arn:aws:s3:::"):].split("/", 1)[0]
+                if bucket == VAULT_BUCKET:
+                    assert actions <= {"s3:GetObject", "s3:GetObjectVersion"} and r.endswith("/v1/*/objects/*"), f"{side} {st.get('Sid')}: {r}"
+                else:
+                    assert bucket in PROTECTED, f"{side} {st.get('Sid')}: {r}"
+            else:
+                assert r.startswith("arn:aws:kms:"), f"{side} {st.get('Sid')}: {r}"
+    # What a restore into this account does: write and rewrite objects, delete newer ones, list,
+    # create a deleted bucket again. Never destroy history or change a bucket's configuration.
+    assert {"s3:PutObject", "s3:DeleteObject", "s3:ListBucket", "s3:CreateBucket"} <= granted
+    for forbidden in ("s3:DeleteObjectVersion", "s3:DeleteBucket", "s3:PutBucketPolicy", "s3:PutBucketVersioning", "s3:PutLifecycleConfiguration"):
+        assert forbidden not in granted
+
+
+# What the api function's router does: run::start reads the vault's points and the control table
+# (common), checks a copy-mode target in this account (HeadBucket = ListBucket, a one-key
+# listing), creates a missing one, writes the run's marker and sends the first plan step.
+API_ACTIONS = {
+    "logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
+    "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",
+    "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable",
+    "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey",
+    "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation",
+    "s3:CreateBucket", "s3:PutObject", "sqs:SendMessage",
+}
+
+
+@pytest.mark.parametrize("scenario,side", [a for a in ALL if a[0].startswith("vault")])
+def test_the_api_function_gets_what_its_router_needs_and_no_more(statements, scenario, side):
+    api = [st for scope, st in statements(scenario, side) if scope == "role:api"]
+    granted = set().union(*(set(_list(st["Action"])) for st in api))
+    extra = {"sts:AssumeRole"} if scenario == "vault-all-options" else set()
+    assert granted == API_ACTIONS | extra, f"{side}: extra {granted - API_ACTIONS - extra}, missing {(API_ACTIONS | extra) - granted}"
+    for st in api:
+        actions = set(_list(st["Action"]))
+        resources = [str(r) for r in _list(st["Resource"])]
+        if "s3:PutObject" in actions:
+            assert actions == {"s3:PutObject"} and all(r.endswith(":s3:::tidemark-restore-*/*.tidemark-restore/*") for r in resources), (side, st)
+        if "s3:CreateBucket" in actions:
+            assert all(r.endswith(":s3:::tidemark-restore-*") for r in resources), (side, st)
+        if "sqs:SendMessage" in actions:
+            assert len(resources) == 1, (side, st)
 
 
 @pytest.mark.parametrize("scenario,side", [a for a in ALL if a[0].startswith("vault")])
 def test_nothing_in_the_vault_account_may_delete_vault_objects(statements, scenario, side):
     for scope, st in statements(scenario, side):
-        if st.get("Effect", "Allow") == "Allow":
-            for action in _list(st.get("Action")):
-                assert action not in ("s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObjectRetention", "s3:PutBucketObjectLockConfiguration"), f"{side} {scope}: {action}"
+        if st.get("Effect", "Allow") != "Allow":
+            continue
+        actions = set(_list(st.get("Action")))
+        for action in actions:
+            assert action not in ("s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObjectRetention", "s3:PutBucketObjectLockConfiguration"), f"{side} {scope}: {action}"
+        if "s3:DeleteObject" in actions:
+            # The one delete: a finished copy-mode restore removes its marker from its target.
+            resources = [str(r) for r in _list(st["Resource"])]
+            assert scope == "role:restore" and actions == {"s3:DeleteObject"}, f"{side} {scope}: {st}"
+            assert all(r.endswith(":s3:::tidemark-restore-*/*.tidemark-restore/*") for r in resources), f"{side} {scope}: {resources}"

@@ -3,12 +3,14 @@
 * infra/dashboard.json is the one dashboard: Terraform renders it with templatefile(), the
   CloudFormation template embeds a copy rendered with Fn::Sub. The copy must be current and
   both must supply exactly the placeholders the JSON uses.
-* infra/events/restore-request.schema.json is the restore API's request model (Terraform reads
-  it, CloudFormation embeds it); the bucket-setup function is embedded the same way.
+* infra/events/restore-request.schema.json describes the restore request exactly as
+  api/openapi.yaml does (the router checks requests; no API Gateway model duplicates it); the
+  bucket-setup function is embedded in the source template.
 * infra/events/*.json are valid console test events: the restore request satisfies the schema
-  (it is also the POST /restores body), the delta batch is an SQS batch whose bodies are
+  (it is also the POST /v1/restores body), the delta batch is an SQS batch whose bodies are
   EventBridge S3 events that the vault bus rule and the source forwarding rule both match, and
-  the schedule inputs are what the rules send.
+  the schedule inputs are what the rules send. (crates/lambda/tests/events.rs parses every one
+  with the Rust type its function takes.)
 """
 
 from __future__ import annotations
@@ -45,10 +47,7 @@ def test_schedule_events_are_what_the_rules_send():
 
 def test_every_template_embeds_what_it_should():
     embeds = {t.name: set(sync_embedded.embeds(t)) for t in sync_embedded.TEMPLATES}
-    assert embeds["vault-account.yaml"] == {
-        ("infra/dashboard.json", "sub-block"),
-        ("infra/events/restore-request.schema.json", "json:Schema"),
-    }
+    assert embeds["vault-account.yaml"] == {("infra/dashboard.json", "sub-block")}
     assert embeds["source-account.yaml"] == {("terraform/modules/source-account/bucket_setup.py", "block:ZipFile")}
 
 
@@ -85,10 +84,28 @@ def test_dashboard_renders_to_valid_json_with_the_alarm_metrics():
     alarm_queries = {q["Expression"] for name in ("RpoAlarm", "SlowDownAlarm") for q in cfn.resources[name]["Properties"]["Metrics"]}
     assert alarm_queries <= expressions
     assert {tuple(x[:2]) for x in rows if isinstance(x[0], str)} >= {("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/Lambda", "Errors")}
-    assert sum(1 for w in body["widgets"] if w["type"] == "metric") >= 8
+    assert sum(1 for w in body["widgets"] if w["type"] == "metric") >= 11
+    # Restore throughput and failures, from the EMF metrics the restore function prints
+    # (crates/lambda/src/metrics.rs), and the restore failure alarm's query.
+    for metric in ("RestoreObjects", "RestoreBytes", "RestoreFailed"):
+        assert f"SELECT SUM({metric}) FROM Tidemark" in expressions, metric
+    assert {q["Expression"] for q in cfn.resources["RestoreFailedObjectsAlarm"]["Properties"]["Metrics"]} <= expressions
+    assert "SELECT SUM(RestoreObjects) FROM SCHEMA(Tidemark, SourceBucket) GROUP BY SourceBucket" in expressions
+    assert {tuple(x[:2]) for x in rows if isinstance(x[0], str)} >= {("AWS/ApiGateway", "5XXError"), ("AWS/ApiGateway", "4XXError")}
 
 
-def test_restore_request_matches_schema_and_the_embedded_model():
+def test_the_restore_metrics_the_dashboard_reads_are_the_ones_the_code_prints():
+    source = (ROOT / "crates" / "lambda" / "src" / "metrics.rs").read_text()
+    names = re.search(r"RESTORE_METRICS: \[&str; \d+\] = \[([^\]]*)\]", source).group(1)
+    printed = set(re.findall(r'"(\w+)"', names))
+    used = set(re.findall(r"SUM\((Restore\w+)\)", DASHBOARD.read_text()))
+    assert used and used <= printed, f"the dashboard reads {used - printed}, which the code does not print"
+    assert '"SourceBucket"' in source and "NAMESPACE: &str = \"Tidemark\"" in source
+
+
+def test_restore_request_matches_the_schema_and_the_openapi_document():
+    import yaml
+
     schema = json.loads((EVENTS / "restore-request.schema.json").read_text())
     request = json.loads((EVENTS / "restore-request.json").read_text())
     jsonschema.validate(request, schema)
@@ -97,8 +114,22 @@ def test_restore_request_matches_schema_and_the_embedded_model():
         jsonschema.validate({**request, "mode": "overwrite"}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**request, "as_of": "yesterday at 9"}, schema)
-    cfn = CfnTemplate(VAULT_TEMPLATE, {"SourceAccountIds": "111111111111", "ProtectedBucketNames": "acme-prod-data", "ExternalId": "x" * 16, "ArtifactBucket": "a"})
-    assert json.loads(json.dumps(cfn.resources["RestoreRequestModel"]["Properties"]["Schema"])) == schema
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**request, "target_role_arn": "arn:aws:iam::12:role/x"}, schema)
+    jsonschema.validate({**request, "target_role_arn": "arn:aws:iam::111111111111:role/tidemark-restore-target"}, schema)
+    # The OpenAPI document's request is the same: fields, required fields, and each field's constraints.
+    document = yaml.safe_load((ROOT / "api" / "openapi.yaml").read_text())
+    schemas = document["components"]["schemas"]
+    api = schemas["RestoreRequest"]
+    assert set(api["properties"]) == set(schema["properties"])
+    assert sorted(api["required"]) == sorted(schema["required"])
+    assert api["additionalProperties"] is False and schema["additionalProperties"] is False
+    for name, prop in schema["properties"].items():
+        theirs = api["properties"][name]
+        theirs = schemas[theirs["$ref"].rsplit("/", 1)[1]] if "$ref" in theirs else theirs
+        for key in ("type", "minLength", "maxLength", "pattern", "enum"):
+            assert theirs.get(key) == prop.get(key), f"{name}.{key}: OpenAPI {theirs.get(key)!r}, schema {prop.get(key)!r}"
+    jsonschema.validate(api["example"], schema)
 
 
 def _matches(pattern: dict, event: dict) -> bool:
@@ -131,7 +162,7 @@ def test_delta_batch_is_an_sqs_batch_of_s3_eventbridge_events():
     assert "Object Created" in kinds
 
 
-@pytest.mark.parametrize("name", ["restore-request.json", "delta-batch.json", "checkpoint-schedule.json", "reconcile.json"])
+@pytest.mark.parametrize("name", sorted(p.name for p in EVENTS.glob("*.json")))
 def test_console_events_are_json_objects(name):
     assert isinstance(json.loads((EVENTS / name).read_text()), dict)
 

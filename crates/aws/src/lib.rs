@@ -18,4 +18,4 @@ pub use dynamodb::DynamoControlStore;
 pub use s3::S3Store;
 pub use source::{BucketAccounts, RoleSourceStore, RoleVaultStore, SourceRole, SourceSessions};
 pub use sqs::SqsQueue;
-pub use target::RoleTargets;
+pub use target::{RoleTargets, TargetRole};

@@ -211,6 +211,19 @@ pub enum Command {
         #[command(subcommand)]
         command: InventoryCommand,
     },
+    /// Serve the REST API (api/openapi.yaml) on a loopback address and run restores here: the
+    /// local twin of the deployed API function and restore function.
+    Serve {
+        /// IP:PORT to listen on; only loopback addresses (127.0.0.1, ::1) are accepted, as the
+        /// API has no authentication of its own.
+        #[arg(long)]
+        listen: String,
+        #[arg(long)]
+        vault: String,
+        /// Restore-queue workers in this process.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+    },
     /// Compare scheduling policies on a simulated scenario.
     Simulate {
         #[arg(long)]

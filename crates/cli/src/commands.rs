@@ -49,6 +49,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
                 Command::Ls { url, vault, as_of, json } => ls(&ctx, &url, &vault, &as_of, json).await,
                 Command::Restore { action, args } => crate::restore::run(&ctx, action, args).await,
                 Command::Status { source, vault, json } => status(&ctx, source.as_deref(), vault.as_deref(), json).await,
+                Command::Serve { listen, vault, workers } => crate::serve::serve(&ctx, &listen, &vault, workers).await,
                 Command::Simulate { .. } | Command::Inventory { .. } => unreachable!("handled above"),
             }
         }

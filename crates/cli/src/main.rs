@@ -5,6 +5,7 @@ mod commands;
 mod context;
 mod restore;
 mod runner;
+mod serve;
 
 use clap::Parser;
 

@@ -5,7 +5,8 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
-use serde_json::{json, Value};
+use serde_json::json;
+use tidemark_api::{run_json, status_json};
 use tidemark_core::engine::Engine;
 use tidemark_core::protocol::local::drive_restore;
 use tidemark_core::restore::attributes::AttributeRequest;
@@ -36,10 +37,7 @@ pub async fn run(ctx: &Context, action: Option<RestoreAction>, args: RestoreArgs
             let engine = ctx.engine(&s3_url("vault", &vault)?).await?;
             for r in run::list(&engine, &src.bucket).await? {
                 if json {
-                    println!(
-                        "{}",
-                        json!({"restore_id": r.restore_id, "state": r.state.name(), "as_of": r.request.as_of, "prefix": r.request.prefix, "target": format!("s3://{}/{}", r.request.target_bucket, r.request.target_prefix), "started_at": r.started_at, "finished_at": r.finished_at})
-                    );
+                    println!("{}", run_json(&r));
                 } else {
                     println!(
                         "{}  {:<9}  as of {}  s3://{}/{} -> s3://{}/{}",
@@ -87,9 +85,8 @@ async fn start(ctx: &Context, a: RestoreArgs) -> Result<()> {
         target_role_arn: a.target_role.clone(),
     };
     let targets = ctx.targets(&engine);
-    let target = targets.store(req.target_role_arn.as_deref()).await?;
-    let (r, resumed) = run::start(&engine, target.as_ref(), req).await?;
-    if resumed && !a.json {
+    let r = tidemark_api::start_restore(&engine, targets.as_ref(), req).await?;
+    if r.resumed && !a.json {
         eprintln!("restore {}: continuing the unfinished run of this request", r.restore_id);
     }
     finish(ctx, &engine, &r.restore_id, a.wait, a.workers, a.json, started).await
@@ -165,42 +162,6 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
-}
-
-/// The JSON of a run's status: the keys scripts rely on (`objects`, `bytes`, `verified`,
-/// `failed`) plus `restore_id`, `state` and the rest.
-pub fn status_json(s: &RestoreStatus) -> Value {
-    let c = &s.counters;
-    json!({
-        "restore_id": s.run.restore_id,
-        "state": s.run.state.name(),
-        "objects": c.objects,
-        "bytes": c.bytes,
-        "verified": c.verified,
-        "failed": c.failed,
-        "deleted": c.deleted,
-        "unchanged": c.unchanged,
-        "dry_run": s.run.request.dry_run,
-        "recovery_point": s.run.recovery_point,
-        "as_of": s.run.request.as_of,
-        "source": format!("s3://{}/{}", s.run.request.source_bucket, s.run.request.prefix),
-        "target": format!("s3://{}/{}", s.run.request.target_bucket, s.run.request.target_prefix),
-        "mode": s.run.request.mode,
-        "planned_objects": s.run.plan.objects,
-        "tasks": s.tasks,
-        "tasks_done": s.tasks_done,
-        "requests": {"vault": c.vault_requests, "target": c.target_requests},
-        "error": s.run.error,
-        "started_at": s.run.started_at,
-        "finished_at": s.run.finished_at,
-        "failures": s.failures.iter().map(|f| json!({"key": f.key, "error": f.reason})).collect::<Vec<_>>(),
-        "failures_total": s.failures_total,
-        "samples": s.samples,
-        "attributes_not_applied": c.attributes_not_applied,
-        "not_applied": s.not_applied.iter().map(|n| json!({"key": n.key, "attribute": n.reason})).collect::<Vec<_>>(),
-        "unprotected": s.run.unprotected_count + c.unprotected,
-        "unprotected_keys": s.unprotected.iter().map(|u| json!({"key": u.key, "reason": u.reason})).collect::<Vec<_>>(),
-    })
 }
 
 fn print(json: bool, s: &RestoreStatus, started: Option<Instant>) -> Result<()> {

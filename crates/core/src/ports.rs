@@ -196,6 +196,13 @@ pub trait Targets: Send + Sync {
     /// The store to write a target with; `role_arn` names the role to assume, if any. A role
     /// that cannot be assumed is an error naming it.
     async fn store(&self, role_arn: Option<&str>) -> Result<std::sync::Arc<dyn ObjectStore>>;
+
+    /// The role that writes `bucket` when a request names none, if the deployment has one for
+    /// the bucket's account (the restore target role of a source account); `None` writes with
+    /// the restore's own credentials. Starting a restore asks only for buckets the vault protects.
+    fn default_role(&self, _bucket: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Every target written with one store and no role (tests, the local stack, a single account).

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tidemark_aws::{
     AwsClients, BucketAccounts, ClientOptions, DynamoControlStore, RoleSourceStore, RoleTargets, RoleVaultStore, S3Store, SourceRole,
-    SourceSessions, SqsQueue,
+    SourceSessions, SqsQueue, TargetRole,
 };
 use tidemark_core::config::settings::Settings;
 use tidemark_core::config::EngineConfig;
@@ -24,6 +24,11 @@ pub struct LambdaConfig {
     /// The read role assumed in the source accounts; `None` reads the source with the function's
     /// own credentials (the local stack, a single-account deployment without the role).
     pub source_role: Option<SourceRole>,
+    /// The restore target role of the source accounts (`TIDEMARK_TARGET_ROLE_NAME`); `None`
+    /// writes targets that a request names no role for with the function's own credentials.
+    pub target_role: Option<TargetRole>,
+    /// The external id presented when assuming a target role.
+    pub external_id: Option<String>,
 }
 
 impl LambdaConfig {
@@ -49,6 +54,8 @@ impl LambdaConfig {
             },
             late_event_seconds: settings.late_event_seconds,
             source_role: source_role_from(&get)?,
+            target_role: target_role_from(&get)?,
+            external_id: settings.external_id.clone(),
         })
     }
 
@@ -65,7 +72,11 @@ impl LambdaConfig {
         let session =
             std::env::var("AWS_LAMBDA_FUNCTION_NAME").map(|f| format!("tidemark-{f}")).unwrap_or_else(|_| "tidemark-restore".into());
         let session: String = session.chars().filter(|c| iam_name_char(*c)).take(64).collect();
-        let targets: Arc<dyn Targets> = Arc::new(RoleTargets::new(clients.shared.clone(), clients.s3.clone(), vault.clone(), &session));
+        let targets: Arc<dyn Targets> = Arc::new(
+            RoleTargets::new(clients.shared.clone(), clients.s3.clone(), vault.clone(), &session)
+                .with_external_id(self.external_id.clone())
+                .with_target_role(self.target_role.clone()),
+        );
         let engine = Engine {
             source,
             vault,
@@ -130,6 +141,34 @@ pub fn source_role_from(get: impl Fn(&str) -> Option<String>) -> Result<Option<S
     Ok(Some(SourceRole { role_name, external_id, session_name, accounts }))
 }
 
+/// Reads the restore target role settings through `get`.
+///
+/// Without `TIDEMARK_TARGET_ROLE_NAME` there is none: a restore writes with the role its request
+/// names, or the function's own credentials. With it, the external id (the role's trust policy
+/// requires it) and the source account ids (the role ARN needs the bucket's account) are required.
+pub fn target_role_from(get: impl Fn(&str) -> Option<String>) -> Result<Option<TargetRole>, LambdaError> {
+    let settings = Settings::from_lookup(&get).map_err(|e| LambdaError::Config(e.to_string()))?;
+    let Some(role_name) = settings.target_role_name else {
+        return Ok(None);
+    };
+    if !role_name.chars().all(iam_name_char) || role_name.len() > 64 {
+        return Err(LambdaError::Config(format!("environment variable TIDEMARK_TARGET_ROLE_NAME='{role_name}' is not an IAM role name")));
+    }
+    if settings.external_id.is_none() {
+        return Err(LambdaError::Config(
+            "environment variable TIDEMARK_EXTERNAL_ID is not set; the restore target role's trust policy requires it".into(),
+        ));
+    }
+    let account_ids = settings.source_account_ids.ok_or_else(|| {
+        LambdaError::Config(
+            "environment variable TIDEMARK_SOURCE_ACCOUNT_IDS is not set; with TIDEMARK_TARGET_ROLE_NAME it must name the source accounts (comma-separated)".into(),
+        )
+    })?;
+    let accounts =
+        BucketAccounts::parse(&account_ids, settings.bucket_accounts.as_deref().unwrap_or_default()).map_err(LambdaError::Config)?;
+    Ok(Some(TargetRole { role_name, accounts }))
+}
+
 /// A character IAM allows in role and session names (`[\w+=,.@-]`).
 fn iam_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)
@@ -185,6 +224,45 @@ mod tests {
         assert!(!missing.is_transient(), "a bucket with no account is permanent");
         let msg = missing.to_string();
         assert!(msg.contains("acme-other") && msg.contains("TIDEMARK_BUCKET_ACCOUNTS") && msg.contains("bucket_accounts"), "{msg}");
+    }
+
+    #[test]
+    fn the_target_role_is_read_with_the_accounts_it_is_assumed_in() {
+        assert_eq!(target_role_from(lookup(&[EXT])).unwrap(), None, "without a name there is no target role");
+        let t = target_role_from(lookup(&[
+            ("TIDEMARK_TARGET_ROLE_NAME", "tidemark-restore-target"),
+            EXT,
+            ("TIDEMARK_SOURCE_ACCOUNT_IDS", "111122223333,444455556666"),
+            ("TIDEMARK_BUCKET_ACCOUNTS", "acme-prod-data=444455556666"),
+        ]))
+        .unwrap()
+        .expect("a target role");
+        assert_eq!(t.role_name, "tidemark-restore-target");
+        assert_eq!(t.accounts.account_of("acme-prod-data").unwrap(), "444455556666");
+        for (vars, expected) in [
+            (
+                vec![("TIDEMARK_TARGET_ROLE_NAME", "tidemark-restore-target"), ("TIDEMARK_SOURCE_ACCOUNT_IDS", "111122223333")],
+                "TIDEMARK_EXTERNAL_ID is not set",
+            ),
+            (vec![("TIDEMARK_TARGET_ROLE_NAME", "tidemark-restore-target"), EXT], "TIDEMARK_SOURCE_ACCOUNT_IDS is not set"),
+            (vec![("TIDEMARK_TARGET_ROLE_NAME", "no spaces"), EXT], "not an IAM role name"),
+        ] {
+            let e = target_role_from(lookup(&vars)).unwrap_err();
+            assert!(e.to_string().contains(expected), "{vars:?}: '{e}' should contain '{expected}'");
+        }
+        let config = LambdaConfig::from_lookup(lookup(&[
+            ("TIDEMARK_VAULT_BUCKET", "v"),
+            ("TIDEMARK_CONTROL_TABLE", "t"),
+            ("TIDEMARK_WORK_QUEUE_URL", "w"),
+            ("TIDEMARK_DELTA_QUEUE_URL", "d"),
+            ("TIDEMARK_RESTORE_QUEUE_URL", "r"),
+            ("TIDEMARK_TARGET_ROLE_NAME", "tidemark-restore-target"),
+            EXT,
+            ("TIDEMARK_SOURCE_ACCOUNT_IDS", "111122223333"),
+        ]))
+        .unwrap();
+        assert_eq!(config.target_role.map(|t| t.role_name).as_deref(), Some("tidemark-restore-target"));
+        assert_eq!(config.external_id.as_deref(), Some(EXT.1));
     }
 
     #[test]

@@ -9,6 +9,9 @@ pub enum LambdaError {
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] tidemark_core::Error),
+    /// A restore request was refused or failed to start (the API's checks, shared with the console event).
+    #[error(transparent)]
+    Api(#[from] tidemark_api::ApiError),
 }
 
 impl LambdaError {
@@ -17,6 +20,7 @@ impl LambdaError {
         match self {
             LambdaError::Config(_) => false,
             LambdaError::Engine(e) => e.is_transient(),
+            LambdaError::Api(e) => e.is_transient(),
         }
     }
 }

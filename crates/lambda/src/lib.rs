@@ -9,13 +9,14 @@ mod checkpoint;
 mod config;
 mod delta;
 mod error;
+pub mod metrics;
 mod restore;
 mod seeder;
 mod sqs;
 mod worker;
 
 pub use checkpoint::{checkpoint_handler, CheckpointRequest, CheckpointResult};
-pub use config::{source_role_from, LambdaConfig};
+pub use config::{source_role_from, target_role_from, LambdaConfig};
 pub use delta::{changes_failed_emf, delta_handler};
 pub use error::LambdaError;
 pub use restore::{restore_handler, restore_queue_handler, start_restore, RestoreStarted};

@@ -120,7 +120,8 @@ async fn stepwise_inventory_seed_through_the_lambda_handlers_restores_exactly() 
     // The restore function as Lambda runs it: the request starts the run, then the restore
     // queue's batches go through the same handler as SQS events.
     let targets = tidemark_core::ports::SameStore(s3.clone());
-    let started = restore_handler(&engine, &targets, serde_json::to_value(&req)?, "restore-fn").await?;
+    let metrics = tidemark_lambda::metrics::Emf::new(Vec::new());
+    let started = restore_handler(&engine, &targets, &metrics, serde_json::to_value(&req)?, "restore-fn").await?;
     let id = started["restore_id"].as_str().expect("a restore id").to_string();
     let status = loop {
         let status = tidemark_core::restore::run::status(&engine, &id).await?;
@@ -131,8 +132,9 @@ async fn stepwise_inventory_seed_through_the_lambda_handlers_restores_exactly() 
         if msgs.is_empty() {
             continue;
         }
-        let resp: aws_lambda_events::event::sqs::SqsBatchResponse =
-            serde_json::from_value(restore_handler(&engine, &targets, serde_json::to_value(sqs_event(&msgs))?, "restore-fn").await?)?;
+        let resp: aws_lambda_events::event::sqs::SqsBatchResponse = serde_json::from_value(
+            restore_handler(&engine, &targets, &metrics, serde_json::to_value(sqs_event(&msgs))?, "restore-fn").await?,
+        )?;
         for m in msgs.iter().filter(|m| !resp.batch_item_failures.iter().any(|f| f.item_identifier == m.id)) {
             engine.queue.delete(&restore, &m.receipt).await?;
         }

@@ -19,6 +19,7 @@ use tidemark_core::engine::{Engine, QueueUrls};
 use tidemark_core::ports::{Fetch, ListRequest, ObjectStore, PutOptions, Queue, SystemClock};
 use tidemark_core::restore::{RestoreMode, RestoreRequest};
 use tidemark_core::Result;
+use tidemark_lambda::metrics::{Emf, RESTORE_METRICS};
 use tidemark_lambda::{checkpoint_handler, delta_handler, restore_handler, seeder_handler, worker_handler, CheckpointRequest, SeedRequest};
 use tidemark_testkit::fakes::{GetHook, HookedStore, MemControlStore, MemObjectStore, MemQueue};
 
@@ -160,14 +161,22 @@ async fn put(s3: &MemObjectStore, key: &str, body: &[u8]) -> String {
 /// Restores through the restore function as Lambda would run it: the request event starts the
 /// run; then every batch on the restore queue goes through the same handler as an SQS event,
 /// and only the messages it did not report as failures are deleted.
-async fn restore_through_the_function(w: &World, req: RestoreRequest) -> tidemark_core::restore::run::RestoreStatus {
+/// Returns the run's status and the EMF lines the function printed for it.
+async fn restore_through_the_function(
+    w: &World,
+    req: RestoreRequest,
+) -> (tidemark_core::restore::run::RestoreStatus, Vec<serde_json::Value>) {
     let targets = tidemark_core::ports::SameStore(w.s3.clone());
-    let started = restore_handler(&w.engine, &targets, serde_json::to_value(&req).unwrap(), "restore-fn").await.unwrap();
+    let metrics = Emf::new(Vec::new());
+    let started = restore_handler(&w.engine, &targets, &metrics, serde_json::to_value(&req).unwrap(), "restore-fn").await.unwrap();
     let id = started["restore_id"].as_str().expect("a restore id").to_string();
     loop {
         let status = tidemark_core::restore::run::status(&w.engine, &id).await.unwrap();
         if status.run.state.is_final() {
-            return status;
+            let printed = String::from_utf8(metrics.into_inner()).unwrap();
+            let lines =
+                printed.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("an EMF line is JSON ({e}): {l}"))).collect();
+            return (status, lines);
         }
         let msgs = w.queue.receive("restore", 10, 0, 30).await.unwrap();
         if msgs.is_empty() {
@@ -176,7 +185,7 @@ async fn restore_through_the_function(w: &World, req: RestoreRequest) -> tidemar
         }
         let event = sqs_event(&msgs.iter().map(|m| (m.id.as_str(), m.body.clone())).collect::<Vec<_>>());
         let resp: aws_lambda_events::event::sqs::SqsBatchResponse = serde_json::from_value(
-            restore_handler(&w.engine, &targets, serde_json::to_value(&event).unwrap(), "restore-fn").await.unwrap(),
+            restore_handler(&w.engine, &targets, &metrics, serde_json::to_value(&event).unwrap(), "restore-fn").await.unwrap(),
         )
         .unwrap();
         let failed: Vec<String> = resp.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
@@ -297,9 +306,26 @@ async fn seed_capture_delta_and_restore_with_real_payloads() {
             target_role_arn: None,
             attributes: Default::default(),
         };
-        let status = restore_through_the_function(&w, req).await;
+        let (status, emf) = restore_through_the_function(&w, req).await;
         let report = &status.counters;
         assert_eq!((report.failed, report.verified), (0, expected.len() as u64), "{report:?}");
+        // Every task message printed one EMF line: the restore metrics under the source bucket's
+        // dimension, which add up to what the run restored.
+        assert!(!emf.is_empty(), "the restore function printed no metrics");
+        let mut sums = [0u64; 3];
+        for line in &emf {
+            let spec = &line["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(spec["Namespace"], "Tidemark", "{line}");
+            assert_eq!(spec["Dimensions"], serde_json::json!([["SourceBucket"]]), "{line}");
+            let names: Vec<&str> = spec["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
+            assert_eq!(names, RESTORE_METRICS, "{line}");
+            assert!(line["_aws"]["Timestamp"].as_i64().unwrap() > 0, "{line}");
+            assert_eq!(line["SourceBucket"], "src", "{line}");
+            for (sum, name) in sums.iter_mut().zip(["RestoreObjects", "RestoreBytes", "RestoreFailed"]) {
+                *sum += line[name].as_u64().unwrap_or_else(|| panic!("{name} is a number in {line}"));
+            }
+        }
+        assert_eq!(sums, [report.objects, report.bytes, report.failed], "{emf:?}");
         assert_eq!(&state(&w.s3, target).await, expected, "restore as of {t} matches the source at that time");
         let h = w.s3.head(target, "big/multipart", None).await.unwrap().unwrap();
         assert!(h.etag.ends_with("-2"), "the multipart vault copy is restored with its part layout");

@@ -46,6 +46,8 @@ fn lambda_config(source_role: Option<SourceRole>) -> LambdaConfig {
         queues: QueueUrls::default(),
         late_event_seconds: 60,
         source_role,
+        target_role: None,
+        external_id: None,
     }
 }
 

@@ -31,6 +31,15 @@ fn venv_program(venv: &str, name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
+/// A program from the repository's API-test virtual environment (`.venv-api`, schemathesis).
+pub fn api_venv_bin(name: &str) -> Result<PathBuf> {
+    let p = repo_root().join(".venv-api/bin").join(name);
+    if !p.exists() {
+        bail!("{} is missing: run `make api-venv` (or `make test`, which does it) to install the API test tools", p.display());
+    }
+    Ok(p)
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind loopback").local_addr().expect("local addr").port()
@@ -41,6 +50,21 @@ pub struct Server {
     child: Child,
     pub endpoint: String,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// The end of the server's log (what it printed), for a failing test's message.
+    pub fn log_tail(&self) -> String {
+        let Some(dir) = &self._dir else { return String::new() };
+        let mut out = String::new();
+        for entry in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                out.push_str(&text.chars().rev().take(4000).collect::<String>().chars().rev().collect::<String>());
+            }
+        }
+        out
+    }
 }
 
 impl Drop for Server {
@@ -136,6 +160,20 @@ pub fn start_moto() -> Result<Server> {
     let endpoint = format!("http://127.0.0.1:{port}");
     let server = Server { child, endpoint: endpoint.clone(), _dir: Some(dir) };
     wait_http(&endpoint, "/moto-api/", Duration::from_secs(60), &log)?;
+    Ok(server)
+}
+
+/// Starts a server the test built (`tidemark serve`, for instance) with `args` and `env` under the
+/// same watchdog, and waits until `http://127.0.0.1:port` answers `ready_path`. Its output goes
+/// to a log file that a failure to start shows.
+pub fn start_program(program: &PathBuf, args: &[String], env: &[(String, String)], port: u16, ready_path: &str) -> Result<Server> {
+    let dir = tempfile::Builder::new().prefix("tidemark-program").tempdir()?;
+    let log = dir.path().join("program.log");
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let child = spawn_watched(program, args, &env, &log)?;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let server = Server { child, endpoint: endpoint.clone(), _dir: Some(dir) };
+    wait_http(&endpoint, ready_path, Duration::from_secs(60), &log)?;
     Ok(server)
 }
 

@@ -9,5 +9,6 @@ pub mod data;
 pub mod events;
 pub mod fakes;
 pub mod harness;
+pub mod http;
 pub mod inventory_gen;
 pub mod throttle_proxy;

@@ -39,7 +39,7 @@ module "vault" {
   vault_retention_days        = 35
   checkpoint_interval_minutes = 15
   worker_max_concurrency      = 100
-  enable_in_place_rollback    = false
+  enable_restore_target_role  = false
 
   tags = { project = "tidemark" }
 }
@@ -55,8 +55,8 @@ module "source" {
   vault_kms_key_arn   = module.vault.vault_kms_key_arn
   external_id         = var.external_id
 
-  protected_bucket_names   = var.protected_bucket_names
-  enable_in_place_rollback = false
+  protected_bucket_names     = var.protected_bucket_names
+  enable_restore_target_role = false
 
   tags = { project = "tidemark" }
 }

@@ -122,10 +122,14 @@ resource "aws_iam_role_policy" "read" {
   policy = data.aws_iam_policy_document.read.json
 }
 
-# ---------------------------------------------------------------- optional in-place rollback role
-data "aws_iam_policy_document" "rollback_trust" {
+# ---------------------------------------------------------------- optional restore target role
+# Restores that write this account's protected buckets (an in-place rollback, a copy into another
+# protected bucket, a deleted bucket created again) go through this role: the vault's restore
+# function writes the objects, its api function checks the target, creates it and writes the
+# run's marker. Both present the external id.
+data "aws_iam_policy_document" "target_trust" {
   statement {
-    sid     = "VaultRestoreFunctionOnly"
+    sid     = "VaultRestoreFunctionsOnly"
     effect  = "Allow"
     actions = ["sts:AssumeRole"]
     principals {
@@ -140,23 +144,23 @@ data "aws_iam_policy_document" "rollback_trust" {
     condition {
       test     = "ArnLike"
       variable = "aws:PrincipalArn"
-      values   = [local.vault_restore_function]
+      values   = local.vault_target_functions
     }
   }
 }
 
-resource "aws_iam_role" "rollback" {
-  count                = local.create_rollback_role ? 1 : 0
-  name                 = var.rollback_role_name
-  description          = "tidemark in-place rollback - the vault's restore function writes restored versions back into the protected buckets. Only with enable_in_place_rollback."
+resource "aws_iam_role" "target" {
+  count                = local.create_target_role ? 1 : 0
+  name                 = var.restore_target_role_name
+  description          = "tidemark restore target - the vault's restore and api functions write restored objects into (and delete newer ones from) the protected buckets, and create a deleted one again. Only with enable_restore_target_role."
   max_session_duration = 3600
-  assume_role_policy   = data.aws_iam_policy_document.rollback_trust.json
-  tags                 = merge(var.tags, { "tidemark:role" = "rollback" })
+  assume_role_policy   = data.aws_iam_policy_document.target_trust.json
+  tags                 = merge(var.tags, { "tidemark:role" = "target" })
 }
 
-data "aws_iam_policy_document" "rollback" {
+data "aws_iam_policy_document" "target" {
   statement {
-    sid    = "RollbackProtectedObjects"
+    sid    = "RestoreProtectedObjects"
     effect = "Allow"
     actions = [
       "s3:GetObject",
@@ -176,6 +180,13 @@ data "aws_iam_policy_document" "rollback" {
     sid       = "ListProtectedBuckets"
     effect    = "Allow"
     actions   = ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation", "s3:GetBucketVersioning"]
+    resources = local.protected_bucket_arns
+  }
+
+  statement {
+    sid       = "CreateDeletedProtectedBuckets"
+    effect    = "Allow"
+    actions   = ["s3:CreateBucket"]
     resources = local.protected_bucket_arns
   }
 
@@ -214,9 +225,9 @@ data "aws_iam_policy_document" "rollback" {
   }
 }
 
-resource "aws_iam_role_policy" "rollback" {
-  count  = var.enable_in_place_rollback ? 1 : 0
-  name   = "${var.name_prefix}-rollback-${local.region}"
-  role   = local.rollback_role_id
-  policy = data.aws_iam_policy_document.rollback.json
+resource "aws_iam_role_policy" "target" {
+  count  = var.enable_restore_target_role ? 1 : 0
+  name   = "${var.name_prefix}-restore-target-${local.region}"
+  role   = local.target_role_id
+  policy = data.aws_iam_policy_document.target.json
 }

@@ -3,9 +3,9 @@ output "read_role_arn" {
   value       = var.create_account_wide_resources ? aws_iam_role.read[0].arn : null
 }
 
-output "rollback_role_arn" {
-  description = "The in-place rollback role (null unless enable_in_place_rollback)."
-  value       = local.create_rollback_role ? aws_iam_role.rollback[0].arn : null
+output "restore_target_role_arn" {
+  description = "The restore target role (null unless enable_restore_target_role)."
+  value       = local.create_target_role ? aws_iam_role.target[0].arn : null
 }
 
 output "inventory_bucket_name" {

@@ -121,16 +121,16 @@ variable "create_account_wide_resources" {
   default     = true
 }
 
-variable "enable_in_place_rollback" {
-  description = "Create the rollback role that lets the vault's restore function write to (and delete from) the protected buckets. Off by default."
+variable "enable_restore_target_role" {
+  description = "Create the restore target role that lets the vault's restore and api functions write, delete, list and create the protected buckets (in-place rollback, restores into this account). Off by default."
   type        = bool
   default     = false
 }
 
-variable "rollback_role_name" {
-  description = "Name of the optional in-place rollback role."
+variable "restore_target_role_name" {
+  description = "Name of the optional restore target role (the vault's restore_target_role_name)."
   type        = string
-  default     = "tidemark-restore-write"
+  default     = "tidemark-restore-target"
 }
 
 variable "log_retention_days" {

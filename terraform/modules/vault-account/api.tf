@@ -1,11 +1,13 @@
-# Restore API: POST /restores (IAM / SigV4 auth, body validated against the restore request
-# schema). Non-proxy integration: the function receives the request body itself (the same JSON
-# as the console test event) and its report is the response. 'X-Amz-Invocation-Type: Event'
-# starts a long restore asynchronously (API Gateway waits at most 29 s).
+# Restore API (api/openapi.yaml): POST /restores, GET /restores, GET /restores/{restore_id}, each
+# IAM-authorised (SigV4) and proxied to the api function, whose router (tidemark_api::router, the
+# same that `tidemark serve` serves) checks the request and answers with JSON. The stage, v1, is
+# the first segment of the path the router sees (lambda_http puts it there), so the URL
+# <api>/v1/restores is the document's path. Requests are checked by the router, not by an API
+# Gateway model, so that every refusal has the same JSON form and names the field.
 
 resource "aws_api_gateway_rest_api" "restore" {
   name        = "${var.name_prefix}-restore-api"
-  description = "tidemark point-in-time restore API (IAM / SigV4 auth)"
+  description = "tidemark point-in-time restore API (IAM / SigV4 auth; api/openapi.yaml)"
 
   endpoint_configuration {
     types = ["REGIONAL"]
@@ -24,77 +26,48 @@ resource "aws_api_gateway_resource" "restores" {
   path_part   = "restores"
 }
 
-resource "aws_api_gateway_model" "restore_request" {
-  rest_api_id  = aws_api_gateway_rest_api.restore.id
-  name         = "RestoreRequest"
-  content_type = "application/json"
-  schema       = file(local.restore_request_schema)
+resource "aws_api_gateway_resource" "restore" {
+  rest_api_id = aws_api_gateway_rest_api.restore.id
+  parent_id   = aws_api_gateway_resource.restores.id
+  path_part   = "{restore_id}"
 }
 
-resource "aws_api_gateway_request_validator" "body" {
+locals {
+  # operation => (resource, method)
+  api_methods = {
+    start  = { resource = aws_api_gateway_resource.restores.id, method = "POST" }
+    list   = { resource = aws_api_gateway_resource.restores.id, method = "GET" }
+    status = { resource = aws_api_gateway_resource.restore.id, method = "GET" }
+  }
+}
+
+# API Gateway checks that a request's path and query parameters are present; the router checks
+# the rest, so that every refusal has the same JSON form.
+resource "aws_api_gateway_request_validator" "parameters" {
   rest_api_id                 = aws_api_gateway_rest_api.restore.id
-  name                        = "body"
-  validate_request_body       = true
-  validate_request_parameters = false
+  name                        = "parameters"
+  validate_request_body       = false
+  validate_request_parameters = true
 }
 
-resource "aws_api_gateway_method" "post_restores" {
+resource "aws_api_gateway_method" "restore_api" {
+  for_each             = local.api_methods
   rest_api_id          = aws_api_gateway_rest_api.restore.id
-  resource_id          = aws_api_gateway_resource.restores.id
-  http_method          = "POST"
+  resource_id          = each.value.resource
+  http_method          = each.value.method
   authorization        = "AWS_IAM"
-  request_validator_id = aws_api_gateway_request_validator.body.id
-  request_models = {
-    "application/json" = aws_api_gateway_model.restore_request.name
-  }
-  request_parameters = {
-    "method.request.header.X-Amz-Invocation-Type" = false
-  }
+  request_validator_id = aws_api_gateway_request_validator.parameters.id
 }
 
-resource "aws_api_gateway_integration" "post_restores" {
+resource "aws_api_gateway_integration" "restore_api" {
+  for_each                = local.api_methods
   rest_api_id             = aws_api_gateway_rest_api.restore.id
-  resource_id             = aws_api_gateway_resource.restores.id
-  http_method             = aws_api_gateway_method.post_restores.http_method
-  type                    = "AWS"
+  resource_id             = each.value.resource
+  http_method             = aws_api_gateway_method.restore_api[each.key].http_method
+  type                    = "AWS_PROXY"
   integration_http_method = "POST"
-  uri                     = aws_lambda_function.this["restore"].invoke_arn
-  passthrough_behavior    = "NEVER"
+  uri                     = aws_lambda_function.this["api"].invoke_arn
   timeout_milliseconds    = 29000
-  request_parameters = {
-    "integration.request.header.X-Amz-Invocation-Type" = "method.request.header.X-Amz-Invocation-Type"
-  }
-  request_templates = {
-    "application/json" = "$input.json('$')"
-  }
-}
-
-resource "aws_api_gateway_method_response" "post_restores" {
-  for_each    = toset(["200", "500"])
-  rest_api_id = aws_api_gateway_rest_api.restore.id
-  resource_id = aws_api_gateway_resource.restores.id
-  http_method = aws_api_gateway_method.post_restores.http_method
-  status_code = each.key
-}
-
-resource "aws_api_gateway_integration_response" "ok" {
-  rest_api_id = aws_api_gateway_rest_api.restore.id
-  resource_id = aws_api_gateway_resource.restores.id
-  http_method = aws_api_gateway_method.post_restores.http_method
-  status_code = aws_api_gateway_method_response.post_restores["200"].status_code
-  depends_on  = [aws_api_gateway_integration.post_restores]
-}
-
-resource "aws_api_gateway_integration_response" "error" {
-  rest_api_id       = aws_api_gateway_rest_api.restore.id
-  resource_id       = aws_api_gateway_resource.restores.id
-  http_method       = aws_api_gateway_method.post_restores.http_method
-  status_code       = aws_api_gateway_method_response.post_restores["500"].status_code
-  selection_pattern = ".+"
-  response_templates = {
-    "application/json" = "{\"error\": $input.json('$.errorMessage')}"
-  }
-  depends_on = [aws_api_gateway_integration.post_restores]
 }
 
 resource "aws_api_gateway_deployment" "restore" {
@@ -104,15 +77,17 @@ resource "aws_api_gateway_deployment" "restore" {
   triggers = {
     redeployment = sha1(jsonencode([
       aws_api_gateway_resource.restores.id,
-      aws_api_gateway_method.post_restores.id,
-      aws_api_gateway_integration.post_restores.id,
-      aws_api_gateway_integration_response.ok.id,
-      aws_api_gateway_integration_response.error.id,
-      aws_api_gateway_model.restore_request.schema,
+      aws_api_gateway_resource.restore.id,
+      aws_api_gateway_method.restore_api["start"].id,
+      aws_api_gateway_method.restore_api["list"].id,
+      aws_api_gateway_method.restore_api["status"].id,
+      aws_api_gateway_integration.restore_api["start"].id,
+      aws_api_gateway_integration.restore_api["list"].id,
+      aws_api_gateway_integration.restore_api["status"].id,
     ]))
   }
 
-  depends_on = [aws_api_gateway_integration_response.ok, aws_api_gateway_integration_response.error]
+  depends_on = [aws_api_gateway_integration.restore_api]
 
   lifecycle {
     create_before_destroy = true
@@ -127,7 +102,7 @@ resource "aws_cloudwatch_log_group" "restore_api" {
 }
 
 resource "aws_api_gateway_stage" "v1" {
-  #checkov:skip=CKV_AWS_120:POST /restores starts a restore; responses must never be served from a cache.
+  #checkov:skip=CKV_AWS_120:POST /restores starts a restore and GET answers a run's progress; responses must never be served from a cache.
   #checkov:skip=CKV2_AWS_29:Every request is SigV4-signed and IAM-authorised; a WAF web ACL can be attached by the customer.
   #checkov:skip=CKV2_AWS_51:The backend is a Lambda proxy integration, not an HTTP endpoint that could verify a client certificate.
   rest_api_id          = aws_api_gateway_rest_api.restore.id
@@ -157,7 +132,7 @@ resource "aws_api_gateway_stage" "v1" {
 }
 
 resource "aws_api_gateway_method_settings" "all" {
-  #checkov:skip=CKV_AWS_225:POST /restores starts a restore; responses must never be served from a cache.
+  #checkov:skip=CKV_AWS_225:POST /restores starts a restore and GET answers a run's progress; responses must never be served from a cache.
   rest_api_id = aws_api_gateway_rest_api.restore.id
   stage_name  = aws_api_gateway_stage.v1.stage_name
   method_path = "*/*"
@@ -173,10 +148,10 @@ resource "aws_api_gateway_method_settings" "all" {
 
 resource "aws_lambda_permission" "restore_api" {
   statement_id  = "restore-api"
-  function_name = aws_lambda_function.this["restore"].function_name
+  function_name = aws_lambda_function.this["api"].function_name
   action        = "lambda:InvokeFunction"
   principal     = "apigateway.amazonaws.com"
-  source_arn    = "${aws_api_gateway_rest_api.restore.execution_arn}/*/POST/restores"
+  source_arn    = "${aws_api_gateway_rest_api.restore.execution_arn}/*/*/restores*"
 }
 
 # ---------------------------------------------------------------- API Gateway logging role (account-wide)

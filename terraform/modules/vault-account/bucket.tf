@@ -271,9 +271,9 @@ data "aws_iam_policy_document" "vault_bucket" {
   }
 
   dynamic "statement" {
-    for_each = var.enable_in_place_rollback ? [1] : []
+    for_each = var.enable_restore_target_role ? [1] : []
     content {
-      sid    = "SourceRollbackRolesReadVaultObjects"
+      sid    = "RestoreTargetRolesReadVaultObjects"
       effect = "Allow"
       principals {
         type        = "AWS"
@@ -284,7 +284,7 @@ data "aws_iam_policy_document" "vault_bucket" {
       condition {
         test     = "ArnLike"
         variable = "aws:PrincipalArn"
-        values   = [local.source_rollback_role_arns]
+        values   = [local.restore_target_role_arns]
       }
     }
   }

@@ -7,8 +7,8 @@ resource "aws_cloudwatch_log_group" "function" {
 }
 
 resource "aws_lambda_function" "this" {
-  #checkov:skip=CKV_AWS_115:Concurrency is bounded by the SQS event sources' MaximumConcurrency (seeder and checkpoint run one at a time from schedules; checkpoint_reserved_concurrency is optional).
-  #checkov:skip=CKV_AWS_116:SQS-fed worker and delta are invoked synchronously (their queues have DLQs); seeder, checkpoint and restore get the async DLQ through the dynamic block below.
+  #checkov:skip=CKV_AWS_115:Concurrency is bounded by the SQS event sources' MaximumConcurrency (seeder and checkpoint run one at a time from schedules; checkpoint_reserved_concurrency is optional; API Gateway throttles the api function).
+  #checkov:skip=CKV_AWS_116:SQS-fed worker and delta are invoked synchronously (their queues have DLQs), and API Gateway invokes the api function synchronously; seeder, checkpoint and restore get the async DLQ through the dynamic block below.
   #checkov:skip=CKV_AWS_117:The functions talk only to AWS APIs (S3, SQS, DynamoDB, STS); a VPC would add NAT/endpoint cost without narrowing anything.
   #checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile the customer owns; the zips are built from this repository by `make package`.
   for_each = local.functions
@@ -55,7 +55,7 @@ resource "aws_lambda_function" "this" {
       TIDEMARK_RESTORE_QUEUE_URL  = aws_sqs_queue.main["restore"].url
       TIDEMARK_KMS_KEY_ARN        = aws_kms_key.vault.arn
       TIDEMARK_SOURCE_ROLE_NAME   = var.source_read_role_name
-      TIDEMARK_ROLLBACK_ROLE_NAME = var.enable_in_place_rollback ? var.source_rollback_role_name : ""
+      TIDEMARK_TARGET_ROLE_NAME   = var.enable_restore_target_role ? var.restore_target_role_name : ""
       TIDEMARK_EXTERNAL_ID        = var.external_id
       TIDEMARK_SOURCE_ACCOUNT_IDS = join(",", var.source_account_ids)
       TIDEMARK_BUCKET_ACCOUNTS    = var.bucket_accounts

@@ -222,14 +222,30 @@ data "aws_iam_policy_document" "restore" {
     sid       = "WriteRestoreTargets"
     effect    = "Allow"
     actions   = ["s3:PutObject", "s3:PutObjectTagging", "s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
-    resources = ["arn:${local.partition}:s3:::${var.restore_target_bucket_prefix}*/*"]
+    resources = ["${local.restore_target_buckets}/*"]
   }
 
   statement {
     sid       = "ListRestoreTargets"
     effect    = "Allow"
     actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
-    resources = ["arn:${local.partition}:s3:::${var.restore_target_bucket_prefix}*"]
+    resources = [local.restore_target_buckets]
+  }
+
+  # A restore started from the console test event creates a missing copy-mode target.
+  statement {
+    sid       = "CreateRestoreTargets"
+    effect    = "Allow"
+    actions   = ["s3:CreateBucket"]
+    resources = [local.restore_target_buckets]
+  }
+
+  # The only deletes in this account: a finished copy-mode run removes its marker from its target.
+  statement {
+    sid       = "RemoveRestoreMarkers"
+    effect    = "Allow"
+    actions   = ["s3:DeleteObject"]
+    resources = [local.restore_target_markers]
   }
 
   statement {
@@ -240,6 +256,39 @@ data "aws_iam_policy_document" "restore" {
   }
 }
 
+# The api function starts runs and reads them: run::start checks the source's recovery points
+# (the common vault read), checks a copy-mode target (HeadBucket, a one-key listing), creates a
+# missing one and writes the run's marker into it, and sends the first plan step.
+data "aws_iam_policy_document" "api" {
+  statement {
+    sid       = "SendRestoreSteps"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.main["restore"].arn]
+  }
+
+  statement {
+    sid       = "CheckRestoreTargets"
+    effect    = "Allow"
+    actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
+    resources = [local.restore_target_buckets]
+  }
+
+  statement {
+    sid       = "CreateRestoreTargets"
+    effect    = "Allow"
+    actions   = ["s3:CreateBucket"]
+    resources = [local.restore_target_buckets]
+  }
+
+  statement {
+    sid       = "MarkRestoreTargets"
+    effect    = "Allow"
+    actions   = ["s3:PutObject"]
+    resources = [local.restore_target_markers]
+  }
+}
+
 locals {
   specific_policies = {
     seeder     = data.aws_iam_policy_document.seeder.json
@@ -247,6 +296,7 @@ locals {
     delta      = data.aws_iam_policy_document.delta.json
     checkpoint = data.aws_iam_policy_document.checkpoint.json
     restore    = data.aws_iam_policy_document.restore.json
+    api        = data.aws_iam_policy_document.api.json
   }
 }
 
@@ -257,13 +307,15 @@ resource "aws_iam_role_policy" "specific" {
   policy   = local.specific_policies[each.key]
 }
 
-# In-place rollback (write access to the source buckets) is off unless enable_in_place_rollback.
-data "aws_iam_policy_document" "rollback" {
+# The restore target roles of the source accounts (write access to the protected buckets) are
+# assumable only with enable_restore_target_role, by the functions that write targets: restore
+# (its tasks) and api (run::start checks the target, creates it and writes the run's marker).
+data "aws_iam_policy_document" "restore_target_roles" {
   statement {
-    sid       = "AssumeSourceRollbackRoles"
+    sid       = "AssumeRestoreTargetRoles"
     effect    = "Allow"
     actions   = ["sts:AssumeRole"]
-    resources = [local.source_rollback_role_arns]
+    resources = [local.restore_target_role_arns]
     condition {
       test     = "StringEquals"
       variable = "aws:ResourceAccount"
@@ -272,9 +324,9 @@ data "aws_iam_policy_document" "rollback" {
   }
 }
 
-resource "aws_iam_role_policy" "rollback" {
-  count  = var.enable_in_place_rollback ? 1 : 0
-  name   = "in-place-rollback"
-  role   = aws_iam_role.function["restore"].id
-  policy = data.aws_iam_policy_document.rollback.json
+resource "aws_iam_role_policy" "restore_target_roles" {
+  for_each = var.enable_restore_target_role ? toset(["restore", "api"]) : toset([])
+  name     = "assume-restore-target-roles"
+  role     = aws_iam_role.function[each.key].id
+  policy   = data.aws_iam_policy_document.restore_target_roles.json
 }

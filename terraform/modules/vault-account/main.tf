@@ -9,7 +9,7 @@ locals {
 
   vault_bucket_name = var.vault_bucket_name != "" ? var.vault_bucket_name : "${var.name_prefix}-vault-${local.account_id}-${local.region}"
 
-  # The five Lambda binaries of package tidemark-lambda (crates/lambda), one zip each.
+  # The six Lambda binaries of package tidemark-lambda (crates/lambda), one zip each.
   # Same settings as cloudformation/vault-account.yaml; tests/iac/test_parity.py compares them.
   functions = {
     seeder = {
@@ -45,7 +45,14 @@ locals {
       memory      = 2048
       timeout     = 900
       reserved    = -1
-      description = "POST /restores plans a point-in-time restore; restore-queue tasks copy objects to the target and verify them."
+      description = "Plans point-in-time restores and restores their tasks from the restore queue, verifying every object; writes targets in source accounts through their restore target role."
+    }
+    api = {
+      binary      = "tidemark-api"
+      memory      = 512
+      timeout     = 30
+      reserved    = -1
+      description = "The restore REST API behind API Gateway (api/openapi.yaml): starts restore runs on the restore queue and reports their status."
     }
   }
 
@@ -84,15 +91,17 @@ locals {
     restore    = "tidemark-restore"
   }
 
-  source_read_role_arns     = "arn:${local.partition}:iam::*:role/${var.source_read_role_name}"
-  source_rollback_role_arns = "arn:${local.partition}:iam::*:role/${var.source_rollback_role_name}"
+  source_read_role_arns    = "arn:${local.partition}:iam::*:role/${var.source_read_role_name}"
+  restore_target_role_arns = "arn:${local.partition}:iam::*:role/${var.restore_target_role_name}"
+
+  # Copy-mode targets in this account: their buckets, and the marker a run keeps in one while it writes.
+  restore_target_buckets = "arn:${local.partition}:s3:::${var.restore_target_bucket_prefix}*"
+  restore_target_markers = "arn:${local.partition}:s3:::${var.restore_target_bucket_prefix}*/*.tidemark-restore/*"
 
   use_s3_artifacts = var.lambda_s3_bucket != ""
 
   # One dashboard JSON for both deploy paths (CloudFormation embeds a checked copy).
   dashboard_template = "${path.module}/../../../infra/dashboard.json"
-  # One restore request schema for both deploy paths.
-  restore_request_schema = "${path.module}/../../../infra/events/restore-request.schema.json"
 
   checkpoint_rate = var.checkpoint_interval_minutes == 1 ? "rate(1 minute)" : "rate(${var.checkpoint_interval_minutes} minutes)"
 }

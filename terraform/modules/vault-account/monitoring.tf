@@ -54,6 +54,8 @@ resource "aws_cloudwatch_dashboard" "this" {
     delta_function      = aws_lambda_function.this["delta"].function_name
     checkpoint_function = aws_lambda_function.this["checkpoint"].function_name
     restore_function    = aws_lambda_function.this["restore"].function_name
+    api_function        = aws_lambda_function.this["api"].function_name
+    restore_api         = aws_api_gateway_rest_api.restore.name
   })
 }
 
@@ -77,7 +79,8 @@ locals {
     worker     = "The worker function failed whole invocations (step = copy; search its log group by task_id)."
     delta      = "The delta function failed whole invocations (step = capture)."
     checkpoint = "The checkpoint function failed (step = seal recovery point)."
-    restore    = "The restore function failed (step = plan or restore task; search its log group by run_id)."
+    restore    = "The restore function failed (step = plan or restore task; search its log group by restore_id)."
+    api        = "The api function failed whole invocations (API Gateway answered 502/504; search its log group and the API's access log)."
   }
 }
 
@@ -135,6 +138,26 @@ resource "aws_cloudwatch_metric_alarm" "slowdown" {
     id          = "slowdown"
     label       = "503 SlowDown, all prefixes"
     expression  = "SELECT SUM(SlowDown503) FROM Tidemark"
+    period      = 300
+    return_data = true
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "restore_failed_objects" {
+  alarm_name          = "${var.name_prefix}-restore-failed-objects"
+  alarm_description   = "A restore could not write some objects (Tidemark/RestoreFailed, per SourceBucket; step = restore task). `tidemark restore status ID` or GET /v1/restores/{id} lists each failed key with its reason."
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+  tags                = var.tags
+
+  metric_query {
+    id          = "failed"
+    label       = "objects a restore could not write"
+    expression  = "SELECT SUM(RestoreFailed) FROM Tidemark"
     period      = 300
     return_data = true
   }

@@ -49,12 +49,17 @@ output "seeder_function_name" {
 }
 
 output "restore_function_name" {
-  description = "The restore function (console test event: infra/events/restore-request.json)."
+  description = "The restore function (console test events: infra/events/restore-request.json, restore-queue-batch.json)."
   value       = aws_lambda_function.this["restore"].function_name
 }
 
+output "api_function_name" {
+  description = "The api function behind the restore API (console test events: infra/events/api-*.json)."
+  value       = aws_lambda_function.this["api"].function_name
+}
+
 output "restore_api_url" {
-  description = "POST a restore request (SigV4-signed, execute-api:Invoke) to <url>/restores."
+  description = "The restore API, SigV4-signed (execute-api:Invoke): POST <url>/restores, GET <url>/restores/{restore_id}, GET <url>/restores?source_bucket=B (api/openapi.yaml)."
   value       = aws_api_gateway_stage.v1.invoke_url
 }
 

@@ -172,16 +172,16 @@ variable "restore_target_bucket_prefix" {
   default     = "tidemark-restore-"
 }
 
-variable "enable_in_place_rollback" {
-  description = "Let the restore function assume the source accounts' rollback role (write access to the source buckets). Off by default."
+variable "enable_restore_target_role" {
+  description = "Let the restore and api functions assume the restore target role of the source accounts (write, delete, list and create the protected buckets: in-place rollback, restores into another protected bucket or a deleted one). Enable it in the source-account stacks too. Off by default."
   type        = bool
   default     = false
 }
 
-variable "source_rollback_role_name" {
-  description = "Name of the optional in-place rollback role in the source accounts."
+variable "restore_target_role_name" {
+  description = "Name of the restore target role in the source accounts (TIDEMARK_TARGET_ROLE_NAME); a restore into a protected bucket that names no role assumes it in the bucket's account."
   type        = string
-  default     = "tidemark-restore-write"
+  default     = "tidemark-restore-target"
 }
 
 variable "alarm_email" {

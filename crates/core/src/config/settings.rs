@@ -197,6 +197,8 @@ settings! {
     source_account_ids: Option<String> = "TIDEMARK_SOURCE_ACCOUNT_IDS", Lambda, None;
     /// `bucket=account,…`: which source account owns each bucket, when there are several.
     bucket_accounts: Option<String> = "TIDEMARK_BUCKET_ACCOUNTS", Lambda, None;
+    /// Name of the restore target role in each source account; restores into a protected bucket that name no role assume it.
+    target_role_name: Option<String> = "TIDEMARK_TARGET_ROLE_NAME", Lambda, None;
 }
 
 impl Settings {

@@ -23,6 +23,32 @@ use crate::Result;
 /// How often the monitor reads the run's status.
 const STATUS_EVERY: Duration = Duration::from_millis(500);
 
+/// Receives restore-queue messages one at a time and hands each to [`dispatch_restore`] until
+/// `stop` is set: what the CLI's `restore --wait` runs for one run and `tidemark serve` runs for
+/// every run. A queue error ends the loop with it (the caller decides whether to go on).
+pub async fn work_restore_queue(engine: &Engine, targets: &dyn Targets, owner: &str, stop: &AtomicBool) -> Result<()> {
+    let visibility = (engine.config.lease_seconds * 2).clamp(10, 43_200) as i32;
+    while !stop.load(Ordering::SeqCst) {
+        let msgs = engine.queue.receive(&engine.queues.restore, 1, 1, visibility).await?;
+        if msgs.is_empty() {
+            // A queue that answers at once when empty (not every queue long-polls) must not keep
+            // this loop from yielding to the others and to the monitor.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for m in msgs {
+            match dispatch_restore(engine, targets, &m.id, &m.body, owner).await {
+                RestoreDisposition::Done => engine.queue.delete(&engine.queues.restore, &m.receipt).await?,
+                RestoreDisposition::Retry { after, .. } => {
+                    let seconds = after.as_secs_f64().ceil().clamp(0.0, 43_200.0) as i32;
+                    engine.queue.change_visibility(&engine.queues.restore, &m.receipt, seconds).await?;
+                }
+                RestoreDisposition::Failed { .. } => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Handles restore-queue messages with `workers` loops until run `id` ends; calls `on_status`
 /// with each status read, and returns the last one.
 pub async fn drive_restore(
@@ -34,30 +60,9 @@ pub async fn drive_restore(
     mut on_status: impl FnMut(&RestoreStatus),
 ) -> Result<RestoreStatus> {
     let stop = AtomicBool::new(false);
-    let visibility = (engine.config.lease_seconds * 2).clamp(10, 43_200) as i32;
     let worker = |i: usize| {
         let (stop, owner) = (&stop, format!("{owner}-{i}"));
-        async move {
-            while !stop.load(Ordering::SeqCst) {
-                let msgs = engine.queue.receive(&engine.queues.restore, 1, 1, visibility).await?;
-                if msgs.is_empty() {
-                    // A queue that answers at once when empty (not every queue long-polls) must
-                    // not keep this loop from yielding to the others and to the monitor.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                for m in msgs {
-                    match dispatch_restore(engine, targets, &m.id, &m.body, &owner).await {
-                        RestoreDisposition::Done => engine.queue.delete(&engine.queues.restore, &m.receipt).await?,
-                        RestoreDisposition::Retry { after, .. } => {
-                            let seconds = after.as_secs_f64().ceil().clamp(0.0, 43_200.0) as i32;
-                            engine.queue.change_visibility(&engine.queues.restore, &m.receipt, seconds).await?;
-                        }
-                        RestoreDisposition::Failed { .. } => {}
-                    }
-                }
-            }
-            Result::Ok(())
-        }
+        async move { work_restore_queue(engine, targets, &owner, stop).await }
     };
     let monitor = async {
         let status = loop {

@@ -1,7 +1,9 @@
 //! The restore function: restore steps and tasks from the restore queue (partial batch
-//! responses), and restore requests from a console test event.
+//! responses), and restore requests from a console test event; what each task restored goes to
+//! stdout as CloudWatch EMF (`tidemark_lambda::metrics`).
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use tidemark_lambda::metrics::Emf;
 use tidemark_lambda::{init_logging, restore_handler, LambdaConfig};
 
 #[tokio::main]
@@ -9,9 +11,10 @@ async fn main() -> Result<(), Error> {
     init_logging();
     let config = LambdaConfig::from_env()?;
     let (engine, targets) = config.engine_and_targets().await;
-    let (engine, targets) = (&engine, targets.as_ref());
+    let metrics = Emf::stdout();
+    let (engine, targets, metrics) = (&engine, targets.as_ref(), &metrics);
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        Ok::<_, Error>(restore_handler(engine, targets, event.payload, &event.context.request_id).await?)
+        Ok::<_, Error>(restore_handler(engine, targets, metrics, event.payload, &event.context.request_id).await?)
     }))
     .await
 }
