@@ -14,6 +14,8 @@ use crate::error::ApiError;
 enum Kind {
     Text,
     Flag,
+    /// The `attributes` object, whose own fields [`ATTRIBUTE_FIELDS`] lists.
+    Attributes,
 }
 
 /// Every field of a restore request, as the OpenAPI document lists them.
@@ -27,7 +29,11 @@ const FIELDS: &[(&str, Kind)] = &[
     ("delete_newer", Kind::Flag),
     ("dry_run", Kind::Flag),
     ("target_role_arn", Kind::Text),
+    ("attributes", Kind::Attributes),
 ];
+
+/// The fields of `attributes`: which optional attributes the restore writes.
+const ATTRIBUTE_FIELDS: &[(&str, Kind)] = &[("storage_class", Kind::Text), ("object_lock", Kind::Flag), ("acl", Kind::Flag)];
 
 /// The fields a request cannot do without (the others have defaults).
 const REQUIRED: &[&str] = &["source_bucket", "as_of", "target_bucket"];
@@ -81,26 +87,39 @@ pub fn parse_request(body: &[u8]) -> Result<RestoreRequest, ApiError> {
 
 /// Refuses unknown fields, fields of the wrong JSON type, and missing required fields.
 fn check_fields(map: &Map<String, Value>) -> Result<(), ApiError> {
-    for (name, v) in map {
-        let Some((_, kind)) = FIELDS.iter().find(|(f, _)| f == name) else {
-            let known: Vec<&str> = FIELDS.iter().map(|(f, _)| *f).collect();
-            return Err(ApiError::bad(Some(name), format!("unknown field '{name}'; a restore request has {}", known.join(", "))));
-        };
-        let ok = match kind {
-            Kind::Text => v.is_string(),
-            Kind::Flag => v.is_boolean(),
-        };
-        if !ok {
-            let want = match kind {
-                Kind::Text => "a string",
-                Kind::Flag => "true or false",
-            };
-            return Err(ApiError::bad(Some(name), format!("{name} must be {want}, not {v}")));
-        }
-    }
+    check_kinds(map, FIELDS, "", "a restore request")?;
     for name in REQUIRED {
         if !map.contains_key(*name) {
             return Err(ApiError::bad(Some(name), format!("{name} is required")));
+        }
+    }
+    Ok(())
+}
+
+/// Checks every field of `map` against `fields` (names the refused one as `within` + its name).
+fn check_kinds(map: &Map<String, Value>, fields: &[(&str, Kind)], within: &str, what: &str) -> Result<(), ApiError> {
+    for (name, v) in map {
+        let field = format!("{within}{name}");
+        let Some((_, kind)) = fields.iter().find(|(f, _)| f == name) else {
+            let known: Vec<&str> = fields.iter().map(|(f, _)| *f).collect();
+            return Err(ApiError::bad(Some(&field), format!("unknown field '{field}'; {what} has {}", known.join(", "))));
+        };
+        let (ok, want) = match kind {
+            Kind::Text => (v.is_string(), "a string"),
+            Kind::Flag => (v.is_boolean(), "true or false"),
+            Kind::Attributes => (v.is_object(), "an object"),
+        };
+        if !ok {
+            return Err(ApiError::bad(Some(&field), format!("{field} must be {want}, not {v}")));
+        }
+        if let (Kind::Attributes, Value::Object(inner)) = (kind, v) {
+            check_kinds(inner, ATTRIBUTE_FIELDS, "attributes.", "attributes")?;
+            if let Some(class) = inner.get("storage_class").and_then(Value::as_str) {
+                if !tidemark_core::restore::request::STORAGE_CLASSES.contains(&class) {
+                    let all = tidemark_core::restore::request::STORAGE_CLASSES.join(", ");
+                    return Err(ApiError::bad(Some("attributes.storage_class"), format!("storage class '{class}' is not one of: {all}")));
+                }
+            }
         }
     }
     Ok(())
@@ -170,6 +189,9 @@ mod tests {
         assert_eq!(r.source_bucket, "acme-prod-data");
         let with_role = json!({"source_bucket": "a-b-c", "as_of": "2026-11-20T09:40:00.250+01:00", "target_bucket": "d-e-f", "target_role_arn": "arn:aws:iam::111122223333:role/tidemark-restore-target"});
         assert_eq!(parse(with_role).unwrap().target_role_arn.as_deref(), Some("arn:aws:iam::111122223333:role/tidemark-restore-target"));
+        let with_attributes = json!({"source_bucket": "a-b-c", "as_of": "2026-11-20T09:40:00Z", "target_bucket": "d-e-f", "attributes": {"storage_class": "STANDARD_IA", "object_lock": true}});
+        let a = parse(with_attributes).unwrap().attributes;
+        assert_eq!((a.storage_class.as_deref(), a.object_lock, a.acl), (Some("STANDARD_IA"), true, false));
     }
 
     #[test]
@@ -193,6 +215,10 @@ mod tests {
             (with("target_role_arn", json!("arn:aws:iam::12:role/x")), "target_role_arn", "is not an IAM role ARN"),
             (with("target_role_arn", json!("arn:AWS:iam::111122223333:role/x")), "target_role_arn", "is not an IAM role ARN"),
             (with("colour", json!("blue")), "colour", "unknown field 'colour'"),
+            (with("attributes", json!(true)), "attributes", "must be an object"),
+            (with("attributes", json!({"storage_class": "COLD"})), "attributes.storage_class", "not one of: STANDARD"),
+            (with("attributes", json!({"acl": "yes"})), "attributes.acl", "must be true or false"),
+            (with("attributes", json!({"tags": false})), "attributes.tags", "unknown field 'attributes.tags'"),
         ];
         for (body, field, says) in cases {
             let (f, message) = refused(body.clone());

@@ -70,6 +70,11 @@ impl RestoreRequest {
         if let Some(arn) = &self.target_role_arn {
             check_role_arn(arn)?;
         }
+        if let Some(class) = &self.attributes.storage_class {
+            if !STORAGE_CLASSES.contains(&class.as_str()) {
+                return Err(Error::Invalid(format!("storage class '{class}' is not one of: {}", STORAGE_CLASSES.join(", "))));
+            }
+        }
         Ok(())
     }
 
@@ -95,6 +100,21 @@ impl RestoreRequest {
         format!("{}{}", self.target_prefix, &source_key[self.prefix.len().min(source_key.len())..])
     }
 }
+
+/// The storage classes a restore may write (S3's `x-amz-storage-class` values for PutObject).
+pub const STORAGE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "OUTPOSTS",
+    "GLACIER_IR",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+];
 
 /// True when one prefix contains the other.
 pub(crate) fn overlaps(a: &str, b: &str) -> bool {
