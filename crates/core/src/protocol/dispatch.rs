@@ -119,6 +119,12 @@ pub async fn dispatch_restore(engine: &Engine, targets: &dyn Targets, id: &str, 
             RestoreStepKind::Finish => plan::finish(engine, targets, &run_id).await.map(|o| format!("{o:?}")),
         },
         RestoreMessage::Task(task) => match restore_task::process(engine, targets, task, owner).await {
+            Ok(RestoreTaskOutcome::Deferred(delay)) => {
+                return RestoreDisposition::Retry {
+                    after: delay,
+                    reason: format!("restore task {}: the scheduler has no room for its target prefix now", task.task_id),
+                }
+            }
             Ok(RestoreTaskOutcome::Busy) => {
                 return RestoreDisposition::Retry {
                     after: BUSY_RETRY,

@@ -19,6 +19,10 @@ use crate::restore::request::{RestoreMode, RestoreRequest};
 use crate::restore::run::{self, RestoreState};
 use crate::restore::state::{KeyRange, StateStream};
 use crate::restore::write::{Item, Writer};
+use crate::scheduler::fleet::{millis, top_prefix};
+use crate::scheduler::gate::Gate;
+use crate::scheduler::source::PacedStore;
+use crate::scheduler::Admission;
 use crate::{Error, Result};
 
 /// The most objects one batch writes before the cursor moves.
@@ -39,6 +43,9 @@ pub enum TaskOutcome {
     AlreadyDone,
     /// Another live worker holds the task's lease.
     Busy,
+    /// The scheduler has no room for the target's prefix now: the task's lease is released and
+    /// the message should come back after this delay (nothing of the deferred batch was written).
+    Deferred(std::time::Duration),
 }
 
 /// One decision about one target key.
@@ -49,6 +56,16 @@ enum Action {
     Delete(String),
     /// The vault holds no bytes for the key's state at T (archived when it was captured).
     Unprotected(String, String),
+}
+
+impl Action {
+    /// The target key the action is about.
+    fn key(&self) -> &str {
+        match self {
+            Action::Write(i) => &i.target_key,
+            Action::Unchanged(k) | Action::Delete(k) | Action::Unprotected(k, _) => k,
+        }
+    }
 }
 
 /// The target's current keys in a range, read a page at a time, in key order.
@@ -123,7 +140,11 @@ pub async fn process(engine: &Engine, targets: &dyn Targets, msg: &RestoreTaskMe
         return Ok(if done { TaskOutcome::AlreadyDone } else { TaskOutcome::Busy });
     };
     let req = run.request.clone();
-    let target = targets.store(req.target_role_arn.as_deref()).await?;
+    // Every target request goes through one paced store under the scheduler's gate for the
+    // target bucket, as the backup's source reads do: a rollback in place shares the prefix's
+    // budget with the workers protecting it and with the application.
+    let target = PacedStore::new(targets.store(req.target_role_arn.as_deref()).await?);
+    let mut gate = Gate::new(engine.control.as_ref(), cfg, &req.target_bucket, owner)?;
     let point = run::point(engine, &run).await?;
     let part = lease.task.partition.clone();
     let cursor = lease.task.cursor.clone();
@@ -132,7 +153,7 @@ pub async fn process(engine: &Engine, targets: &dyn Targets, msg: &RestoreTaskMe
         StateStream::new(engine.vault.as_ref(), &cfg.vault_bucket, &point.segments, range, req.as_of, lease.task.offsets.clone());
     let mut listing = match req.mode {
         RestoreMode::Rollback => Some(TargetListing {
-            target: target.as_ref(),
+            target: &target,
             bucket: &req.target_bucket,
             prefix: &req.target_prefix,
             after: match &cursor {
@@ -149,11 +170,13 @@ pub async fn process(engine: &Engine, targets: &dyn Targets, msg: &RestoreTaskMe
     };
     let mut samples: std::collections::BTreeMap<&'static str, usize> = Default::default();
     tracing::info!(restore_id = %msg.restore_id, task_id = %msg.task_id, attempt = lease.task.attempts, cursor = ?cursor, "restore task claimed");
+    let mut prefix = String::new();
     loop {
         let (actions, last) = next_actions(&req, &mut state, listing.as_mut(), cursor.as_deref()).await?;
         let Some(last) = last else {
             lease.task.done = true;
             control.commit(&mut lease, engine.clock.now(), cfg.lease_seconds).await?;
+            gate.release(&prefix, millis(engine.clock.now()), target.take_observation()).await?;
             engine.control.put_new(&run::run_pk(&msg.restore_id), &format!("done#{}", msg.task_id), "1", None).await?;
             tracing::info!(restore_id = %msg.restore_id, task_id = %msg.task_id, objects = lease.task.counters.objects, "restore task done");
             return Ok(TaskOutcome::Finished(lease.task.counters));
@@ -161,7 +184,23 @@ pub async fn process(engine: &Engine, targets: &dyn Targets, msg: &RestoreTaskMe
         // A batch can outlast the lease (large copies, a slow target): the lease is renewed while
         // it runs, so that no second worker takes the task and writes the same keys again.
         let renew_every = std::time::Duration::from_millis((cfg.lease_seconds.max(1) as u64 * 1000) / 3);
-        let work = apply(engine, target.as_ref(), &run, &actions, &mut samples);
+        if gate.is_shared() {
+            let next = actions.first().map_or("", |a| top_prefix(a.key())).to_string();
+            if next != prefix {
+                // The task crossed into another top-level prefix: settle the old one first.
+                gate.release(&prefix, millis(engine.clock.now()), target.take_observation()).await?;
+                prefix = next;
+            }
+        }
+        match gate.report(&prefix, millis(engine.clock.now()), target.take_observation()).await? {
+            Admission::Go { rate_rps } => target.set_rate(rate_rps),
+            Admission::Defer(delay) => {
+                tracing::info!(restore_id = %msg.restore_id, task_id = %msg.task_id, %prefix, delay_ms = delay.as_millis() as u64, "target prefix over budget; restore task deferred");
+                control.commit(&mut lease, engine.clock.now(), 0).await?;
+                return Ok(TaskOutcome::Deferred(delay));
+            }
+        }
+        let work = apply(engine, &target, &run, &actions, &mut samples);
         tokio::pin!(work);
         let counters = loop {
             tokio::select! {

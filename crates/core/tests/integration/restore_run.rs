@@ -313,3 +313,52 @@ async fn bad_requests_are_clear_errors_that_change_nothing() {
     let e = run::status(&w.engine, "no-such-restore").await.unwrap_err();
     assert!(e.to_string().contains("restore no-such-restore does not exist"), "{e}");
 }
+
+/// Under the per-prefix scheduler a restore's writes go through the gate of the target bucket,
+/// as the backup's reads do through the source's: a task whose target prefix is taken by other
+/// workers' claims is put back (its lease released, nothing of the batch written), and the run
+/// still ends exact once the prefix has room; a finished task gives its slice back.
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_tasks_wait_for_room_in_the_target_prefix() {
+    use tidemark_core::scheduler::fleet::{load, millis, Pressure};
+    use tidemark_core::scheduler::{Admission, Observation};
+    let (mut w, t1, _) = world().await;
+    w.engine.config.scheduler = Some(EngineConfig::scheduler_for(4_000.0, 0.5));
+    let cfg = w.engine.config.scheduler.clone().unwrap();
+    let want = w.engine.config.want_rps();
+    // Three other workers hold all of what the target's prefix `a` is allowed now.
+    let mut others = Vec::new();
+    for worker in ["a1", "a2", "a3"] {
+        let mut p = Pressure::new(w.engine.control.as_ref(), "vault", "out-paced", cfg.clone(), worker, want).unwrap();
+        assert!(matches!(p.report("a", millis(Utc::now()), Observation::default()).await.unwrap(), Admission::Go { .. }));
+        others.push(p);
+    }
+    let targets = SameStore(w.s3.clone());
+    let (run, _) = run::start(&w.engine, w.s3.as_ref(), request("a/", t1, "out-paced", "a/", RestoreMode::Copy)).await.unwrap();
+    let id = run.restore_id.clone();
+    let driver = {
+        let engine = w.engine.clone();
+        tokio::spawn(async move { drive_restore(&engine, &targets, &id, 2, "restorer", |_| {}).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let written: Vec<String> = contents(&w.s3, "out-paced", "a/").await.into_keys().filter(|k| !k.contains(".tidemark-restore/")).collect();
+    assert!(written.is_empty(), "nothing but the run's marker is written while the prefix has no room: {written:?}");
+    for p in &mut others {
+        p.release("a", millis(Utc::now()), Observation::default()).await.unwrap();
+    }
+    let s = tokio::time::timeout(Duration::from_secs(60), driver).await.expect("the run ends once there is room").unwrap();
+    assert_eq!(s.run.state, RestoreState::Done, "{:?}", s.run.error);
+    assert_eq!(contents(&w.s3, "out-paced", "a/").await, expected(&w, "a/", "a/", t1).await);
+    let tasks = w.engine.control().tasks(&run.restore_id).await.unwrap();
+    assert!(
+        tasks.iter().any(|t| t.attempts >= 2),
+        "a deferred task was claimed again: {:?}",
+        tasks.iter().map(|t| t.attempts).collect::<Vec<_>>()
+    );
+    let (_, state) = load(w.engine.control.as_ref(), "vault", "out-paced", "a").await.unwrap().expect("the target prefix has a state");
+    assert!(state.claims.keys().any(|k| k.starts_with("restorer")), "the restore's workers claimed the prefix: {:?}", state.claims.keys());
+    assert!(
+        state.claims.iter().filter(|(k, _)| k.starts_with("restorer")).all(|(_, c)| c.rate == 0.0),
+        "finished tasks give their slices back"
+    );
+}
