@@ -67,6 +67,25 @@ impl Context {
 }
 
 impl Context {
+    /// The engine for commands that only read the vault (`ls`, `restore`): this deployment's when
+    /// its control plane exists; otherwise one whose control state and queues live in this
+    /// process (`tidemark_core::memory`), saying so once on stderr. The second value is true in
+    /// that vault-only mode, where a restore must run here because no worker can see its queue.
+    pub async fn reading_engine(&self, vault: &S3Url) -> Result<(Engine, bool)> {
+        let missing = admin::missing_control_plane(&self.clients, &self.names).await?;
+        if missing.is_empty() {
+            return Ok((self.engine(vault).await?, false));
+        }
+        eprintln!(
+            "tidemark: {} not found; reading vault s3://{} alone (control state and queues in this process only)",
+            missing.join(", "),
+            vault.bucket
+        );
+        let config = self.config(&vault.bucket)?;
+        let s3: Arc<S3Store> = Arc::new(S3Store::new(self.clients.s3.clone()));
+        Ok((tidemark_core::memory::vault_only_engine(s3.clone(), s3, config), true))
+    }
+
     /// The stores restores write targets with: the caller's credentials, or a role a request names.
     pub fn targets(&self, engine: &Engine) -> Arc<dyn Targets> {
         Arc::new(RoleTargets::new(self.clients.shared.clone(), self.clients.s3.clone(), engine.vault.clone(), "tidemark-cli"))

@@ -70,8 +70,10 @@ async fn start(ctx: &Context, a: RestoreArgs) -> Result<()> {
     let dst = s3_url("to", &required(a.to, "to")?)?;
     let t = time("as-of", &required(a.as_of, "as-of")?)?;
     let mode: RestoreMode = a.mode.parse().context("--mode")?;
-    let engine = ctx.engine(&s3_url("vault", &required(a.vault, "vault")?)?).await?;
-    need_restore_queue(ctx, &engine)?;
+    let (engine, vault_only) = ctx.reading_engine(&s3_url("vault", &required(a.vault, "vault")?)?).await?;
+    if !vault_only {
+        need_restore_queue(ctx, &engine)?;
+    }
     let req = RestoreRequest {
         source_bucket: src.bucket.clone(),
         prefix: src.prefix.clone(),
@@ -89,7 +91,12 @@ async fn start(ctx: &Context, a: RestoreArgs) -> Result<()> {
     if r.resumed && !a.json {
         eprintln!("restore {}: continuing the unfinished run of this request", r.restore_id);
     }
-    finish(ctx, &engine, &r.restore_id, a.wait, a.workers, a.json, started).await
+    // Without a control plane no deployed worker can see this run's queue, and its state lives in
+    // this process: it is restored here, as with --wait.
+    if vault_only && !a.wait && !a.json {
+        eprintln!("restore {}: running here until it ends (nothing else can see its state)", r.restore_id);
+    }
+    finish(ctx, &engine, &r.restore_id, a.wait || vault_only, a.workers, a.json, started).await
 }
 
 /// Without `wait`, prints the run as it stands; with it, drives the restore queue here until the

@@ -11,6 +11,7 @@ pub mod control;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod memory;
 pub mod ports;
 
 // The stages, in the order the data flows through them: a seed is planned, its tasks are

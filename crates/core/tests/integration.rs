@@ -22,4 +22,5 @@ mod integration {
     mod seed_fanout;
     mod tidy;
     mod vault_fixtures;
+    mod vault_verify;
 }
