@@ -221,6 +221,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild the control state from the vault: protected sources, the segment registry, the
+    /// unprotected keys of the latest points, index entries for packs no segment describes.
+    /// Idempotent; safe beside running workers.
+    Rebuild {
+        #[arg(long)]
+        vault: String,
+        /// Only this source bucket (s3://B); every bucket the vault holds otherwise.
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// S3 Inventory reports.
     Inventory {
         #[command(subcommand)]

@@ -46,6 +46,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
                 Command::Compact { source, vault, small_records, max_records, json } => {
                     compact(&ctx, &source, &vault, small_records, max_records, json).await
                 }
+                Command::Rebuild { vault, source, json } => rebuild(&ctx, &vault, source.as_deref(), json).await,
                 Command::Verify { vault, source, sample, json } => verify(&ctx, &vault, source.as_deref(), sample, json).await,
                 Command::Ls { url, vault, as_of, json } => ls(&ctx, &url, &vault, as_of.as_deref(), json).await,
                 Command::Restore { action, args } => crate::restore::run(&ctx, action, args).await,
@@ -332,6 +333,52 @@ async fn ls_points(engine: &Engine, bucket: &str, json: bool, out: &mut impl std
                 p.unprotected.len()
             )?;
         }
+    }
+    Ok(())
+}
+
+/// `tidemark rebuild`: fills the control table from the vault and says what it did per bucket.
+async fn rebuild(ctx: &Context, vault: &str, source: Option<&str>, json: bool) -> Result<()> {
+    use tidemark_core::rebuild::{self, RebuildOptions};
+    let vault = s3_url("vault", vault)?;
+    let source = source.map(|s| s3_url("source", s)).transpose()?;
+    let engine = ctx.control_engine(&vault).await?;
+    let r = rebuild::rebuild(&engine, &RebuildOptions { source: source.map(|s| s.bucket) }).await?;
+    for b in &r.buckets {
+        let v = serde_json::to_value(b)?;
+        print_obj(json, &v, || {
+            let mut s = format!(
+                "s3://{}: {} points, {} segments ({} registered now, {} already, {} replaced by compaction, {} unreadable), {} packs re-indexed from footers ({} records), {} unprotected keys; {}",
+                b.bucket,
+                b.points,
+                b.segments,
+                b.registered,
+                b.already_registered,
+                b.replaced,
+                b.unreadable.len(),
+                b.packs_reindexed,
+                b.records_reindexed,
+                b.failures,
+                match b.protected_since {
+                    Some(t) => format!("protected since {}", t.to_rfc3339()),
+                    None => "left unprotected".into(),
+                }
+            );
+            if let Some(n) = &b.note {
+                s.push_str(&format!("\n  {n}"));
+            }
+            for u in &b.unreadable {
+                s.push_str(&format!("\n  unreadable segment {u} (`tidemark verify` says why)"));
+            }
+            if b.unindexed_copies_total > 0 {
+                s.push_str(&format!(
+                    "\n  {} large copies are described by no readable segment and cannot be re-indexed, for example {}",
+                    b.unindexed_copies_total,
+                    b.unindexed_copies.first().map(String::as_str).unwrap_or_default()
+                ));
+            }
+            s
+        });
     }
     Ok(())
 }

@@ -33,4 +33,7 @@ pub mod changes;
 
 pub mod restore;
 
+// Rebuilding the control state from the vault, when the control table is lost.
+pub mod rebuild;
+
 pub use error::{Error, Result};

@@ -17,6 +17,7 @@ mod integration {
     mod listing_plan;
     mod pressure;
     mod protocol;
+    mod rebuild;
     mod reconcile_inventory;
     mod restore_run;
     mod seed_fanout;
