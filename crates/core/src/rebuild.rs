@@ -182,7 +182,7 @@ async fn rebuild_bucket(engine: &Engine, bucket: &str) -> Result<BucketRebuild> 
     // Packs no readable segment describes get a segment from their footer.
     let packs = list_all(store, vault, &format!("{}packs/", crate::vault::root(bucket)), None).await?;
     for p in packs.objects.iter().filter(|o| o.key.ends_with(".pack") && !described.contains(&o.key)) {
-        let footer = match read_footer(store, vault, &p.key, p.size).await {
+        let footer = match pack::read_footer(store, vault, &p.key, p.size).await {
             Ok(f) => f,
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => {
@@ -234,21 +234,6 @@ async fn rebuild_bucket(engine: &Engine, bucket: &str) -> Result<BucketRebuild> 
     control.set_protected(bucket, since).await?;
     out.protected_since = Some(control.protected_since(bucket).await?.unwrap_or(since));
     Ok(out)
-}
-
-/// Reads a pack's footer with two ranged GETs (the trailer, then the footer), not the whole pack.
-async fn read_footer(store: &dyn ObjectStore, vault: &str, key: &str, size: u64) -> Result<pack::Footer> {
-    let trailer_len = pack::TRAILER_LEN as u64;
-    if size < trailer_len {
-        return Err(Error::corrupt(format!("pack {key}"), "shorter than its trailer"));
-    }
-    let trailer = store.get_range(vault, key, None, size - trailer_len, trailer_len).await?;
-    let flen = pack::parse_trailer(&trailer)?;
-    if flen > size - trailer_len {
-        return Err(Error::corrupt(format!("pack {key}"), "footer length exceeds pack size"));
-    }
-    let footer = store.get_range(vault, key, None, size - trailer_len - flen, flen).await?;
-    pack::parse_footer(&footer)
 }
 
 #[cfg(test)]

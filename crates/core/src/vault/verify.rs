@@ -3,6 +3,9 @@
 //! size and ETag; each damaged or missing object is reported with the source keys and recovery
 //! points it affects.
 //!
+//! Packs are read in ranged GETs of at most [`RANGE_BYTES`] (adjacent blobs together, as a
+//! restore reads them) plus their trailer and footer, so memory stays at `concurrency` ranges.
+//!
 //! Work is cut into time-budgeted steps so that a Lambda function can scrub a vault a piece at a
 //! time: a step returns a [`VerifyCursor`] (the source bucket and the last vault object checked)
 //! from which the next step continues. Objects are checked in key order, so a cursor means the
@@ -19,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{CaptureRecord, Location};
-use crate::ports::{list_all, Fetch, ObjectStore};
+use crate::ports::{list_all, ObjectStore};
 use crate::vault::{pack, point, segment};
 use crate::{Error, Result};
 
@@ -283,6 +286,16 @@ struct Checked {
     pack: bool,
 }
 
+/// Keeps the first failure's detail and every record a failed blob affects.
+fn note<'a>(first: &mut Option<String>, bad: &mut Vec<&'a Reference>, detail: String, rs: &[&'a Reference]) {
+    first.get_or_insert(detail);
+    bad.extend_from_slice(rs);
+}
+
+/// The most bytes one ranged GET of a pack reads: adjacent blobs are read together up to this,
+/// so memory stays at one range per object in flight whatever the pack size.
+pub const RANGE_BYTES: u64 = 8 * 1024 * 1024;
+
 async fn check_pack(
     vault: &dyn ObjectStore,
     vault_bucket: &str,
@@ -293,45 +306,76 @@ async fn check_pack(
 ) -> Result<Checked> {
     let mut out = Checked { problems: Vec::new(), bytes: 0, blobs: 0, pack: true };
     let all: Vec<&Reference> = refs.iter().collect();
-    let bytes = match vault.get(vault_bucket, key, None, None).await? {
-        Fetch::Found((_, b)) => b,
-        _ => {
-            out.problems.push(problem(cat, bucket, key, ProblemKind::Missing, "pack is missing from the vault".into(), &all));
-            return Ok(out);
-        }
+    let Some(info) = vault.head(vault_bucket, key, None).await? else {
+        out.problems.push(problem(cat, bucket, key, ProblemKind::Missing, "pack is missing from the vault".into(), &all));
+        return Ok(out);
     };
-    out.bytes = bytes.len() as u64;
+    let size = info.size;
     // A footer that does not parse does not stop restores (they read blobs by their recorded
     // ranges) but stops a rebuild of the index from this pack, so it is a problem of its own.
-    if let Err(e) = pack::parse_pack(&bytes) {
-        out.problems.push(problem(cat, bucket, key, ProblemKind::Damaged, format!("pack footer or trailer: {e}"), &[]));
+    match pack::read_footer(vault, vault_bucket, key, size).await {
+        Ok(_) => {}
+        Err(e) if e.is_transient() => return Err(e),
+        Err(e) => out.problems.push(problem(cat, bucket, key, ProblemKind::Damaged, format!("pack footer or trailer: {e}"), &[])),
+    }
+    // The distinct blobs in offset order (one blob may be named by several records, a seed and an
+    // event record of one version), each with the records that name it.
+    let mut blobs: BTreeMap<(u64, u64), Vec<&Reference>> = BTreeMap::new();
+    for r in refs {
+        if let Some(Location::Pack { offset, length, .. }) = &r.record.location {
+            blobs.entry((*offset, *length)).or_default().push(r);
+        }
     }
     let mut bad: Vec<&Reference> = Vec::new();
-    let mut first = None;
-    // One blob may be named by several records (a seed and an event record of one version).
-    let mut seen: HashMap<(u64, u64), Option<String>> = HashMap::new();
-    for r in refs {
-        let Some(Location::Pack { offset, length, .. }) = &r.record.location else { continue };
-        let verdict = match seen.get(&(*offset, *length)) {
-            Some(v) => v.clone(),
-            None => {
-                out.blobs += 1;
-                let end = offset.saturating_add(*length);
-                let v = if end > bytes.len() as u64 {
-                    Some(format!("blob of {} at bytes {offset}..{end} lies past the pack's end ({} bytes)", r.record.key, bytes.len()))
-                } else {
-                    pack::decode_blob(&r.record, &bytes[*offset as usize..end as usize])
-                        .err()
-                        .map(|e| format!("blob at bytes {offset}..{end}: {e}"))
-                };
-                seen.insert((*offset, *length), v.clone());
-                v
+    let mut first: Option<String> = None;
+    let entries: Vec<((u64, u64), Vec<&Reference>)> = blobs.into_iter().collect();
+    let mut i = 0;
+    while i < entries.len() {
+        // One ranged GET for a run of blobs that fits in RANGE_BYTES (a larger blob alone).
+        let start = entries[i].0 .0;
+        let mut j = i;
+        let mut end = start;
+        while j < entries.len() {
+            let ((o, l), _) = &entries[j];
+            let e = o.saturating_add(*l);
+            if j > i && (e.saturating_sub(start) > RANGE_BYTES || *o < end) {
+                break;
             }
-        };
-        if let Some(v) = verdict {
-            first.get_or_insert(v);
-            bad.push(r);
+            end = end.max(e);
+            j += 1;
         }
+        out.blobs += (j - i) as u64;
+        if end > size {
+            for ((o, l), rs) in &entries[i..j] {
+                let e = o.saturating_add(*l);
+                if e > size {
+                    note(
+                        &mut first,
+                        &mut bad,
+                        format!("blob of {} at bytes {o}..{e} lies past the pack's end ({size} bytes)", rs[0].record.key),
+                        rs,
+                    );
+                }
+            }
+            end = size.max(start);
+        }
+        let range = if end > start { vault.get_range(vault_bucket, key, None, start, end - start).await? } else { bytes::Bytes::new() };
+        out.bytes += range.len() as u64;
+        for ((o, l), rs) in &entries[i..j] {
+            let e = o.saturating_add(*l);
+            if e > size {
+                continue;
+            }
+            let (from, to) = ((o - start) as usize, (e - start) as usize);
+            let verdict = match range.get(from..to) {
+                None => Some(format!("blob of {} at bytes {o}..{e} could not be read ({} bytes came back)", rs[0].record.key, range.len())),
+                Some(stored) => pack::decode_blob(&rs[0].record, stored).err().map(|err| format!("blob at bytes {o}..{e}: {err}")),
+            };
+            if let Some(v) = verdict {
+                note(&mut first, &mut bad, v, rs);
+            }
+        }
+        i = j;
     }
     if let Some(detail) = first {
         let n = bad.iter().map(|r| r.record.key.as_str()).collect::<BTreeSet<_>>().len();
