@@ -130,6 +130,10 @@ async fn ls_and_restore_read_the_vault_alone_when_the_control_plane_is_gone() ->
         let d = tidemark_e2e::diff(expected, &got);
         assert!(d.is_empty(), "restore as of {point} differs from the source then: {:?}", &d[..d.len().min(10)]);
     }
+    // Runs live in the control plane; without it, listing them is a clear error.
+    let out = tidemark(ep, &env, &["restore", "list", "--source", "s3://va-src", "--vault", "s3://va-vault"])?;
+    let says = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && says.contains("restore runs are kept in the control plane"), "{says}");
     Ok(())
 }
 

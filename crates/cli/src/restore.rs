@@ -18,6 +18,9 @@ use crate::context::{s3_url, time, Context};
 
 /// Runs `tidemark restore …`.
 pub async fn run(ctx: &Context, action: Option<RestoreAction>, args: RestoreArgs) -> Result<()> {
+    if action.is_some() {
+        need_control_plane(ctx).await?;
+    }
     match action {
         None => start(ctx, args).await,
         Some(RestoreAction::Status { id, vault, json }) => {
@@ -54,6 +57,19 @@ pub async fn run(ctx: &Context, action: Option<RestoreAction>, args: RestoreArgs
             Ok(())
         }
     }
+}
+
+/// Runs live in the control table: without it, `status`, `resume` and `list` have nothing to
+/// read (a restore from the vault alone kept its run in its own process and printed its result).
+async fn need_control_plane(ctx: &Context) -> Result<()> {
+    let missing = tidemark_aws::admin::missing_control_plane(&ctx.clients, &ctx.names).await?;
+    if !missing.is_empty() {
+        bail!(
+            "{} not found: restore runs are kept in the control plane (a restore from the vault alone runs in its own process and prints its result there; `tidemark rebuild` recreates the control table)",
+            missing.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn need_restore_queue(ctx: &Context, engine: &Engine) -> Result<()> {
