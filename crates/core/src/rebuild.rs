@@ -41,6 +41,9 @@ use crate::vault::segment::{self, SegmentKind, SegmentMeta};
 use crate::vault::{pack, point, verify};
 use crate::{Error, Result};
 
+/// A segment read in full: its header and records, or why it could not be read.
+type SegmentRead = Result<(SegmentMeta, Vec<crate::domain::CaptureRecord>)>;
+
 /// What to rebuild.
 #[derive(Debug, Clone, Default)]
 pub struct RebuildOptions {
@@ -135,7 +138,7 @@ async fn rebuild_bucket(engine: &Engine, bucket: &str) -> Result<BucketRebuild> 
 
     // Every segment is read and verified: its records say which packs it describes, and a
     // segment that does not verify must not be registered.
-    let read: Vec<(String, Result<(SegmentMeta, Vec<crate::domain::CaptureRecord>)>)> = stream::iter(keys.iter().cloned())
+    let read: Vec<(String, SegmentRead)> = stream::iter(keys.iter().cloned())
         .map(|k| async move {
             let r = segment::read_with_meta(store, vault, &k).await;
             (k, r)
