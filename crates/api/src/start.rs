@@ -24,7 +24,8 @@ pub struct RestoreStarted {
 }
 
 /// Starts (or continues) the restore `req` asks for and returns at once; the work happens on the
-/// restore queue. Refuses, changing nothing, a request whose source the vault does not protect.
+/// restore queue. Refuses, changing nothing, a request whose source the vault does not protect
+/// (neither the control table nor a recovery point in the vault says it does).
 ///
 /// A request that names no role and restores into a bucket the vault protects (in place, or into
 /// another protected bucket) writes through the restore target role of that bucket's account,
@@ -32,7 +33,13 @@ pub struct RestoreStarted {
 pub async fn start_restore(engine: &Engine, targets: &dyn Targets, mut req: RestoreRequest) -> Result<RestoreStarted, ApiError> {
     req.validate()?;
     let control = engine.control();
-    if !control.is_protected(&req.source_bucket).await? {
+    // The vault's recovery points are the authority (a vault whose control table is gone still
+    // restores); the control table answers first because it costs one read.
+    let in_vault = || async {
+        let keys = tidemark_core::vault::point::list_points(engine.vault.as_ref(), &engine.config.vault_bucket, &req.source_bucket).await?;
+        Ok::<bool, tidemark_core::Error>(!keys.is_empty())
+    };
+    if !control.is_protected(&req.source_bucket).await? && !in_vault().await? {
         return Err(ApiError::Unprocessable {
             message: format!("s3://{} is not protected by vault {}; nothing to restore", req.source_bucket, engine.config.vault_bucket),
             field: Some("source_bucket".into()),

@@ -135,6 +135,26 @@ pub async fn queue_url(c: &AwsClients, name: &str) -> Result<String> {
     }
 }
 
+/// What of the control plane (the control table, the work and delta queues) does not exist at
+/// the endpoint, by name; empty when it is all there. Reads of the vault work without it, so a
+/// command that only reads can tell "gone" apart from an error it should report.
+pub async fn missing_control_plane(c: &AwsClients, names: &ResourceNames) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    match c.dynamodb.describe_table().table_name(&names.table).send().await {
+        Ok(_) => {}
+        Err(e) if code(&e).as_deref() == Some("ResourceNotFoundException") => missing.push(format!("table {}", names.table)),
+        Err(e) => return Err(map("DescribeTable", e)),
+    }
+    for q in [&names.work_queue, &names.delta_queue] {
+        match queue_url(c, q).await {
+            Ok(_) => {}
+            Err(Error::Invalid(_)) => missing.push(format!("queue {q}")),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(missing)
+}
+
 /// Creates the control table (pk, sk; on-demand; TTL on `ttl`) if missing and waits until it is active.
 pub async fn ensure_table(c: &AwsClients, table: &str) -> Result<()> {
     match c.dynamodb.describe_table().table_name(table).send().await {

@@ -183,9 +183,9 @@ pub enum Command {
         url: String,
         #[arg(long)]
         vault: String,
-        /// RFC 3339 time.
+        /// RFC 3339 time; without it, the bucket's recovery points are listed instead.
         #[arg(long)]
-        as_of: String,
+        as_of: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -203,6 +203,33 @@ pub enum Command {
         source: Option<String>,
         #[arg(long)]
         vault: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every byte of the vault against its records: segment hashes, every packed blob's
+    /// SHA-256, every large copy's size and ETag; exits non-zero naming what is damaged or missing.
+    Verify {
+        #[arg(long)]
+        vault: String,
+        /// Only this source bucket (s3://B); every bucket the vault holds otherwise.
+        #[arg(long)]
+        source: Option<String>,
+        /// Read this share of the packs and large copies, in (0, 1], chosen by key hash so the
+        /// same vault gives the same sample [TIDEMARK_VERIFY_SAMPLE].
+        #[arg(long)]
+        sample: Option<f64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild the control state from the vault: protected sources, the segment registry, the
+    /// unprotected keys of the latest points, index entries for packs no segment describes.
+    /// Idempotent; safe beside running workers.
+    Rebuild {
+        #[arg(long)]
+        vault: String,
+        /// Only this source bucket (s3://B); every bucket the vault holds otherwise.
+        #[arg(long)]
+        source: Option<String>,
         #[arg(long)]
         json: bool,
     },

@@ -46,7 +46,9 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
                 Command::Compact { source, vault, small_records, max_records, json } => {
                     compact(&ctx, &source, &vault, small_records, max_records, json).await
                 }
-                Command::Ls { url, vault, as_of, json } => ls(&ctx, &url, &vault, &as_of, json).await,
+                Command::Rebuild { vault, source, json } => rebuild(&ctx, &vault, source.as_deref(), json).await,
+                Command::Verify { vault, source, sample, json } => verify(&ctx, &vault, source.as_deref(), sample, json).await,
+                Command::Ls { url, vault, as_of, json } => ls(&ctx, &url, &vault, as_of.as_deref(), json).await,
                 Command::Restore { action, args } => crate::restore::run(&ctx, action, args).await,
                 Command::Status { source, vault, json } => status(&ctx, source.as_deref(), vault.as_deref(), json).await,
                 Command::Serve { listen, vault, workers } => crate::serve::serve(&ctx, &listen, &vault, workers).await,
@@ -284,13 +286,16 @@ async fn compact(ctx: &Context, source: &str, vault: &str, small_records: u64, m
     Ok(())
 }
 
-async fn ls(ctx: &Context, url: &str, vault: &str, as_of: &str, json: bool) -> Result<()> {
+async fn ls(ctx: &Context, url: &str, vault: &str, as_of: Option<&str>, json: bool) -> Result<()> {
     let src = s3_url("url", url)?;
-    let t = time("as-of", as_of)?;
-    let engine = ctx.engine(&s3_url("vault", vault)?).await?;
-    let (_, state) = restore::load_state(&engine, &src.bucket, &src.prefix, t).await?;
+    let t = as_of.map(|t| time("as-of", t)).transpose()?;
+    let (engine, _) = ctx.reading_engine(&s3_url("vault", vault)?).await?;
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let Some(t) = t else {
+        return ls_points(&engine, &src.bucket, json, &mut out).await;
+    };
+    let (_, state) = restore::load_state(&engine, &src.bucket, &src.prefix, t).await?;
     for (key, r) in state {
         if json {
             let line = json!({"key": key, "size": r.size, "etag": r.etag, "last_modified": r.event_time, "version_id": r.version_id, "content_type": r.content_type});
@@ -298,6 +303,146 @@ async fn ls(ctx: &Context, url: &str, vault: &str, as_of: &str, json: bool) -> R
         } else {
             writeln!(out, "{}\t{}\t{}\t{}", r.event_time.to_rfc3339(), r.size, r.etag.as_deref().unwrap_or("-"), key)?;
         }
+    }
+    Ok(())
+}
+
+/// `ls` without `--as-of`: the bucket's recovery points, oldest first, read from the vault alone.
+async fn ls_points(engine: &Engine, bucket: &str, json: bool, out: &mut impl std::io::Write) -> Result<()> {
+    let vault = &engine.config.vault_bucket;
+    if !engine.vault.bucket_exists(vault).await? {
+        bail!("vault bucket {vault} does not exist (or is not reachable with these credentials)");
+    }
+    let keys = point::list_points(engine.vault.as_ref(), vault, bucket).await?;
+    if keys.is_empty() {
+        bail!("vault {vault} holds no recovery point of s3://{bucket}");
+    }
+    for key in keys {
+        let p = point::read_point(engine.vault.as_ref(), vault, &key).await?;
+        let records: u64 = p.segments.iter().map(|s| s.count).sum();
+        if json {
+            let line = json!({"recovery_point": p.time, "sealed_at": p.sealed_at, "segments": p.segments.len(), "records": records, "unprotected": p.unprotected.len()});
+            writeln!(out, "{line}")?;
+        } else {
+            writeln!(
+                out,
+                "{}\t{} segments\t{} records\t{} unprotected",
+                p.time.to_rfc3339(),
+                p.segments.len(),
+                records,
+                p.unprotected.len()
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `tidemark rebuild`: fills the control table from the vault and says what it did per bucket.
+async fn rebuild(ctx: &Context, vault: &str, source: Option<&str>, json: bool) -> Result<()> {
+    use tidemark_core::rebuild::{self, RebuildOptions};
+    let vault = s3_url("vault", vault)?;
+    let source = source.map(|s| s3_url("source", s)).transpose()?;
+    let engine = ctx.control_engine(&vault).await?;
+    let r = rebuild::rebuild(&engine, &RebuildOptions { source: source.map(|s| s.bucket) }).await?;
+    for b in &r.buckets {
+        let v = serde_json::to_value(b)?;
+        print_obj(json, &v, || {
+            let mut s = format!(
+                "s3://{}: {} points, {} segments ({} registered now, {} already, {} replaced by compaction, {} unreadable), {} packs re-indexed from footers ({} records), {} unprotected keys; {}",
+                b.bucket,
+                b.points,
+                b.segments,
+                b.registered,
+                b.already_registered,
+                b.replaced,
+                b.unreadable.len(),
+                b.packs_reindexed,
+                b.records_reindexed,
+                b.failures,
+                match b.protected_since {
+                    Some(t) => format!("protected since {}", t.to_rfc3339()),
+                    None => "left unprotected".into(),
+                }
+            );
+            if let Some(n) = &b.note {
+                s.push_str(&format!("\n  {n}"));
+            }
+            for u in &b.unreadable {
+                s.push_str(&format!("\n  unreadable segment {u} (`tidemark verify` says why)"));
+            }
+            if b.unindexed_copies_total > 0 {
+                s.push_str(&format!(
+                    "\n  {} large copies are described by no readable segment and cannot be re-indexed, for example {}",
+                    b.unindexed_copies_total,
+                    b.unindexed_copies.first().map(String::as_str).unwrap_or_default()
+                ));
+            }
+            s
+        });
+    }
+    Ok(())
+}
+
+/// `tidemark verify`: reads the vault alone (no control plane), prints the report and fails when
+/// anything is damaged or missing.
+async fn verify(ctx: &Context, vault: &str, source: Option<&str>, sample: Option<f64>, json: bool) -> Result<()> {
+    use tidemark_core::vault::verify::{self, VerifyOptions};
+    let started = Instant::now();
+    let vault = s3_url("vault", vault)?;
+    let source = source.map(|s| s3_url("source", s)).transpose()?;
+    let opts = VerifyOptions {
+        source: source.map(|s| s.bucket),
+        sample: sample.unwrap_or(ctx.settings.verify_sample),
+        concurrency: ctx.settings.concurrency,
+    };
+    opts.validate().context(if sample.is_some() { "--sample" } else { "TIDEMARK_VERIFY_SAMPLE" })?;
+    let store = tidemark_aws::S3Store::new(ctx.clients.s3.clone());
+    let r = verify::verify(&store, &vault.bucket, &opts).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mib_s = r.bytes_read as f64 / (1024.0 * 1024.0) / seconds.max(1e-9);
+    let mut out = serde_json::to_value(&r)?;
+    out["ok"] = json!(r.ok());
+    out["damaged"] = json!(r.problems.len());
+    out["sample"] = json!(opts.sample);
+    out["seconds"] = json!(seconds);
+    out["mib_per_s"] = json!(mib_s);
+    print_obj(json, &out, || {
+        let mut s = format!(
+            "vault {}: {} buckets, {} points, {} segments, {} records; read {} of {} packs ({} blobs) and {} of {} large copies, {} bytes in {:.1} s ({:.1} MiB/s); {}",
+            vault.bucket,
+            r.buckets.len(),
+            r.points,
+            r.segments,
+            r.records,
+            r.packs,
+            r.packs_total,
+            r.blobs,
+            r.large_objects,
+            r.large_objects_total,
+            r.bytes_read,
+            seconds,
+            mib_s,
+            if r.ok() { "nothing damaged or missing".to_string() } else { format!("{} objects damaged or missing:", r.problems.len()) }
+        );
+        for p in &r.problems {
+            let points: Vec<String> = p.recovery_points.iter().map(|t| t.to_rfc3339()).collect();
+            s.push_str(&format!(
+                "\n  {:?} s3://{}/{} ({}): {}\n    source keys of s3://{} ({}): {}\n    recovery points: {}",
+                p.kind,
+                vault.bucket,
+                p.object,
+                p.bucket,
+                p.detail,
+                p.bucket,
+                p.source_keys_total,
+                p.source_keys.join(", "),
+                if points.is_empty() { "none sealed yet".into() } else { points.join(", ") }
+            ));
+        }
+        s
+    });
+    if !r.ok() {
+        bail!("{} objects of vault {} are damaged or missing (listed above)", r.problems.len(), vault.bucket);
     }
     Ok(())
 }

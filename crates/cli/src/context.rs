@@ -67,6 +67,54 @@ impl Context {
 }
 
 impl Context {
+    /// The engine for commands that only read the vault (`ls`, `restore`): this deployment's when
+    /// its control plane exists; otherwise one whose control state and queues live in this
+    /// process (`tidemark_core::memory`), saying so once on stderr. The second value is true in
+    /// that vault-only mode, where a restore must run here because no worker can see its queue.
+    pub async fn reading_engine(&self, vault: &S3Url) -> Result<(Engine, bool)> {
+        let missing = admin::missing_control_plane(&self.clients, &self.names).await?;
+        if missing.is_empty() {
+            return Ok((self.engine(vault).await?, false));
+        }
+        eprintln!(
+            "tidemark: {} not found; reading vault s3://{} alone (control state and queues in this process only)",
+            missing.join(", "),
+            vault.bucket
+        );
+        let config = self.config(&vault.bucket)?;
+        let s3: Arc<S3Store> = Arc::new(S3Store::new(self.clients.s3.clone()));
+        Ok((tidemark_core::memory::vault_only_engine(s3.clone(), s3, config), true))
+    }
+
+    /// The engine for `rebuild`: the control table is created when it is missing (that is what
+    /// a rebuild fills); the queues are this deployment's where they exist, and a rebuild sends
+    /// nothing to them.
+    pub async fn control_engine(&self, vault: &S3Url) -> Result<Engine> {
+        let config = self.config(&vault.bucket)?;
+        admin::ensure_table(&self.clients, &self.names.table)
+            .await
+            .with_context(|| format!("creating the control table {}", self.names.table))?;
+        let url = |name: &str| {
+            let name = name.to_string();
+            async move { admin::queue_url(&self.clients, &name).await.unwrap_or_default() }
+        };
+        let queues = QueueUrls {
+            work: url(&self.names.work_queue).await,
+            delta: url(&self.names.delta_queue).await,
+            restore: url(&self.names.restore_queue).await,
+        };
+        let s3: Arc<S3Store> = Arc::new(S3Store::new(self.clients.s3.clone()));
+        Ok(Engine {
+            source: s3.clone(),
+            vault: s3,
+            control: Arc::new(DynamoControlStore::new(self.clients.dynamodb.clone(), &self.names.table)),
+            queue: Arc::new(SqsQueue::new(self.clients.sqs.clone())),
+            clock: Arc::new(SystemClock),
+            config,
+            queues,
+        })
+    }
+
     /// The stores restores write targets with: the caller's credentials, or a role a request names.
     pub fn targets(&self, engine: &Engine) -> Arc<dyn Targets> {
         Arc::new(RoleTargets::new(self.clients.shared.clone(), self.clients.s3.clone(), engine.vault.clone(), "tidemark-cli"))

@@ -18,6 +18,9 @@ use crate::context::{s3_url, time, Context};
 
 /// Runs `tidemark restore …`.
 pub async fn run(ctx: &Context, action: Option<RestoreAction>, args: RestoreArgs) -> Result<()> {
+    if action.is_some() {
+        need_control_plane(ctx).await?;
+    }
     match action {
         None => start(ctx, args).await,
         Some(RestoreAction::Status { id, vault, json }) => {
@@ -56,6 +59,19 @@ pub async fn run(ctx: &Context, action: Option<RestoreAction>, args: RestoreArgs
     }
 }
 
+/// Runs live in the control table: without it, `status`, `resume` and `list` have nothing to
+/// read (a restore from the vault alone kept its run in its own process and printed its result).
+async fn need_control_plane(ctx: &Context) -> Result<()> {
+    let missing = tidemark_aws::admin::missing_control_plane(&ctx.clients, &ctx.names).await?;
+    if !missing.is_empty() {
+        bail!(
+            "{} not found: restore runs are kept in the control plane (a restore from the vault alone runs in its own process and prints its result there; `tidemark rebuild` recreates the control table)",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
 fn need_restore_queue(ctx: &Context, engine: &Engine) -> Result<()> {
     if engine.queues.restore.is_empty() {
         bail!("queue {} does not exist; run `tidemark init --local` to create it", ctx.names.restore_queue);
@@ -70,8 +86,10 @@ async fn start(ctx: &Context, a: RestoreArgs) -> Result<()> {
     let dst = s3_url("to", &required(a.to, "to")?)?;
     let t = time("as-of", &required(a.as_of, "as-of")?)?;
     let mode: RestoreMode = a.mode.parse().context("--mode")?;
-    let engine = ctx.engine(&s3_url("vault", &required(a.vault, "vault")?)?).await?;
-    need_restore_queue(ctx, &engine)?;
+    let (engine, vault_only) = ctx.reading_engine(&s3_url("vault", &required(a.vault, "vault")?)?).await?;
+    if !vault_only {
+        need_restore_queue(ctx, &engine)?;
+    }
     let req = RestoreRequest {
         source_bucket: src.bucket.clone(),
         prefix: src.prefix.clone(),
@@ -89,7 +107,12 @@ async fn start(ctx: &Context, a: RestoreArgs) -> Result<()> {
     if r.resumed && !a.json {
         eprintln!("restore {}: continuing the unfinished run of this request", r.restore_id);
     }
-    finish(ctx, &engine, &r.restore_id, a.wait, a.workers, a.json, started).await
+    // Without a control plane no deployed worker can see this run's queue, and its state lives in
+    // this process: it is restored here, as with --wait.
+    if vault_only && !a.wait && !a.json {
+        eprintln!("restore {}: running here until it ends (nothing else can see its state)", r.restore_id);
+    }
+    finish(ctx, &engine, &r.restore_id, a.wait || vault_only, a.workers, a.json, started).await
 }
 
 /// Without `wait`, prints the run as it stands; with it, drives the restore queue here until the

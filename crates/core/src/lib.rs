@@ -11,6 +11,7 @@ pub mod control;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod memory;
 pub mod ports;
 
 // The stages, in the order the data flows through them: a seed is planned, its tasks are
@@ -31,5 +32,8 @@ pub mod vault;
 pub mod changes;
 
 pub mod restore;
+
+// Rebuilding the control state from the vault, when the control table is lost.
+pub mod rebuild;
 
 pub use error::{Error, Result};

@@ -17,9 +17,11 @@ mod integration {
     mod listing_plan;
     mod pressure;
     mod protocol;
+    mod rebuild;
     mod reconcile_inventory;
     mod restore_run;
     mod seed_fanout;
     mod tidy;
     mod vault_fixtures;
+    mod vault_verify;
 }

@@ -29,6 +29,10 @@ pub struct LambdaConfig {
     pub target_role: Option<TargetRole>,
     /// The external id presented when assuming a target role.
     pub external_id: Option<String>,
+    /// The share of packs and large copies the scrub reads (`TIDEMARK_VERIFY_SAMPLE`).
+    pub verify_sample: f64,
+    /// Seconds one scrub invocation verifies before it leaves the rest to the next (`TIDEMARK_VERIFY_STEP_SECONDS`).
+    pub verify_step_seconds: u64,
 }
 
 impl LambdaConfig {
@@ -56,6 +60,8 @@ impl LambdaConfig {
             source_role: source_role_from(&get)?,
             target_role: target_role_from(&get)?,
             external_id: settings.external_id.clone(),
+            verify_sample: settings.verify_sample,
+            verify_step_seconds: settings.verify_step_seconds,
         })
     }
 

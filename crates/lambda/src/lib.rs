@@ -11,6 +11,7 @@ mod delta;
 mod error;
 pub mod metrics;
 mod restore;
+mod scrub;
 mod seeder;
 mod sqs;
 mod worker;
@@ -20,6 +21,7 @@ pub use config::{source_role_from, target_role_from, LambdaConfig};
 pub use delta::{changes_failed_emf, delta_handler};
 pub use error::LambdaError;
 pub use restore::{restore_handler, restore_queue_handler, start_restore, RestoreStarted};
+pub use scrub::{scrub_handler, verify_damaged_emf, ScrubRequest, ScrubResult};
 pub use seeder::{reconcile_handler, seeder_dispatch, seeder_handler, ReconcileRequest, ReconcileResult, SeedRequest, SeedResponse};
 pub use worker::worker_handler;
 

@@ -116,6 +116,10 @@ async fn every_console_event_parses_as_its_functions_input() {
                 assert_eq!(status, 404, "{answer}");
                 assert!(answer["error"].as_str().unwrap().contains("does not exist"), "{answer}");
             }
+            "scrub-schedule.json" => {
+                let r: tidemark_lambda::ScrubRequest = serde_json::from_str(&text).unwrap();
+                assert_eq!(r.source.as_deref(), Some("acme-prod-data"), "a scrub of one source bucket (`{{}}` scrubs every one)");
+            }
             other => panic!("infra/events/{other} has no parser in this test; add the type its function takes"),
         }
     }

@@ -48,6 +48,8 @@ fn lambda_config(source_role: Option<SourceRole>) -> LambdaConfig {
         source_role,
         target_role: None,
         external_id: None,
+        verify_sample: 1.0,
+        verify_step_seconds: 600,
     }
 }
 

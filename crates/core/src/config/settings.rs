@@ -199,6 +199,10 @@ settings! {
     bucket_accounts: Option<String> = "TIDEMARK_BUCKET_ACCOUNTS", Lambda, None;
     /// Name of the restore target role in each source account; restores into a protected bucket that name no role assume it.
     target_role_name: Option<String> = "TIDEMARK_TARGET_ROLE_NAME", Lambda, None;
+    /// The share of packs and large copies `tidemark verify` and the scrub read, chosen by key hash, in (0, 1].
+    verify_sample: f64 = "TIDEMARK_VERIFY_SAMPLE", All, 1.0;
+    /// Seconds one scrub invocation verifies before it leaves the rest of the vault to the next.
+    verify_step_seconds: u64 = "TIDEMARK_VERIFY_STEP_SECONDS", Lambda, 600;
 }
 
 impl Settings {

@@ -125,6 +125,21 @@ pub fn parse_pack(pack: &[u8]) -> Result<Footer> {
     parse_footer(&pack[end - flen..end])
 }
 
+/// Reads a pack's footer with two ranged GETs (the trailer, then the footer), not the whole pack.
+pub async fn read_footer(store: &dyn ObjectStore, bucket: &str, key: &str, size: u64) -> Result<Footer> {
+    let trailer_len = TRAILER_LEN as u64;
+    if size < trailer_len {
+        return Err(Error::corrupt(format!("pack {key}"), "shorter than its trailer"));
+    }
+    let trailer = store.get_range(bucket, key, None, size - trailer_len, trailer_len).await?;
+    let flen = parse_trailer(&trailer)?;
+    if flen > size - trailer_len {
+        return Err(Error::corrupt(format!("pack {key}"), "footer length exceeds pack size"));
+    }
+    let footer = store.get_range(bucket, key, None, size - trailer_len - flen, flen).await?;
+    parse_footer(&footer)
+}
+
 /// Streams blobs into one pack object in the vault.
 ///
 /// Memory stays bounded by one part: once the buffer reaches the part size it is uploaded as a

@@ -157,8 +157,13 @@ pub async fn write(
 
 /// Reads and verifies one segment from the vault.
 pub async fn read(vault: &dyn ObjectStore, vault_bucket: &str, key: &str) -> Result<Vec<CaptureRecord>> {
+    Ok(read_with_meta(vault, vault_bucket, key).await?.1)
+}
+
+/// Reads and verifies one segment from the vault, with its header.
+pub async fn read_with_meta(vault: &dyn ObjectStore, vault_bucket: &str, key: &str) -> Result<(SegmentMeta, Vec<CaptureRecord>)> {
     match vault.get(vault_bucket, key, None, None).await? {
-        Fetch::Found((_, bytes)) => Ok(decode(key, &bytes)?.1),
+        Fetch::Found((_, bytes)) => decode(key, &bytes),
         _ => Err(Error::corrupt(format!("segment {key}"), "named by a recovery point but missing from the vault")),
     }
 }
