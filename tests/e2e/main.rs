@@ -8,6 +8,7 @@ use anyhow::Result;
 use tidemark_e2e::{s3, tidemark, tidemark_json, Scenario};
 use tidemark_testkit::harness;
 
+mod lifecycle;
 mod versions;
 
 /// The whole job at a small scale: protect, change, sync, restore at two times, compare everything.

@@ -197,6 +197,16 @@ pub enum Command {
         #[command(flatten)]
         args: RestoreArgs,
     },
+    /// End the protection of a source on purpose: its changes are ignored from now on, no more
+    /// points are sealed, and every point sealed so far stays restorable.
+    Unprotect {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        vault: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Queue depths, dead letters, and for a source its latest recovery point and RPO.
     Status {
         #[arg(long)]

@@ -231,6 +231,49 @@ impl TaskRecord {
     }
 }
 
+/// The format version of [`SourceState`] records this code writes; it reads this one and every
+/// earlier one (a record without the field is version 1).
+pub const SOURCE_STATE_VERSION: u32 = 1;
+
+/// Where the protection of a source (a bucket, or a seeded prefix of it) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifecycle {
+    /// Protected and present.
+    Protected,
+    /// Deleted by design (the bucket does not exist, or the prefix holds no objects): nothing
+    /// more to capture, every point up to `since` stays restorable.
+    Gone,
+    /// Protection ended on purpose (`tidemark unprotect`): its changes are ignored, its points kept.
+    Unprotected,
+}
+
+/// The recorded lifecycle of a source: what it is, since when, and why.
+///
+/// Kept in the control table (one item per bucket and prefix) and, for every transition, as a
+/// small immutable JSON object in the vault beside the points (`v1/<bucket>/lifecycle/`), so the
+/// vault alone still says when a source went away.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceState {
+    #[serde(default = "one")]
+    pub format_version: u32,
+    pub bucket: String,
+    /// Empty for the whole bucket.
+    #[serde(default)]
+    pub prefix: String,
+    pub state: Lifecycle,
+    /// When the state was first observed (for `gone`, an upper bound of the deletion).
+    pub since: DateTime<Utc>,
+    pub reason: String,
+    /// The latest recovery point when the state began, if any.
+    #[serde(default)]
+    pub last_point: Option<DateTime<Utc>>,
+}
+
+fn one() -> u32 {
+    1
+}
+
 /// One registered segment with the cursor its batch reached (seed) — the exactly-once fence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegmentSlot {
@@ -647,7 +690,11 @@ impl<'a> Control<'a> {
     }
 
     /// When the bucket was first protected, if it is.
+    /// A bucket unprotected on purpose (`tidemark unprotect`) is not protected, until protected again.
     pub async fn protected_since(&self, bucket: &str) -> Result<Option<DateTime<Utc>>> {
+        if self.source_state(bucket, "").await?.is_some_and(|(_, s)| s.state == Lifecycle::Unprotected) {
+            return Ok(None);
+        }
         match self.store.get(&self.source_pk(bucket), "protected").await? {
             None => Ok(None),
             Some(item) => Ok(Some(parse(&item)?)),
@@ -676,6 +723,35 @@ impl<'a> Control<'a> {
     pub async fn set_protected(&self, bucket: &str, since: DateTime<Utc>) -> Result<()> {
         self.store.put_new(&self.source_pk(bucket), "protected", &body(&since), None).await?;
         Ok(())
+    }
+
+    /// The recorded lifecycle of a source (`prefix` empty for the whole bucket), if any transition was recorded.
+    pub async fn source_state(&self, bucket: &str, prefix: &str) -> Result<Option<(u64, SourceState)>> {
+        match self.store.get(&self.source_pk(bucket), &format!("lifecycle#{prefix}")).await? {
+            None => Ok(None),
+            Some(item) => Ok(Some((item.version, parse(&item)?))),
+        }
+    }
+
+    /// Every recorded lifecycle of a bucket and its prefixes, the bucket's first.
+    pub async fn source_states(&self, bucket: &str) -> Result<Vec<SourceState>> {
+        self.store.query(&self.source_pk(bucket), "lifecycle#").await?.iter().map(parse).collect()
+    }
+
+    /// Records a source's lifecycle, replacing the one read at `version` (`None`: none was
+    /// recorded). Returns false when another writer changed it first.
+    pub async fn put_source_state(&self, version: Option<u64>, state: &SourceState) -> Result<bool> {
+        let (pk, sk) = (self.source_pk(&state.bucket), format!("lifecycle#{}", state.prefix));
+        match version {
+            None => self.store.put_new(&pk, &sk, &body(state), None).await,
+            Some(v) => self.store.replace(&pk, &sk, v, &body(state)).await,
+        }
+    }
+
+    /// The prefixes of a bucket that seed runs covered (the active-run pointers), whole bucket included.
+    pub async fn seeded_prefixes(&self, bucket: &str) -> Result<Vec<String>> {
+        let items = self.store.query(&self.source_pk(bucket), "active-run#").await?;
+        Ok(items.iter().filter_map(|i| i.sk.strip_prefix("active-run#").map(str::to_string)).collect())
     }
 
     /// True if a bucket is protected into this vault.

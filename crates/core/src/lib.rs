@@ -12,6 +12,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod ports;
+pub mod telemetry;
 
 // The stages, in the order the data flows through them: a seed is planned, its tasks are
 // protected by workers that the scheduler paces, objects are captured into the vault format,

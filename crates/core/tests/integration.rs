@@ -14,6 +14,7 @@ mod integration {
     mod delta_semantics;
     mod fidelity;
     mod inventory;
+    mod lifecycle;
     mod listing_plan;
     mod pressure;
     mod protocol;

@@ -9,6 +9,7 @@ mod checkpoint;
 mod config;
 mod delta;
 mod error;
+pub mod logging;
 pub mod metrics;
 mod restore;
 mod seeder;
@@ -19,14 +20,7 @@ pub use checkpoint::{checkpoint_handler, CheckpointRequest, CheckpointResult};
 pub use config::{source_role_from, target_role_from, LambdaConfig};
 pub use delta::{changes_failed_emf, delta_handler};
 pub use error::LambdaError;
+pub use logging::{init_logging, invocation_span};
 pub use restore::{restore_handler, restore_queue_handler, start_restore, RestoreStarted};
 pub use seeder::{reconcile_handler, seeder_dispatch, seeder_handler, ReconcileRequest, ReconcileResult, SeedRequest, SeedResponse};
 pub use worker::worker_handler;
-
-/// Sets up JSON logs (honouring `AWS_LAMBDA_LOG_LEVEL` / `RUST_LOG`).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AWS_LAMBDA_LOG_LEVEL")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).without_time().init();
-}

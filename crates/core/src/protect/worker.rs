@@ -76,6 +76,7 @@ pub async fn process_task(engine: &Engine, msg: &TaskMessage, owner: &str) -> Re
         return Ok(if done { TaskOutcome::AlreadyDone } else { TaskOutcome::Busy });
     };
     let bucket = lease.task.source_bucket.clone();
+    crate::telemetry::record(None, None, Some(&bucket), Some(&lease.task.prefix));
     tracing::info!(run_id = %msg.run_id, task_id = %msg.task_id, attempt = lease.task.attempts, cursor = ?lease.task.cursor, "task claimed");
     let mut gate = Gate::new(engine.control.as_ref(), cfg, &bucket, owner)?;
     let source = PacedStore::new(engine.source.clone());

@@ -15,7 +15,9 @@ use crate::protect::worker::{process_task, requeue_deferred, TaskOutcome};
 use crate::protocol::messages::{parse_restore_message, parse_work_message, RestoreMessage, RestoreStepKind, WorkMessage};
 use crate::restore::plan::{self, TaskLimits};
 use crate::restore::task::{self as restore_task, TaskOutcome as RestoreTaskOutcome};
+use crate::telemetry::{record, step_span};
 use crate::Error;
+use tracing::Instrument;
 
 /// How long a busy task's message waits before it is tried again: about the time a live worker
 /// needs to checkpoint, after which either it still holds the lease or the lease has lapsed.
@@ -60,6 +62,11 @@ fn from_error(error: Error, message: Option<WorkMessage>) -> Disposition {
 /// [`requeue_deferred`]) and the received one is done; if sending the copy fails, the received
 /// one is retried instead, so the task is never dropped.
 pub async fn dispatch(engine: &Engine, id: &str, body: &str, owner: &str) -> Disposition {
+    let span = step_span("work message");
+    dispatch_work(engine, id, body, owner).instrument(span).await
+}
+
+async fn dispatch_work(engine: &Engine, id: &str, body: &str, owner: &str) -> Disposition {
     let message = match parse_work_message(body) {
         Ok(m) => m,
         Err(e) => {
@@ -67,6 +74,19 @@ pub async fn dispatch(engine: &Engine, id: &str, body: &str, owner: &str) -> Dis
             return from_error(e, None);
         }
     };
+    let started = std::time::Instant::now();
+    let span = tracing::Span::current();
+    match &message {
+        WorkMessage::Step(step) => {
+            span.record("step", format!("seed {:?}", step.step).to_lowercase());
+            record(Some(&step.run_id), None, None, None);
+        }
+        WorkMessage::Task(task) => {
+            span.record("step", "seed task");
+            record(Some(&task.run_id), Some(&task.task_id), None, None);
+        }
+    }
+    tracing::info!(message_id = %id, "step started");
     let disposition = match &message {
         WorkMessage::Step(step) => match handle_step(engine, step).await {
             Ok(outcome) => {
@@ -94,7 +114,9 @@ pub async fn dispatch(engine: &Engine, id: &str, body: &str, owner: &str) -> Dis
         Disposition::Failed { error, .. } => {
             tracing::error!(message_id = %id, run_id = %message.run_id(), error = %error, "work message failed")
         }
-        Disposition::Done => {}
+        Disposition::Done => {
+            tracing::info!(message_id = %id, run_id = %message.run_id(), elapsed_ms = started.elapsed().as_millis() as u64, "step finished")
+        }
     }
     disposition
 }
@@ -102,6 +124,11 @@ pub async fn dispatch(engine: &Engine, id: &str, body: &str, owner: &str) -> Dis
 /// Handles one restore-queue message: a step of a run (plan, enqueue, finish) or one of its
 /// tasks. `targets` gives the store each run writes its target with.
 pub async fn dispatch_restore(engine: &Engine, targets: &dyn Targets, id: &str, body: &str, owner: &str) -> RestoreDisposition {
+    let span = step_span("restore message");
+    dispatch_restore_in_span(engine, targets, id, body, owner).instrument(span).await
+}
+
+async fn dispatch_restore_in_span(engine: &Engine, targets: &dyn Targets, id: &str, body: &str, owner: &str) -> RestoreDisposition {
     let message = match parse_restore_message(body) {
         Ok(m) => m,
         Err(e) => {
@@ -110,6 +137,17 @@ pub async fn dispatch_restore(engine: &Engine, targets: &dyn Targets, id: &str, 
         }
     };
     let run_id = message.restore_id().to_string();
+    let (name, task_id) = match &message {
+        RestoreMessage::Step(step) => (format!("restore {:?}", step.step).to_lowercase(), None),
+        RestoreMessage::Task(task) => ("restore task".to_string(), Some(task.task_id.as_str())),
+    };
+    tracing::Span::current().record("step", name.as_str());
+    record(Some(&run_id), task_id, None, None);
+    // The run names its source; one read of its record puts them on every line of the step.
+    if let Ok((_, run)) = crate::restore::run::get(engine, &run_id).await {
+        record(None, None, Some(&run.request.source_bucket), Some(&run.request.prefix));
+    }
+    tracing::info!(message_id = %id, "step started");
     let limits = TaskLimits { objects: engine.config.restore_task_objects, bytes: engine.config.restore_task_bytes };
     let budget = Duration::from_secs(engine.config.step_seconds);
     let result = match &message {

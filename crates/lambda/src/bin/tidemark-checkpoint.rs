@@ -1,7 +1,8 @@
 //! The checkpoint function: run on a schedule, seals recovery points and publishes the RPO.
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use tidemark_lambda::{checkpoint_handler, init_logging, CheckpointRequest, LambdaConfig};
+use tidemark_lambda::{checkpoint_handler, init_logging, invocation_span, CheckpointRequest, LambdaConfig};
+use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -10,7 +11,8 @@ async fn main() -> Result<(), Error> {
     let engine = config.engine().await;
     let (engine, late) = (&engine, config.late_event_seconds);
     run(service_fn(move |event: LambdaEvent<CheckpointRequest>| async move {
-        Ok::<_, Error>(checkpoint_handler(engine, event.payload, late).await?)
+        let span = invocation_span("checkpoint", &event.context.request_id);
+        Ok::<_, Error>(checkpoint_handler(engine, event.payload, late).instrument(span).await?)
     }))
     .await
 }

@@ -2,7 +2,8 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use tidemark_lambda::{delta_handler, init_logging, LambdaConfig};
+use tidemark_lambda::{delta_handler, init_logging, invocation_span, LambdaConfig};
+use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -10,5 +11,9 @@ async fn main() -> Result<(), Error> {
     let config = LambdaConfig::from_env()?;
     let engine = config.engine().await;
     let engine = &engine;
-    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move { Ok::<_, Error>(delta_handler(engine, event.payload).await) })).await
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let span = invocation_span("delta", &event.context.request_id);
+        Ok::<_, Error>(delta_handler(engine, event.payload).instrument(span).await)
+    }))
+    .await
 }

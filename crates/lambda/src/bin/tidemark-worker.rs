@@ -2,7 +2,8 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use tidemark_lambda::{init_logging, worker_handler, LambdaConfig};
+use tidemark_lambda::{init_logging, invocation_span, worker_handler, LambdaConfig};
+use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -11,7 +12,8 @@ async fn main() -> Result<(), Error> {
     let engine = config.engine().await;
     let engine = &engine;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(worker_handler(engine, event.payload, &event.context.request_id).await)
+        let span = invocation_span("worker", &event.context.request_id);
+        Ok::<_, Error>(worker_handler(engine, event.payload, &event.context.request_id).instrument(span).await)
     }))
     .await
 }
