@@ -50,7 +50,11 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
                 Command::Ls { url, vault, as_of, json } => ls(&ctx, &url, &vault, &as_of, json).await,
                 Command::Restore { action, args } => crate::restore::run(&ctx, action, args).await,
                 Command::Unprotect { source, vault, json } => unprotect(&ctx, &source, &vault, json).await,
-                Command::Status { source, vault, json } => status(&ctx, source.as_deref(), vault.as_deref(), json).await,
+                Command::Status { run: Some(run), vault: Some(vault), json, .. } => {
+                    crate::report::status_run(&ctx, &run, &vault, json).await
+                }
+                Command::Status { source, vault, json, .. } => status(&ctx, source.as_deref(), vault.as_deref(), json).await,
+                Command::Report { run, vault, html } => crate::report::report(&ctx, &run, &vault, &html).await,
                 Command::Serve { listen, vault, workers } => crate::serve::serve(&ctx, &listen, &vault, workers).await,
                 Command::Simulate { .. } | Command::Inventory { .. } => unreachable!("handled above"),
             }

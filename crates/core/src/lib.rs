@@ -6,11 +6,13 @@
 
 // Foundations every stage shares: errors, configuration, domain types, the ports, typed control
 // state and the engine context.
+pub mod alert;
 pub mod config;
 pub mod control;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod history;
 pub mod ports;
 pub mod telemetry;
 

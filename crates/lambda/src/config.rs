@@ -29,6 +29,8 @@ pub struct LambdaConfig {
     pub target_role: Option<TargetRole>,
     /// The external id presented when assuming a target role.
     pub external_id: Option<String>,
+    /// The SNS topic of the alert function (`TIDEMARK_ALERT_TOPIC_ARN`).
+    pub alert_topic_arn: Option<String>,
 }
 
 impl LambdaConfig {
@@ -56,6 +58,7 @@ impl LambdaConfig {
             source_role: source_role_from(&get)?,
             target_role: target_role_from(&get)?,
             external_id: settings.external_id.clone(),
+            alert_topic_arn: settings.alert_topic_arn.clone(),
         })
     }
 

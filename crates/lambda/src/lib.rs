@@ -5,6 +5,7 @@
 //! event payloads. One module per function, beside the configuration, the error type and the
 //! SQS glue they share.
 
+mod alert;
 mod checkpoint;
 mod config;
 mod delta;
@@ -16,6 +17,7 @@ mod seeder;
 mod sqs;
 mod worker;
 
+pub use alert::alert_handler;
 pub use checkpoint::{checkpoint_handler, CheckpointRequest, CheckpointResult};
 pub use config::{source_role_from, target_role_from, LambdaConfig};
 pub use delta::{changes_failed_emf, delta_handler};

@@ -199,6 +199,8 @@ settings! {
     bucket_accounts: Option<String> = "TIDEMARK_BUCKET_ACCOUNTS", Lambda, None;
     /// Name of the restore target role in each source account; restores into a protected bucket that name no role assume it.
     target_role_name: Option<String> = "TIDEMARK_TARGET_ROLE_NAME", Lambda, None;
+    /// ARN of the SNS topic the alert function publishes one alert per dead-lettered message to.
+    alert_topic_arn: Option<String> = "TIDEMARK_ALERT_TOPIC_ARN", Lambda, None;
 }
 
 impl Settings {

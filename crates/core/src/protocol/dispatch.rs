@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use crate::engine::Engine;
+use crate::history::{self, StepState};
 use crate::ports::Targets;
 use crate::protect::steps::handle_step;
 use crate::protect::worker::{process_task, requeue_deferred, TaskOutcome};
@@ -76,17 +77,24 @@ async fn dispatch_work(engine: &Engine, id: &str, body: &str, owner: &str) -> Di
     };
     let started = std::time::Instant::now();
     let span = tracing::Span::current();
-    match &message {
-        WorkMessage::Step(step) => {
-            span.record("step", format!("seed {:?}", step.step).to_lowercase());
-            record(Some(&step.run_id), None, None, None);
-        }
-        WorkMessage::Task(task) => {
-            span.record("step", "seed task");
-            record(Some(&task.run_id), Some(&task.task_id), None, None);
-        }
-    }
+    let (name, task_id) = match &message {
+        WorkMessage::Step(step) => (format!("seed {:?}", step.step).to_lowercase(), None),
+        WorkMessage::Task(task) => ("seed task".to_string(), Some(task.task_id.as_str())),
+    };
+    span.record("step", name.as_str());
+    record(Some(message.run_id()), task_id, None, None);
     tracing::info!(message_id = %id, "step started");
+    let begin = history::Begin {
+        run_id: message.run_id(),
+        name: &name,
+        step_id: id,
+        task_id,
+        input: body,
+        input_ref: format!("queue:{}#{id}", engine.queues.work),
+        log_id: owner,
+    };
+    history::best_effort("start", history::begin(engine, &begin).await);
+    let mut counted = (None, None);
     let disposition = match &message {
         WorkMessage::Step(step) => match handle_step(engine, step).await {
             Ok(outcome) => {
@@ -96,7 +104,11 @@ async fn dispatch_work(engine: &Engine, id: &str, body: &str, owner: &str) -> Di
             Err(e) => from_error(e, Some(message.clone())),
         },
         WorkMessage::Task(task) => match process_task(engine, task, owner).await {
-            Ok(TaskOutcome::Finished(_)) | Ok(TaskOutcome::AlreadyDone) => Disposition::Done,
+            Ok(TaskOutcome::Finished(c)) => {
+                counted = (Some(c.objects), Some(c.bytes));
+                Disposition::Done
+            }
+            Ok(TaskOutcome::AlreadyDone) => Disposition::Done,
             Ok(TaskOutcome::Busy) => {
                 Disposition::Retry { after: BUSY_RETRY, reason: format!("task {} is leased by another live worker", task.task_id) }
             }
@@ -118,6 +130,16 @@ async fn dispatch_work(engine: &Engine, id: &str, body: &str, owner: &str) -> Di
             tracing::info!(message_id = %id, run_id = %message.run_id(), elapsed_ms = started.elapsed().as_millis() as u64, "step finished")
         }
     }
+    let end = match &disposition {
+        Disposition::Done => history::End { state: StepState::Done, error: None, objects: counted.0, bytes: counted.1 },
+        Disposition::Retry { reason, .. } => {
+            history::End { state: StepState::Retry, error: Some(reason.clone()), objects: None, bytes: None }
+        }
+        Disposition::Failed { error, .. } => {
+            history::End { state: StepState::Failed, error: Some(error.to_string()), objects: None, bytes: None }
+        }
+    };
+    history::best_effort("end", history::end(engine, message.run_id(), id, end).await);
     disposition
 }
 
@@ -148,9 +170,45 @@ async fn dispatch_restore_in_span(engine: &Engine, targets: &dyn Targets, id: &s
         record(None, None, Some(&run.request.source_bucket), Some(&run.request.prefix));
     }
     tracing::info!(message_id = %id, "step started");
+    let begin = history::Begin {
+        run_id: &run_id,
+        name: &name,
+        step_id: id,
+        task_id,
+        input: body,
+        input_ref: format!("queue:{}#{id}", engine.queues.restore),
+        log_id: owner,
+    };
+    history::best_effort("start", history::begin(engine, &begin).await);
+    let mut counted = None;
+    let disposition = restore_outcome(engine, targets, id, owner, &message, &run_id, &mut counted).await;
+    let (objects, bytes) = (counted.as_ref().map(|c| c.objects), counted.as_ref().map(|c| c.bytes));
+    let end = match &disposition {
+        RestoreDisposition::Done => history::End { state: StepState::Done, error: None, objects, bytes },
+        RestoreDisposition::Retry { reason, .. } => {
+            history::End { state: StepState::Retry, error: Some(reason.clone()), objects: None, bytes: None }
+        }
+        RestoreDisposition::Failed { error, .. } => {
+            history::End { state: StepState::Failed, error: Some(error.to_string()), objects: None, bytes: None }
+        }
+    };
+    history::best_effort("end", history::end(engine, &run_id, id, end).await);
+    disposition
+}
+
+async fn restore_outcome(
+    engine: &Engine,
+    targets: &dyn Targets,
+    id: &str,
+    owner: &str,
+    message: &RestoreMessage,
+    run_id: &str,
+    counted: &mut Option<crate::control::Counters>,
+) -> RestoreDisposition {
+    let run_id = run_id.to_string();
     let limits = TaskLimits { objects: engine.config.restore_task_objects, bytes: engine.config.restore_task_bytes };
     let budget = Duration::from_secs(engine.config.step_seconds);
-    let result = match &message {
+    let result = match message {
         RestoreMessage::Step(step) => match step.step {
             RestoreStepKind::Plan => plan::plan(engine, &run_id, limits, budget).await.map(|o| format!("{o:?}")),
             RestoreStepKind::Enqueue => plan::enqueue(engine, &run_id, budget).await.map(|o| format!("{o:?}")),
@@ -163,7 +221,12 @@ async fn dispatch_restore_in_span(engine: &Engine, targets: &dyn Targets, id: &s
                     reason: format!("restore task {} is leased by another live worker", task.task_id),
                 }
             }
-            Ok(outcome) => Ok(format!("{outcome:?}")),
+            Ok(outcome) => {
+                if let RestoreTaskOutcome::Finished(c) = &outcome {
+                    *counted = Some(c.clone());
+                }
+                Ok(format!("{outcome:?}"))
+            }
             Err(e) => Err(e),
         },
     };
