@@ -24,9 +24,17 @@ pub enum RunState {
     Complete,
 }
 
+/// The format version of the run and task records ([`RunRecord`], [`TaskRecord`], [`SeedPlan`])
+/// this code writes. Version 2 adds `format_version` itself; a record without it is version 1
+/// (what earlier builds wrote) and reads unchanged, so runs started by an earlier build finish
+/// under this one. Readers accept every version up to this one (ARCHITECTURE.md, upgrade rule).
+pub const RECORD_FORMAT_VERSION: u32 = 2;
+
 /// A seed run: one full pass over a source bucket (or prefix).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
+    #[serde(default = "one")]
+    pub format_version: u32,
     pub run_id: String,
     pub source_bucket: String,
     pub prefix: String,
@@ -61,6 +69,8 @@ impl RunRecord {
 /// One item per run, changed only by compare-and-set, so concurrent and retried steps agree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeedPlan {
+    #[serde(default = "one")]
+    pub format_version: u32,
     pub manifest_url: String,
     /// Data files of the report.
     pub files: usize,
@@ -86,6 +96,7 @@ impl SeedPlan {
     /// A new plan of `files` data files with nothing done.
     pub fn new(manifest_url: &str, files: usize, max_samples: usize, target_objects: u64, target_bytes: u64) -> Self {
         SeedPlan {
+            format_version: RECORD_FORMAT_VERSION,
             manifest_url: manifest_url.into(),
             files,
             max_samples,
@@ -183,6 +194,8 @@ impl Counters {
 /// A task: one partition of a run, with its resumable cursor and lease.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
+    #[serde(default = "one")]
+    pub format_version: u32,
     pub task_id: String,
     pub run_id: String,
     pub source_bucket: String,
@@ -212,6 +225,7 @@ impl TaskRecord {
     /// A new task of `run_id` over `partition`: not started, unleased, nothing counted.
     pub fn new(task_id: String, run_id: &str, source_bucket: &str, prefix: &str, partition: Partition) -> Self {
         TaskRecord {
+            format_version: RECORD_FORMAT_VERSION,
             task_id,
             run_id: run_id.into(),
             source_bucket: source_bucket.into(),
@@ -423,7 +437,24 @@ pub struct Control<'a> {
 }
 
 fn parse<T: DeserializeOwned>(item: &Item) -> Result<T> {
+    // A record of a newer format than this build knows is the upgrade rule broken (a writer
+    // deployed before its readers): retried, so that an upgraded reader takes it, never misread.
+    if let Some(v) = newer_format(&item.body) {
+        return Err(Error::port(
+            format!("reading control item {}/{}", item.pk, item.sk),
+            format!("format version {v} is newer than this build reads ({RECORD_FORMAT_VERSION}); upgrade the readers first"),
+            true,
+        ));
+    }
     serde_json::from_str(&item.body).map_err(|e| Error::corrupt(format!("control item {}/{}", item.pk, item.sk), e.to_string()))
+}
+
+/// The `format_version` of a record body, if it is newer than [`RECORD_FORMAT_VERSION`].
+fn newer_format(body: &str) -> Option<u64> {
+    // Cheap first: most bodies name no format version above the current one.
+    let at = body.find("\"format_version\":")?;
+    let digits: String = body[at + 17..].chars().skip_while(|c| c.is_whitespace()).take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse::<u64>().ok().filter(|v| *v > u64::from(RECORD_FORMAT_VERSION))
 }
 
 fn body<T: Serialize>(v: &T) -> String {

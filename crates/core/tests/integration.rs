@@ -22,5 +22,6 @@ mod integration {
     mod restore_run;
     mod seed_fanout;
     mod tidy;
+    mod upgrade;
     mod vault_fixtures;
 }

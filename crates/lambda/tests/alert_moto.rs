@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tidemark_aws::{admin, AwsClients, ClientOptions, DynamoControlStore, S3Store, SnsNotifier, SqsQueue};
 use tidemark_core::config::EngineConfig;
 use tidemark_core::engine::{Engine, QueueUrls};
-use tidemark_core::ports::{Message, ObjectStore, PutOptions, Queue, SystemClock};
+use tidemark_core::ports::{Message, ObjectStore, PutOptions, SystemClock};
 use tidemark_lambda::{alert_handler, seeder_handler, worker_handler, SeedRequest};
 use tidemark_testkit::harness;
 

@@ -8,7 +8,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use bytes::Bytes;
 use chrono::Utc;
 use tidemark_core::config::EngineConfig;
-use tidemark_core::ports::{ObjectStore, PutOptions, Queue};
+use tidemark_core::ports::{ObjectStore, PutOptions};
 use tidemark_lambda::logging::JsonLines;
 use tidemark_lambda::{checkpoint_handler, invocation_span, seeder_handler, worker_handler, CheckpointRequest, SeedRequest};
 use tidemark_testkit::fakes::{mem_engine, MemObjectStore};

@@ -174,6 +174,7 @@ pub(crate) async fn begin_run(engine: &Engine, bucket: &str, prefix: &str) -> Re
     control.set_protected(bucket, now).await?;
     crate::protect::lifecycle::protect_again(engine, bucket, now).await?;
     let candidate = RunRecord {
+        format_version: crate::control::RECORD_FORMAT_VERSION,
         run_id: new_id(now),
         source_bucket: bucket.into(),
         prefix: prefix.into(),
