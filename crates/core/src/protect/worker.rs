@@ -113,6 +113,12 @@ pub async fn process_task(engine: &Engine, msg: &TaskMessage, owner: &str) -> Re
                 tracing::info!(task_id = %lease.task.task_id, %prefix, throttles = seen.throttles, "S3 throttled the batch; task yielded");
                 return yield_task(engine, &mut lease, delay).await;
             }
+            // The bucket was deleted while it was seeded: nothing is left to capture, and the
+            // checkpoint records it as gone. The task ends rather than dead-lettering.
+            Err(e) if crate::protect::lifecycle::is_no_such_bucket(&e) => {
+                tracing::info!(task_id = %lease.task.task_id, %bucket, "the bucket no longer exists; the task ends");
+                Batch::End
+            }
             Err(e) => return Err(e),
         };
         match batch {

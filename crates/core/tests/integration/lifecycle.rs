@@ -202,3 +202,22 @@ async fn unprotect_ends_protection_on_purpose_and_refuses_unknown_sources() {
     protect(&e, "keep", "").await;
     assert_eq!(e.control().source_state("keep", "").await.unwrap().unwrap().1.state, Lifecycle::Protected);
 }
+
+#[tokio::test]
+async fn a_bucket_deleted_while_it_is_seeded_ends_its_tasks_and_is_gone() {
+    let s3 = Arc::new(MemObjectStore::new());
+    s3.create("keep", false);
+    s3.create("doomed", false);
+    s3.create("vault", true);
+    let e = mem_engine(s3.clone(), EngineConfig::new("vault"));
+    for i in 0..30 {
+        put(&s3, "doomed", &format!("d{i:02}")).await;
+    }
+    seed(&e, "doomed", "", PlanSource::Listing(PlanTargets { objects: 10, ..Default::default() })).await.unwrap();
+    s3.remove_bucket("doomed");
+    // Every task message is handled (none is failed or retried) and the run completes.
+    drain_work(&e).await;
+    assert!(e.control().active_runs("doomed").await.unwrap().is_empty(), "the run completed");
+    let out = checkpoint_all(&e).await;
+    assert!(by_bucket(&out, "doomed").gone_since.is_some(), "{out:?}");
+}
