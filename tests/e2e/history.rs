@@ -37,7 +37,8 @@ async fn seed_and_restore_runs_keep_their_steps_and_draw_them() -> Result<()> {
     let p = tidemark_json(ep, &env, &["protect", "--source", "s3://h-src", "--vault", "s3://h-vault", "--wait", "--json"])?;
     let run = p["run_id"].as_str().unwrap().to_string();
     let h = tidemark_json(ep, &env, &["status", "--run", &run, "--vault", "s3://h-vault", "--json"])?;
-    check_steps(&h, "seed", &["seed task"]);
+    check_steps(&h, "seed", &["seed start", "seed task"]);
+    assert_eq!(h["steps"][0]["name"], "seed start", "the start comes first: {h}");
     let objects: u64 = h["steps"].as_array().unwrap().iter().filter_map(|s| s["objects"].as_u64()).sum();
     assert_eq!(objects, p["objects"].as_u64().unwrap(), "the task steps count what the run captured: {h}");
 
@@ -49,7 +50,8 @@ async fn seed_and_restore_runs_keep_their_steps_and_draw_them() -> Result<()> {
     )?;
     let restore = r["restore_id"].as_str().unwrap().to_string();
     let rh = tidemark_json(ep, &env, &["status", "--run", &restore, "--vault", "s3://h-vault", "--json"])?;
-    check_steps(&rh, "restore", &["restore plan", "restore enqueue", "restore task", "restore finish"]);
+    check_steps(&rh, "restore", &["restore start", "restore plan", "restore enqueue", "restore task", "restore finish"]);
+    assert_eq!(rh["steps"][0]["name"], "restore start", "the start comes first: {rh}");
 
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("run.html");

@@ -156,6 +156,23 @@ pub async fn end(engine: &Engine, run_id: &str, step_id: &str, e: End) -> Result
     }
 }
 
+/// Records the start of a run (a seed start, a restore start) as its first step, done: its input
+/// is the request that started it, its log id the invocation's (or `local` in the CLI).
+pub async fn record_start(engine: &Engine, run_id: &str, name: &str, input: &str) -> Result<()> {
+    let log_id = crate::telemetry::log_id().unwrap_or_else(|| "local".into());
+    let b = Begin {
+        run_id,
+        name,
+        step_id: "start",
+        task_id: None,
+        input,
+        input_ref: "the request that started the run".into(),
+        log_id: &log_id,
+    };
+    begin(engine, &b).await?;
+    end(engine, run_id, "start", End { state: StepState::Done, error: None, objects: None, bytes: None }).await
+}
+
 /// Every recorded step of a run, in the order they began.
 pub async fn steps(engine: &Engine, run_id: &str) -> Result<Vec<StepRecord>> {
     let mut out: Vec<StepRecord> =

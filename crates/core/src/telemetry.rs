@@ -23,3 +23,19 @@ pub fn record(run_id: Option<&str>, task_id: Option<&str>, source_bucket: Option
         }
     }
 }
+
+tokio::task_local! {
+    /// The log id of the invocation the current task serves (the Lambda request id).
+    static LOG_ID: String;
+}
+
+/// Runs `f` as part of the invocation `log_id`, so that what it records ([`crate::history`])
+/// names the invocation whose log lines tell its story.
+pub async fn with_log_id<F: std::future::Future>(log_id: String, f: F) -> F::Output {
+    LOG_ID.scope(log_id, f).await
+}
+
+/// The log id of the invocation the current task serves, if one was set ([`with_log_id`]).
+pub fn log_id() -> Option<String> {
+    LOG_ID.try_with(|id| id.clone()).ok()
+}

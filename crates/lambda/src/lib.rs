@@ -22,7 +22,7 @@ pub use checkpoint::{checkpoint_handler, CheckpointRequest, CheckpointResult};
 pub use config::{source_role_from, target_role_from, LambdaConfig};
 pub use delta::{changes_failed_emf, delta_handler};
 pub use error::LambdaError;
-pub use logging::{init_logging, invocation_span};
+pub use logging::{in_invocation, init_logging, invocation_span};
 pub use restore::{restore_handler, restore_queue_handler, start_restore, RestoreStarted};
 pub use seeder::{reconcile_handler, seeder_dispatch, seeder_handler, ReconcileRequest, ReconcileResult, SeedRequest, SeedResponse};
 pub use worker::worker_handler;

@@ -25,6 +25,13 @@ pub fn invocation_span(function: &str, request_id: &str) -> tracing::Span {
     tracing::info_span!("invocation", function = %function, log_id = %request_id)
 }
 
+/// Runs one invocation of `function`: in its span, and with `request_id` as the log id the run
+/// history records ([`tidemark_core::telemetry::with_log_id`]).
+pub async fn in_invocation<F: std::future::Future>(function: &str, request_id: &str, f: F) -> F::Output {
+    use tracing::Instrument;
+    tidemark_core::telemetry::with_log_id(request_id.to_string(), f.instrument(invocation_span(function, request_id))).await
+}
+
 /// Sets up the JSON logs of a Lambda function on standard output (which Lambda sends to
 /// CloudWatch Logs), filtered by `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else `info`.
 pub fn init_logging() {

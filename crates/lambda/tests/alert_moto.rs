@@ -62,7 +62,7 @@ async fn a_dead_lettered_task_publishes_an_alert_that_says_what_happened() -> Re
         inventory_manifest: None,
         all_versions: None,
     };
-    let seeded = seeder_handler(&engine, req).await?;
+    let seeded = tidemark_lambda::in_invocation("seeder", "req-seed-0", seeder_handler(&engine, req)).await?;
     let msgs = engine.queue.receive(&work, 10, 1, 30).await?;
     assert!(!msgs.is_empty());
     let out = worker_handler(&engine, sqs_event(&msgs, &work_arn), "req-good-1").await;
@@ -117,8 +117,11 @@ async fn a_dead_lettered_task_publishes_an_alert_that_says_what_happened() -> Re
     let location = a["input_location"].as_str().unwrap();
     assert!(location.contains(&dead[0].id) && location.contains(&dlq_arn), "{location}");
     let preceding = a["preceding_steps"].as_array().unwrap();
-    assert_eq!(preceding.len(), msgs.len(), "every earlier step of the run: {a:#}");
-    assert!(preceding.iter().all(|s| s["name"] == "seed task" && s["state"] == "done"), "{a:#}");
+    assert_eq!(preceding.len(), msgs.len() + 1, "every earlier step of the run, its start first: {a:#}");
+    assert_eq!(preceding[0]["name"], "seed start", "{a:#}");
+    assert!(preceding[1..].iter().all(|s| s["name"] == "seed task" && s["state"] == "done"), "{a:#}");
+    let steps = tidemark_core::history::steps(&engine, &seeded.run_id).await?;
+    assert_eq!(steps[0].log_id, "req-seed-0", "the start step names the seeder's invocation");
     let log_id = a["log_id"].as_str().unwrap();
     assert!(log_id.starts_with("req-poison-"), "the failed invocation's request id: {log_id}");
     let query = a["logs_insights_query"].as_str().unwrap();

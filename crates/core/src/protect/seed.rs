@@ -196,6 +196,9 @@ pub async fn seed(engine: &Engine, bucket: &str, prefix: &str, source: PlanSourc
     let (mut version, mut run, resumed) = begin_run(engine, bucket, prefix).await?;
     crate::telemetry::record(Some(&run.run_id), None, None, None);
     tracing::info!(resumed, "seed run begun");
+    // Recorded before any task is sent, so the run's history begins with its start.
+    let input = serde_json::json!({"source_bucket": bucket, "prefix": prefix, "plan": format!("{source:?}")}).to_string();
+    crate::history::best_effort("start", crate::history::record_start(engine, &run.run_id, "seed start", &input).await);
     while run.state == RunState::Planning {
         let partitions = match &source {
             PlanSource::Listing(targets) => plan_by_listing(engine, bucket, prefix, *targets).await?,

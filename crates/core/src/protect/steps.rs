@@ -122,6 +122,8 @@ pub async fn start(engine: &Engine, bucket: &str, prefix: &str, manifest_url: &s
     let (_, run, resumed) = crate::protect::seed::begin_run(engine, bucket, prefix).await?;
     crate::telemetry::record(Some(&run.run_id), None, None, None);
     tracing::info!(resumed, %manifest_url, "stepwise seed run begun");
+    let input = serde_json::json!({"source_bucket": bucket, "prefix": prefix, "inventory_manifest": manifest_url}).to_string();
+    crate::history::best_effort("start", crate::history::record_start(engine, &run.run_id, "seed start", &input).await);
     if run.state != RunState::Planning {
         return Ok(Seeded { run, resumed, enqueued: 0 });
     }

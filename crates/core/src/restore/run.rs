@@ -228,6 +228,8 @@ pub async fn start(engine: &Engine, target: &dyn ObjectStore, req: RestoreReques
         }
     }
     engine.control.put_new(&run_pk(&id), "restore", &body(&run), None).await?;
+    let input = serde_json::to_string(&req).expect("the request serialises");
+    crate::history::best_effort("start", crate::history::record_start(engine, &id, "restore start", &input).await);
     let sk = format!("{}#{id}", now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     engine.control.put_new(&index_pk(&vault, &req.source_bucket), &sk, &body(&id), None).await?;
     // The pointer is replaced by each new run of the request; a lost race only means two runs.

@@ -3,8 +3,7 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use tidemark_aws::{AwsClients, ClientOptions, SnsNotifier};
-use tidemark_lambda::{alert_handler, init_logging, invocation_span, LambdaConfig, LambdaError};
-use tracing::Instrument;
+use tidemark_lambda::{alert_handler, in_invocation, init_logging, LambdaConfig, LambdaError};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -15,8 +14,7 @@ async fn main() -> Result<(), Error> {
     let notifier = SnsNotifier::from_shared(&AwsClients::load(&ClientOptions::default()).await.shared);
     let (engine, notifier, topic) = (&engine, &notifier, topic.as_str());
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let span = invocation_span("alert", &event.context.request_id);
-        Ok::<_, Error>(alert_handler(engine, notifier, topic, event.payload).instrument(span).await)
+        Ok::<_, Error>(in_invocation("alert", &event.context.request_id, alert_handler(engine, notifier, topic, event.payload)).await)
     }))
     .await
 }

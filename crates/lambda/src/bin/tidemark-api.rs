@@ -6,9 +6,8 @@
 
 use lambda_http::RequestExt;
 use tidemark_api::{router, ApiState};
-use tidemark_lambda::{init_logging, invocation_span, LambdaConfig};
+use tidemark_lambda::{in_invocation, init_logging, LambdaConfig};
 use tower::ServiceExt;
-use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -20,7 +19,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| {
         let app = app.clone();
         let request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
-        async move { app.oneshot(req).instrument(invocation_span("api", &request_id)).await }
+        async move { in_invocation("api", &request_id, app.oneshot(req)).await }
     }))
     .await
 }

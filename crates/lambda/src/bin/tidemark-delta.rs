@@ -2,8 +2,7 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use tidemark_lambda::{delta_handler, init_logging, invocation_span, LambdaConfig};
-use tracing::Instrument;
+use tidemark_lambda::{delta_handler, in_invocation, init_logging, LambdaConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -12,8 +11,7 @@ async fn main() -> Result<(), Error> {
     let engine = config.engine().await;
     let engine = &engine;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let span = invocation_span("delta", &event.context.request_id);
-        Ok::<_, Error>(delta_handler(engine, event.payload).instrument(span).await)
+        Ok::<_, Error>(in_invocation("delta", &event.context.request_id, delta_handler(engine, event.payload)).await)
     }))
     .await
 }

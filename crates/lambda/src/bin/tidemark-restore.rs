@@ -4,8 +4,7 @@
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use tidemark_lambda::metrics::Emf;
-use tidemark_lambda::{init_logging, invocation_span, restore_handler, LambdaConfig};
-use tracing::Instrument;
+use tidemark_lambda::{in_invocation, init_logging, restore_handler, LambdaConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -15,8 +14,14 @@ async fn main() -> Result<(), Error> {
     let metrics = Emf::stdout();
     let (engine, targets, metrics) = (&engine, targets.as_ref(), &metrics);
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        let span = invocation_span("restore", &event.context.request_id);
-        Ok::<_, Error>(restore_handler(engine, targets, metrics, event.payload, &event.context.request_id).instrument(span).await?)
+        Ok::<_, Error>(
+            in_invocation(
+                "restore",
+                &event.context.request_id,
+                restore_handler(engine, targets, metrics, event.payload, &event.context.request_id),
+            )
+            .await?,
+        )
     }))
     .await
 }

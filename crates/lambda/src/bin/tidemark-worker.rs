@@ -2,8 +2,7 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use tidemark_lambda::{init_logging, invocation_span, worker_handler, LambdaConfig};
-use tracing::Instrument;
+use tidemark_lambda::{in_invocation, init_logging, worker_handler, LambdaConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -12,8 +11,9 @@ async fn main() -> Result<(), Error> {
     let engine = config.engine().await;
     let engine = &engine;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let span = invocation_span("worker", &event.context.request_id);
-        Ok::<_, Error>(worker_handler(engine, event.payload, &event.context.request_id).instrument(span).await)
+        Ok::<_, Error>(
+            in_invocation("worker", &event.context.request_id, worker_handler(engine, event.payload, &event.context.request_id)).await,
+        )
     }))
     .await
 }
