@@ -197,12 +197,26 @@ pub enum Command {
         #[command(flatten)]
         args: RestoreArgs,
     },
-    /// Queue depths, dead letters, and for a source its latest recovery point and RPO.
+    /// End the protection of a source on purpose: its changes are ignored from now on, no more
+    /// points are sealed, and every point sealed so far stays restorable.
+    Unprotect {
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        vault: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue depths, dead letters, and for a source its latest recovery point and RPO; with
+    /// --run, a seed or restore run's steps in order.
     Status {
         #[arg(long)]
         source: Option<String>,
         #[arg(long)]
         vault: Option<String>,
+        /// A seed run or restore run id: show its steps (needs --vault).
+        #[arg(long, requires = "vault", conflicts_with = "source")]
+        run: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -232,6 +246,15 @@ pub enum Command {
         source: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Draw a run's steps (states, timeline, throughput over time) as an HTML page with inline SVG.
+    Report {
+        #[arg(long)]
+        run: String,
+        #[arg(long)]
+        vault: String,
+        #[arg(long)]
+        html: std::path::PathBuf,
     },
     /// S3 Inventory reports.
     Inventory {

@@ -11,9 +11,10 @@ use tidemark_core::changes::checkpoint::{self, BucketCheckpoint, Evidence};
 use tidemark_core::changes::compact::{self, CompactOptions};
 use tidemark_core::changes::reconcile::{self, ReconcileOptions};
 use tidemark_core::control::Counters;
+use tidemark_core::control::Lifecycle;
 use tidemark_core::engine::Engine;
 use tidemark_core::plan::partition::PlanTargets;
-use tidemark_core::protect::seed;
+use tidemark_core::protect::{lifecycle, seed};
 use tidemark_core::restore;
 use tidemark_core::vault::point;
 
@@ -50,7 +51,12 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
                 Command::Verify { vault, source, sample, json } => verify(&ctx, &vault, source.as_deref(), sample, json).await,
                 Command::Ls { url, vault, as_of, json } => ls(&ctx, &url, &vault, as_of.as_deref(), json).await,
                 Command::Restore { action, args } => crate::restore::run(&ctx, action, args).await,
-                Command::Status { source, vault, json } => status(&ctx, source.as_deref(), vault.as_deref(), json).await,
+                Command::Unprotect { source, vault, json } => unprotect(&ctx, &source, &vault, json).await,
+                Command::Status { run: Some(run), vault: Some(vault), json, .. } => {
+                    crate::report::status_run(&ctx, &run, &vault, json).await
+                }
+                Command::Status { source, vault, json, .. } => status(&ctx, source.as_deref(), vault.as_deref(), json).await,
+                Command::Report { run, vault, html } => crate::report::report(&ctx, &run, &vault, &html).await,
                 Command::Serve { listen, vault, workers } => crate::serve::serve(&ctx, &listen, &vault, workers).await,
                 Command::Simulate { .. } | Command::Inventory { .. } => unreachable!("handled above"),
             }
@@ -191,10 +197,27 @@ fn sealed_time(c: &BucketCheckpoint) -> Option<chrono::DateTime<Utc>> {
 async fn sync(ctx: &Context, source: &str, vault: &str, reconcile: bool, inventory: Option<&str>, json: bool) -> Result<()> {
     let src = s3_url("source", source)?;
     let engine = ctx.engine(&s3_url("vault", vault)?).await?;
-    seed::check_buckets(&engine, &src.bucket).await?;
+    // A protected bucket deleted by design is no error: the drain takes its last changes and
+    // the checkpoint records it as gone. Any other failure to reach it (access denied) is.
+    let source_missing = match seed::check_buckets(&engine, &src.bucket).await {
+        Err(tidemark_core::Error::NoSuchBucket { .. }) if engine.control().is_protected(&src.bucket).await? => {
+            if !engine.vault.bucket_exists(&engine.config.vault_bucket).await? {
+                bail!("vault bucket {} does not exist", engine.config.vault_bucket);
+            }
+            true
+        }
+        other => {
+            other?;
+            false
+        }
+    };
     if !engine.control().is_protected(&src.bucket).await? {
         bail!("s3://{} is not protected by vault {}; run `tidemark protect` first", src.bucket, engine.config.vault_bucket);
     }
+    if let Some(s) = lifecycle::stopped(&engine, &src.bucket).await?.filter(|s| s.state == Lifecycle::Unprotected) {
+        bail!("s3://{} was unprotected at {}; `tidemark protect` protects it again", src.bucket, s.since.to_rfc3339());
+    }
+    let reconcile = reconcile && !source_missing;
     // Reconciliation compares with the catalog, so the queued changes go in first: what the
     // events already carry is then not counted (or captured) as missed.
     let mut before = None;
@@ -210,9 +233,26 @@ async fn sync(ctx: &Context, source: &str, vault: &str, reconcile: bool, invento
         }
         rec = Some(r);
     }
-    let (mut r, sealed) = sync_engine(&engine, &src.bucket, ctx.settings.late_event_seconds).await?;
+    let (mut r, mut sealed) = sync_engine(&engine, &src.bucket, ctx.settings.late_event_seconds).await?;
     if let Some(b) = before {
         r.absorb(b);
+    }
+    if let Some(e) = &sealed.error {
+        bail!("{e}");
+    }
+    // A bucket that is back after being gone is protected afresh: its events turned on again
+    // (a re-created bucket has no notification configuration), a new seed, then a new point.
+    let mut reseeded = None;
+    if sealed.returned {
+        admin::enable_bucket_events(&ctx.clients, &src.bucket).await.context("turning on EventBridge notifications for the source")?;
+        admin::route_events(&ctx.clients, &ctx.settings.name, &src.bucket, &engine.queues.delta).await?;
+        let targets = PlanTargets { objects: ctx.settings.target_objects, ..Default::default() };
+        let seeded = seed::seed(&engine, &src.bucket, "", seed::PlanSource::Listing(targets)).await?;
+        runner::work_until_complete(&engine, &seeded.run.run_id, 4, true).await?;
+        let (again, s) = sync_engine(&engine, &src.bucket, ctx.settings.late_event_seconds).await?;
+        r.absorb(again);
+        sealed = s;
+        reseeded = Some(seeded.run.run_id);
     }
     let mut failed_ids: Vec<&String> = r.failed.iter().map(|(id, _)| id).collect();
     failed_ids.sort();
@@ -230,6 +270,8 @@ async fn sync(ctx: &Context, source: &str, vault: &str, reconcile: bool, invento
         "recovery_point": point,
         "new_recovery_point": sealed.sealed,
         "seed_in_progress": seed_in_progress,
+        "gone_since": sealed.gone_since,
+        "returned_run_id": reseeded,
     });
     let mut out = out;
     if let Some(rec) = &rec {
@@ -246,7 +288,9 @@ async fn sync(ctx: &Context, source: &str, vault: &str, reconcile: bool, invento
             r.ignored,
             failed_ids.len(),
             point.map(|p| p.to_rfc3339()).unwrap_or_else(|| "not sealed: a seed run is in progress".into())
-        ) + &rec
+        ) + &sealed.gone_since.map(|g| format!("; the bucket is gone since {} (points up to then stay restorable)", g.to_rfc3339())).unwrap_or_default()
+            + &reseeded.as_ref().map(|id| format!("; the bucket exists again and was seeded afresh (run {id})")).unwrap_or_default()
+            + &rec
             .as_ref()
             .map(|rec| {
                 format!(
@@ -474,6 +518,13 @@ async fn status(ctx: &Context, source: Option<&str>, vault: Option<&str>, json: 
         out["latest_recovery_point"] = json!(latest);
         out["rpo_seconds"] = json!(latest.map(|l| (Utc::now() - l).num_seconds()));
         out["active_run"] = json!(active.map(|(_, r)| r.run_id));
+        // Sources gone or unprotected by design: what they are, since when, the last point.
+        let states = control.source_states(&src.bucket).await?;
+        let own = states.iter().find(|s| s.prefix.is_empty());
+        out["state"] = json!(own.map_or(Lifecycle::Protected, |s| s.state));
+        out["gone_since"] = json!(own.filter(|s| s.state == Lifecycle::Gone).map(|s| s.since));
+        out["unprotected_since"] = json!(own.filter(|s| s.state == Lifecycle::Unprotected).map(|s| s.since));
+        out["lifecycle"] = json!(states);
         // What is not protected: the latest point's unprotected keys, the bucket's failures
         // not yet settled, and the objects the latest seed run could not capture.
         out["unprotected"] = json!(range.as_ref().map_or(0, |(_, l)| l.unprotected.len()));
@@ -492,6 +543,26 @@ async fn status(ctx: &Context, source: Option<&str>, vault: Option<&str>, json: 
         }
     }
     print_obj(json, &out, || serde_json::to_string_pretty(&out).unwrap_or_default());
+    Ok(())
+}
+
+async fn unprotect(ctx: &Context, source: &str, vault: &str, json: bool) -> Result<()> {
+    let src = s3_url("source", source)?;
+    if !src.prefix.is_empty() {
+        bail!("--source {source}: protection ends for a whole bucket; name it without a prefix (s3://{})", src.bucket);
+    }
+    let engine = ctx.engine(&s3_url("vault", vault)?).await?;
+    let s = lifecycle::unprotect(&engine, &src.bucket).await?;
+    let latest = s.last_point.map(|t| t.to_rfc3339());
+    let out = json!({"source": src.to_string(), "state": s.state, "since": s.since, "last_point": s.last_point});
+    print_obj(json, &out, || {
+        format!(
+            "s3://{} is unprotected since {}; its changes are ignored from now on, and every point up to {} stays restorable",
+            src.bucket,
+            s.since.to_rfc3339(),
+            latest.as_deref().unwrap_or("(none sealed)")
+        )
+    });
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod context;
+mod report;
 mod restore;
 mod runner;
 mod serve;

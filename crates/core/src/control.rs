@@ -24,9 +24,17 @@ pub enum RunState {
     Complete,
 }
 
+/// The format version of the run and task records ([`RunRecord`], [`TaskRecord`], [`SeedPlan`])
+/// this code writes. Version 2 adds `format_version` itself; a record without it is version 1
+/// (what earlier builds wrote) and reads unchanged, so runs started by an earlier build finish
+/// under this one. Readers accept every version up to this one (ARCHITECTURE.md, upgrade rule).
+pub const RECORD_FORMAT_VERSION: u32 = 2;
+
 /// A seed run: one full pass over a source bucket (or prefix).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
+    #[serde(default = "one")]
+    pub format_version: u32,
     pub run_id: String,
     pub source_bucket: String,
     pub prefix: String,
@@ -61,6 +69,8 @@ impl RunRecord {
 /// One item per run, changed only by compare-and-set, so concurrent and retried steps agree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeedPlan {
+    #[serde(default = "one")]
+    pub format_version: u32,
     pub manifest_url: String,
     /// Data files of the report.
     pub files: usize,
@@ -86,6 +96,7 @@ impl SeedPlan {
     /// A new plan of `files` data files with nothing done.
     pub fn new(manifest_url: &str, files: usize, max_samples: usize, target_objects: u64, target_bytes: u64) -> Self {
         SeedPlan {
+            format_version: RECORD_FORMAT_VERSION,
             manifest_url: manifest_url.into(),
             files,
             max_samples,
@@ -183,6 +194,8 @@ impl Counters {
 /// A task: one partition of a run, with its resumable cursor and lease.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
+    #[serde(default = "one")]
+    pub format_version: u32,
     pub task_id: String,
     pub run_id: String,
     pub source_bucket: String,
@@ -212,6 +225,7 @@ impl TaskRecord {
     /// A new task of `run_id` over `partition`: not started, unleased, nothing counted.
     pub fn new(task_id: String, run_id: &str, source_bucket: &str, prefix: &str, partition: Partition) -> Self {
         TaskRecord {
+            format_version: RECORD_FORMAT_VERSION,
             task_id,
             run_id: run_id.into(),
             source_bucket: source_bucket.into(),
@@ -229,6 +243,49 @@ impl TaskRecord {
             all_versions: false,
         }
     }
+}
+
+/// The format version of [`SourceState`] records this code writes; it reads this one and every
+/// earlier one (a record without the field is version 1).
+pub const SOURCE_STATE_VERSION: u32 = 1;
+
+/// Where the protection of a source (a bucket, or a seeded prefix of it) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifecycle {
+    /// Protected and present.
+    Protected,
+    /// Deleted by design (the bucket does not exist, or the prefix holds no objects): nothing
+    /// more to capture, every point up to `since` stays restorable.
+    Gone,
+    /// Protection ended on purpose (`tidemark unprotect`): its changes are ignored, its points kept.
+    Unprotected,
+}
+
+/// The recorded lifecycle of a source: what it is, since when, and why.
+///
+/// Kept in the control table (one item per bucket and prefix) and, for every transition, as a
+/// small immutable JSON object in the vault beside the points (`v1/<bucket>/lifecycle/`), so the
+/// vault alone still says when a source went away.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceState {
+    #[serde(default = "one")]
+    pub format_version: u32,
+    pub bucket: String,
+    /// Empty for the whole bucket.
+    #[serde(default)]
+    pub prefix: String,
+    pub state: Lifecycle,
+    /// When the state was first observed (for `gone`, an upper bound of the deletion).
+    pub since: DateTime<Utc>,
+    pub reason: String,
+    /// The latest recovery point when the state began, if any.
+    #[serde(default)]
+    pub last_point: Option<DateTime<Utc>>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// One registered segment with the cursor its batch reached (seed) — the exactly-once fence.
@@ -380,7 +437,24 @@ pub struct Control<'a> {
 }
 
 fn parse<T: DeserializeOwned>(item: &Item) -> Result<T> {
+    // A record of a newer format than this build knows is the upgrade rule broken (a writer
+    // deployed before its readers): retried, so that an upgraded reader takes it, never misread.
+    if let Some(v) = newer_format(&item.body) {
+        return Err(Error::port(
+            format!("reading control item {}/{}", item.pk, item.sk),
+            format!("format version {v} is newer than this build reads ({RECORD_FORMAT_VERSION}); upgrade the readers first"),
+            true,
+        ));
+    }
     serde_json::from_str(&item.body).map_err(|e| Error::corrupt(format!("control item {}/{}", item.pk, item.sk), e.to_string()))
+}
+
+/// The `format_version` of a record body, if it is newer than [`RECORD_FORMAT_VERSION`].
+fn newer_format(body: &str) -> Option<u64> {
+    // Cheap first: most bodies name no format version above the current one.
+    let at = body.find("\"format_version\":")?;
+    let digits: String = body[at + 17..].chars().skip_while(|c| c.is_whitespace()).take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse::<u64>().ok().filter(|v| *v > u64::from(RECORD_FORMAT_VERSION))
 }
 
 fn body<T: Serialize>(v: &T) -> String {
@@ -647,7 +721,11 @@ impl<'a> Control<'a> {
     }
 
     /// When the bucket was first protected, if it is.
+    /// A bucket unprotected on purpose (`tidemark unprotect`) is not protected, until protected again.
     pub async fn protected_since(&self, bucket: &str) -> Result<Option<DateTime<Utc>>> {
+        if self.source_state(bucket, "").await?.is_some_and(|(_, s)| s.state == Lifecycle::Unprotected) {
+            return Ok(None);
+        }
         match self.store.get(&self.source_pk(bucket), "protected").await? {
             None => Ok(None),
             Some(item) => Ok(Some(parse(&item)?)),
@@ -676,6 +754,35 @@ impl<'a> Control<'a> {
     pub async fn set_protected(&self, bucket: &str, since: DateTime<Utc>) -> Result<()> {
         self.store.put_new(&self.source_pk(bucket), "protected", &body(&since), None).await?;
         Ok(())
+    }
+
+    /// The recorded lifecycle of a source (`prefix` empty for the whole bucket), if any transition was recorded.
+    pub async fn source_state(&self, bucket: &str, prefix: &str) -> Result<Option<(u64, SourceState)>> {
+        match self.store.get(&self.source_pk(bucket), &format!("lifecycle#{prefix}")).await? {
+            None => Ok(None),
+            Some(item) => Ok(Some((item.version, parse(&item)?))),
+        }
+    }
+
+    /// Every recorded lifecycle of a bucket and its prefixes, the bucket's first.
+    pub async fn source_states(&self, bucket: &str) -> Result<Vec<SourceState>> {
+        self.store.query(&self.source_pk(bucket), "lifecycle#").await?.iter().map(parse).collect()
+    }
+
+    /// Records a source's lifecycle, replacing the one read at `version` (`None`: none was
+    /// recorded). Returns false when another writer changed it first.
+    pub async fn put_source_state(&self, version: Option<u64>, state: &SourceState) -> Result<bool> {
+        let (pk, sk) = (self.source_pk(&state.bucket), format!("lifecycle#{}", state.prefix));
+        match version {
+            None => self.store.put_new(&pk, &sk, &body(state), None).await,
+            Some(v) => self.store.replace(&pk, &sk, v, &body(state)).await,
+        }
+    }
+
+    /// The prefixes of a bucket that seed runs covered (the active-run pointers), whole bucket included.
+    pub async fn seeded_prefixes(&self, bucket: &str) -> Result<Vec<String>> {
+        let items = self.store.query(&self.source_pk(bucket), "active-run#").await?;
+        Ok(items.iter().filter_map(|i| i.sk.strip_prefix("active-run#").map(str::to_string)).collect())
     }
 
     /// True if a bucket is protected into this vault.

@@ -6,13 +6,16 @@
 
 // Foundations every stage shares: errors, configuration, domain types, the ports, typed control
 // state and the engine context.
+pub mod alert;
 pub mod config;
 pub mod control;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod history;
 pub mod memory;
 pub mod ports;
+pub mod telemetry;
 
 // The stages, in the order the data flows through them: a seed is planned, its tasks are
 // protected by workers that the scheduler paces, objects are captured into the vault format,

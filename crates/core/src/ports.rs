@@ -296,6 +296,13 @@ pub trait Queue: Send + Sync {
     async fn oldest_unhandled(&self, queue: &str) -> Result<Backlog>;
 }
 
+/// Where alerts go (an SNS topic): one message per alert, with a subject line.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Publishes one alert to `topic`; returns the publisher's message id.
+    async fn publish(&self, topic: &str, subject: &str, body: &str) -> Result<String>;
+}
+
 /// A queue's evidence about the messages it still holds (visible, delayed or in flight).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backlog {

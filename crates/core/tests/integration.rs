@@ -14,6 +14,7 @@ mod integration {
     mod delta_semantics;
     mod fidelity;
     mod inventory;
+    mod lifecycle;
     mod listing_plan;
     mod pressure;
     mod protocol;
@@ -22,6 +23,7 @@ mod integration {
     mod restore_run;
     mod seed_fanout;
     mod tidy;
+    mod upgrade;
     mod vault_fixtures;
     mod vault_verify;
 }

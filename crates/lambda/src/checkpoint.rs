@@ -30,8 +30,17 @@ pub async fn checkpoint_handler(
     late_event_seconds: i64,
 ) -> Result<Vec<CheckpointResult>, LambdaError> {
     let evidence = checkpoint::handlers_evidence(engine).await?;
-    let out = checkpoint::checkpoint(engine, &req.buckets, &evidence, Duration::seconds(late_event_seconds)).await?;
+    let mut out = checkpoint::checkpoint(engine, &req.buckets, &evidence, Duration::seconds(late_event_seconds)).await?;
     let now = engine.clock.now();
+    // A bucket that exists again after it was gone is seeded afresh (by listing, on the work
+    // queue); its notifications are the source account's to turn on again.
+    for res in out.iter_mut().filter(|r| r.returned) {
+        let targets = tidemark_core::plan::partition::PlanTargets { objects: engine.config.target_objects, ..Default::default() };
+        let seeded =
+            tidemark_core::protect::seed::seed(engine, &res.bucket, "", tidemark_core::protect::seed::PlanSource::Listing(targets)).await?;
+        tracing::info!(bucket = %res.bucket, run_id = %seeded.run.run_id, "the bucket exists again; seeding it afresh");
+        res.note = Some(format!("the bucket exists again; seed run {} started", seeded.run.run_id));
+    }
     for res in &out {
         if let Some(rpo) = res.rpo_seconds {
             println!(
@@ -39,6 +48,11 @@ pub async fn checkpoint_handler(
                 serde_json::json!({"_aws": {"Timestamp": now.timestamp_millis(), "CloudWatchMetrics": [{"Namespace": "Tidemark", "Dimensions": [["Bucket"]], "Metrics": [{"Name": "RpoSeconds", "Unit": "Seconds"}]}]}, "Bucket": res.bucket, "RpoSeconds": rpo})
             );
         }
+    }
+    // A source that cannot be read fails the invocation once every bucket was checkpointed, so
+    // the schedule's error alarm sees it; gone and unprotected sources are no error.
+    if let Some(e) = out.iter().find_map(|r| r.error.clone()) {
+        return Err(LambdaError::Engine(tidemark_core::Error::port("checkpoint", e, false)));
     }
     Ok(out)
 }

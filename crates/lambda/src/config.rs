@@ -33,6 +33,8 @@ pub struct LambdaConfig {
     pub verify_sample: f64,
     /// Seconds one scrub invocation verifies before it leaves the rest to the next (`TIDEMARK_VERIFY_STEP_SECONDS`).
     pub verify_step_seconds: u64,
+    /// The SNS topic of the alert function (`TIDEMARK_ALERT_TOPIC_ARN`).
+    pub alert_topic_arn: Option<String>,
 }
 
 impl LambdaConfig {
@@ -62,6 +64,7 @@ impl LambdaConfig {
             external_id: settings.external_id.clone(),
             verify_sample: settings.verify_sample,
             verify_step_seconds: settings.verify_step_seconds,
+            alert_topic_arn: settings.alert_topic_arn.clone(),
         })
     }
 

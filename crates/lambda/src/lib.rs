@@ -5,10 +5,12 @@
 //! event payloads. One module per function, beside the configuration, the error type and the
 //! SQS glue they share.
 
+mod alert;
 mod checkpoint;
 mod config;
 mod delta;
 mod error;
+pub mod logging;
 pub mod metrics;
 mod restore;
 mod scrub;
@@ -16,19 +18,13 @@ mod seeder;
 mod sqs;
 mod worker;
 
+pub use alert::alert_handler;
 pub use checkpoint::{checkpoint_handler, CheckpointRequest, CheckpointResult};
 pub use config::{source_role_from, target_role_from, LambdaConfig};
 pub use delta::{changes_failed_emf, delta_handler};
 pub use error::LambdaError;
+pub use logging::{in_invocation, init_logging, invocation_span};
 pub use restore::{restore_handler, restore_queue_handler, start_restore, RestoreStarted};
 pub use scrub::{scrub_handler, verify_damaged_emf, ScrubRequest, ScrubResult};
 pub use seeder::{reconcile_handler, seeder_dispatch, seeder_handler, ReconcileRequest, ReconcileResult, SeedRequest, SeedResponse};
 pub use worker::worker_handler;
-
-/// Sets up JSON logs (honouring `AWS_LAMBDA_LOG_LEVEL` / `RUST_LOG`).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AWS_LAMBDA_LOG_LEVEL")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).without_time().init();
-}

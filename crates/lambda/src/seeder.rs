@@ -78,6 +78,9 @@ pub struct ReconcileResult {
     pub missing: u64,
     pub changed: u64,
     pub source: String,
+    /// The bucket was deleted by design at this time: nothing to compare, not an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gone_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Reconcile: compares each bucket with the catalog and captures what the events missed.
@@ -101,6 +104,7 @@ pub async fn reconcile_handler(engine: &Engine, req: ReconcileRequest) -> Result
                 missing: r.missing,
                 changed: r.changed,
                 source: r.source,
+                gone_since: r.gone_since,
             }),
             Err(e) => {
                 tracing::error!(%bucket, error = %e, "reconciliation failed");

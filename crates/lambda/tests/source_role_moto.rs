@@ -50,6 +50,7 @@ fn lambda_config(source_role: Option<SourceRole>) -> LambdaConfig {
         external_id: None,
         verify_sample: 1.0,
         verify_step_seconds: 600,
+        alert_topic_arn: None,
     }
 }
 

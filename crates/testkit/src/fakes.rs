@@ -71,6 +71,8 @@ struct S3State {
     requests: u64,
     /// Every ListObjectsV2 call: (prefix, delimiter).
     lists: Vec<(String, Option<String>)>,
+    /// Buckets whose policy denies the reader: every read answers AccessDenied.
+    denied: std::collections::HashSet<String>,
 }
 
 /// An in-memory S3 with versioning (versions, delete markers, permanent deletes), multipart
@@ -88,6 +90,14 @@ fn no_bucket(bucket: &str) -> Error {
     Error::NoSuchBucket { bucket: bucket.into() }
 }
 
+/// AccessDenied as the S3 adapter reports it: permanent.
+fn check_denied(s: &S3State, operation: &str, bucket: &str) -> Result<()> {
+    if s.denied.contains(bucket) {
+        return Err(Error::port(operation, format!("AccessDenied: the bucket policy of {bucket} denies this reader"), false));
+    }
+    Ok(())
+}
+
 fn archived_error(bucket: &str, key: &str) -> Error {
     Error::Archived { bucket: bucket.into(), key: key.into() }
 }
@@ -102,6 +112,22 @@ impl MemObjectStore {
     pub fn create(&self, bucket: &str, versioned: bool) {
         let mut s = self.state.lock().unwrap();
         s.buckets.entry(bucket.into()).or_default().versioned = versioned;
+    }
+
+    /// Deletes a bucket with everything in it (S3 wants it emptied first; the effect is the same).
+    pub fn remove_bucket(&self, bucket: &str) {
+        self.state.lock().unwrap().buckets.remove(bucket);
+    }
+
+    /// Makes every read of `bucket` answer AccessDenied (a bucket policy denying the reader), or
+    /// lifts that with `denied` false.
+    pub fn deny(&self, bucket: &str, denied: bool) {
+        let mut s = self.state.lock().unwrap();
+        if denied {
+            s.denied.insert(bucket.into());
+        } else {
+            s.denied.remove(bucket);
+        }
     }
 
     /// Turns ACLs on for a bucket (object ownership other than `BucketOwnerEnforced`).
@@ -306,7 +332,9 @@ impl MemObjectStore {
 #[async_trait]
 impl ObjectStore for MemObjectStore {
     async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
-        Ok(self.state.lock().unwrap().buckets.contains_key(bucket))
+        let s = self.state.lock().unwrap();
+        check_denied(&s, "HeadBucket", bucket)?;
+        Ok(s.buckets.contains_key(bucket))
     }
 
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
@@ -318,6 +346,7 @@ impl ObjectStore for MemObjectStore {
         let mut s = self.state.lock().unwrap();
         s.requests += 1;
         s.lists.push((req.prefix.to_string(), req.delimiter.map(str::to_string)));
+        check_denied(&s, "ListObjectsV2", bucket)?;
         let b = s.buckets.get(bucket).ok_or_else(|| no_bucket(bucket))?;
         let max = req.max_keys.unwrap_or(1000).clamp(1, 1000) as usize;
         let after = req.continuation.as_deref().or(req.start_after).unwrap_or("");
@@ -366,6 +395,7 @@ impl ObjectStore for MemObjectStore {
     async fn head(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<Option<ObjectInfo>> {
         let mut s = self.state.lock().unwrap();
         s.requests += 1;
+        check_denied(&s, "HeadObject", bucket)?;
         let b = s.buckets.get(bucket).ok_or_else(|| no_bucket(bucket))?;
         Ok(Self::find(b, key, version_id).map(|v| Self::info(key, v, b.versioned)))
     }

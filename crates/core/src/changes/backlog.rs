@@ -261,6 +261,7 @@ pub async fn finish(engine: &Engine, open: OpenRecord, failed: &HashSet<String>)
 ///
 /// A batch whose bookkeeping fails is an error as a whole, so every message comes back and is
 /// handled again (as a duplicate where it was captured), which repairs the records.
+#[tracing::instrument(name = "step", skip_all, fields(step = "delta batch", messages = batch.len()))]
 pub async fn handle(engine: &Engine, batch: &[Received]) -> Result<DeltaReport> {
     let open = begin(engine, batch).await?;
     let messages: Vec<DeltaMessage> = batch.iter().map(|m| DeltaMessage { id: m.id.clone(), body: m.body.clone() }).collect();

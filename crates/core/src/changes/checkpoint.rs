@@ -10,11 +10,14 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::changes::backlog::Seen;
+use crate::control::Lifecycle;
 use crate::engine::Engine;
 use crate::ports::Backlog;
+use crate::protect::lifecycle::{self, Observed};
 use crate::vault::point::{self, RecoveryPoint};
 use crate::vault::segment::SegmentMeta;
 use crate::Result;
+use tracing::Instrument;
 
 /// What a seal attempt did.
 #[derive(Debug, Clone, PartialEq)]
@@ -190,6 +193,15 @@ pub struct BucketCheckpoint {
     /// The unfinished seed run that held sealing back, if one did.
     #[serde(skip)]
     pub seed_in_progress: Option<String>,
+    /// When the source went away by design (deleted), if it did: no point is sealed after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gone_since: Option<DateTime<Utc>>,
+    /// The bucket exists again after being gone: protected again, to be seeded afresh.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub returned: bool,
+    /// Why this bucket's checkpoint failed (a source that cannot be read), after the others were done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The one seal path: for each bucket, seals a point at the watermark the evidence allows, and
@@ -207,58 +219,106 @@ pub async fn checkpoint(
     let watermark = watermark(evidence, late_allowance, now);
     let mut out = Vec::new();
     for bucket in buckets {
-        let mut res = BucketCheckpoint {
-            bucket: bucket.clone(),
-            recovery_point: None,
-            sealed: false,
-            rpo_seconds: None,
-            note: None,
-            seed_in_progress: None,
-        };
-        let contradiction = match evidence {
-            Evidence::Handlers { queue, .. } => cross_check(engine, bucket, queue).await?,
-            _ => None,
-        };
-        match &watermark {
-            Ok(w) => {
-                let sealed = seal(engine, bucket, *w, now).await?;
-                res.recovery_point = sealed.time();
-                res.sealed = matches!(sealed, Sealed::New(_));
-                if let Sealed::SeedInProgress(run) = sealed {
-                    res.note = Some(format!("seed run {run} in progress"));
-                    res.seed_in_progress = Some(run);
-                }
-                if let Evidence::Backlog(Backlog::Oldest { oldest_sent, .. }) = evidence {
-                    res.note.get_or_insert_with(|| format!("oldest unhandled change sent at {}", oldest_sent.to_rfc3339()));
-                }
-                if let Evidence::Handlers { seen, .. } = evidence {
-                    res.note.get_or_insert_with(|| {
-                        let show = |t: Option<DateTime<Utc>>| t.map_or("none".to_string(), |t| t.to_rfc3339());
-                        format!(
-                            "oldest unhandled change sent at {}, newest received sent at {} ({} batches open, {} messages pinned)",
-                            show(seen.oldest_unhandled),
-                            show(seen.newest_received),
-                            seen.open_batches,
-                            seen.pinned
-                        )
-                    });
-                }
-            }
-            Err(reason) => res.note = Some(format!("not sealing: {reason}")),
-        }
-        if let Some(c) = contradiction {
-            res.note = Some(match res.note.take() {
-                Some(n) => format!("{n}; {c}"),
-                None => c,
-            });
-        }
-        if res.recovery_point.is_none() {
-            if let Some((_, latest)) = point::recoverable_range(engine.vault.as_ref(), &engine.config.vault_bucket, bucket).await? {
-                res.recovery_point = Some(latest.time);
-            }
-        }
-        res.rpo_seconds = res.recovery_point.map(|p| (now - p).num_seconds());
-        out.push(res);
+        let span = crate::telemetry::step_span("checkpoint");
+        out.push(checkpoint_bucket(engine, bucket, evidence, &watermark, now).instrument(span).await?);
     }
     Ok(out)
+}
+
+/// The checkpoint of one bucket (see [`checkpoint`]), in its own step span.
+async fn checkpoint_bucket(
+    engine: &Engine,
+    bucket: &str,
+    evidence: &Evidence,
+    watermark: &std::result::Result<DateTime<Utc>, String>,
+    now: DateTime<Utc>,
+) -> Result<BucketCheckpoint> {
+    crate::telemetry::record(None, None, Some(bucket), Some(""));
+    let mut res = BucketCheckpoint {
+        bucket: bucket.to_string(),
+        recovery_point: None,
+        sealed: false,
+        rpo_seconds: None,
+        note: None,
+        seed_in_progress: None,
+        gone_since: None,
+        returned: false,
+        error: None,
+    };
+    // A source gone or unprotected on purpose seals nothing more: its points up to then
+    // stay restorable, and the others carry on.
+    if let Some(stopped) = lifecycle::stopped(engine, bucket).await? {
+        match stopped.state {
+            Lifecycle::Unprotected => res.note = Some(format!("unprotected since {}", stopped.since.to_rfc3339())),
+            _ => match lifecycle::observe(engine, bucket).await {
+                Ok(Observed::Returned { at }) => {
+                    res.returned = true;
+                    res.note = Some(format!("the bucket exists again (seen at {}); protect it afresh", at.to_rfc3339()));
+                }
+                Ok(_) => {
+                    res.gone_since = Some(stopped.since);
+                    res.note = Some(format!("gone since {} ({})", stopped.since.to_rfc3339(), stopped.reason));
+                }
+                Err(e) => res.error = Some(e.to_string()),
+            },
+        }
+        res.recovery_point =
+            point::recoverable_range(engine.vault.as_ref(), &engine.config.vault_bucket, bucket).await?.map(|(_, l)| l.time);
+        return Ok(res);
+    }
+    let contradiction = match evidence {
+        Evidence::Handlers { queue, .. } => cross_check(engine, bucket, queue).await?,
+        _ => None,
+    };
+    match &watermark {
+        Ok(w) => {
+            let sealed = seal(engine, bucket, *w, now).await?;
+            res.recovery_point = sealed.time();
+            res.sealed = matches!(sealed, Sealed::New(_));
+            if let Sealed::SeedInProgress(run) = sealed {
+                res.note = Some(format!("seed run {run} in progress"));
+                res.seed_in_progress = Some(run);
+            }
+            if let Evidence::Backlog(Backlog::Oldest { oldest_sent, .. }) = evidence {
+                res.note.get_or_insert_with(|| format!("oldest unhandled change sent at {}", oldest_sent.to_rfc3339()));
+            }
+            if let Evidence::Handlers { seen, .. } = evidence {
+                res.note.get_or_insert_with(|| {
+                    let show = |t: Option<DateTime<Utc>>| t.map_or("none".to_string(), |t| t.to_rfc3339());
+                    format!(
+                        "oldest unhandled change sent at {}, newest received sent at {} ({} batches open, {} messages pinned)",
+                        show(seen.oldest_unhandled),
+                        show(seen.newest_received),
+                        seen.open_batches,
+                        seen.pinned
+                    )
+                });
+            }
+        }
+        Err(reason) => res.note = Some(format!("not sealing: {reason}")),
+    }
+    if let Some(c) = contradiction {
+        res.note = Some(match res.note.take() {
+            Some(n) => format!("{n}; {c}"),
+            None => c,
+        });
+    }
+    if res.recovery_point.is_none() {
+        if let Some((_, latest)) = point::recoverable_range(engine.vault.as_ref(), &engine.config.vault_bucket, bucket).await? {
+            res.recovery_point = Some(latest.time);
+        }
+    }
+    // Sealed first, then looked at: the point covers the changes handled before the bucket
+    // went, and a deletion seen now is recorded as the end of the source, not an error.
+    match lifecycle::observe(engine, bucket).await {
+        Ok(Observed::Gone { since, reason, .. }) => {
+            res.gone_since = Some(since);
+            res.note = Some(format!("gone since {} ({reason})", since.to_rfc3339()));
+        }
+        Ok(_) => {}
+        Err(e) => res.error = Some(format!("s3://{bucket} cannot be read: {e}")),
+    }
+    res.rpo_seconds = res.recovery_point.filter(|_| res.gone_since.is_none()).map(|p| (now - p).num_seconds());
+    tracing::info!(sealed = res.sealed, recovery_point = ?res.recovery_point, note = ?res.note, "checkpoint");
+    Ok(res)
 }

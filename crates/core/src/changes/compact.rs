@@ -89,6 +89,7 @@ fn plan_groups(live: &[SegmentSlot], opts: &CompactOptions) -> Vec<Vec<SegmentMe
 }
 
 /// Compacts the small live delta segments of `bucket`.
+#[tracing::instrument(name = "step", skip_all, fields(step = "compaction", source_bucket = %bucket))]
 pub async fn compact(engine: &Engine, bucket: &str, opts: &CompactOptions) -> Result<CompactReport> {
     let control = engine.control();
     let live = control.live_segments(bucket).await?;

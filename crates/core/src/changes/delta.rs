@@ -15,6 +15,7 @@ use crate::capture::{capture_batch, describe, CaptureItem};
 use crate::changes::events::{key_candidates, parse_change, ChangeEvent, ChangeKind};
 use crate::control::{captured_facts, Counters, FailureRecord};
 use crate::domain::CaptureRecord;
+use crate::domain::ObjectInfo;
 use crate::engine::Engine;
 use crate::ports::{key_versions, ObjectStore};
 use crate::scheduler::source::PacedStore;
@@ -118,6 +119,11 @@ pub async fn process_batch(engine: &Engine, messages: &[DeltaMessage]) -> Result
                 k
             }
         };
+        if since.is_none() && control.is_protected(&ev.bucket).await? {
+            // Unprotected on purpose (`tidemark unprotect`): its events are dropped, not failed.
+            report.ignored += 1;
+            continue;
+        }
         if since.is_none() {
             let reason = format!("event for bucket {} which this vault ({}) does not protect", ev.bucket, engine.config.vault_bucket);
             tracing::warn!(message_id = %m.id, %reason, "unknown bucket");
@@ -223,6 +229,7 @@ async fn capture_bucket_changes(
                         records.push(rec);
                     }
                     Ok(_) => report.superseded += 1,
+                    Err(e) if crate::protect::lifecycle::is_no_such_bucket(&e) => report.superseded += 1,
                     Err(e) if !e.is_transient() => {
                         failed.insert(c.message_id.clone(), e.to_string());
                     }
@@ -262,7 +269,7 @@ async fn capture_bucket_changes(
                 }
                 for key in &candidates {
                     // A literal key that still exists means the event meant the other candidate.
-                    if source.head(bucket, key, None).await?.is_none() {
+                    if head_unless_gone(&source, bucket, key, None).await?.is_none() {
                         records.push(marker(key));
                         report.deleted += 1;
                     }
@@ -270,7 +277,14 @@ async fn capture_bucket_changes(
             }
         }
     }
-    let batch = capture_batch(engine, &source, bucket, items).await?;
+    let mut batch = capture_batch(engine, &source, bucket, items).await?;
+    // Objects that could not be read because their bucket was deleted went with it: superseded
+    // by the deletion (the bucket's lifecycle records it), not failures to retry.
+    if !batch.failures.is_empty() && !engine.source.bucket_exists(bucket).await? {
+        report.superseded += batch.failures.len() as u64;
+        batch.counters.failed = batch.counters.failed.saturating_sub(batch.failures.len() as u64);
+        batch.failures.clear();
+    }
     for f in &batch.failures {
         for (key, version, id, _) in &item_messages {
             if key == &f.key && version == &f.version_id {
@@ -358,11 +372,20 @@ async fn resolve_existing(source: &dyn ObjectStore, bucket: &str, candidates: &[
         return Ok(Some(candidates[0].clone()));
     }
     for key in candidates {
-        if source.head(bucket, key, version).await?.is_some() {
+        if head_unless_gone(source, bucket, key, version).await?.is_some() {
             return Ok(Some(key.clone()));
         }
     }
     Ok(None)
+}
+
+/// HEAD of a key, where a bucket deleted by design holds no key (its events still arrive after
+/// it is gone, and must not be dead-lettered for it).
+async fn head_unless_gone(source: &dyn ObjectStore, bucket: &str, key: &str, version: Option<&str>) -> Result<Option<ObjectInfo>> {
+    match source.head(bucket, key, version).await {
+        Err(e) if crate::protect::lifecycle::is_no_such_bucket(&e) => Ok(None),
+        other => other,
+    }
 }
 
 /// Writes records as a new delta segment, registers it under `{slot_kind}#{segment key}`, and

@@ -37,6 +37,7 @@ use crate::control::{Counters, FailureRecord, RunState};
 use crate::domain::{archive_tier, normalize_etag, CaptureRecord};
 use crate::engine::Engine;
 use crate::ports::key_versions;
+use crate::protect::lifecycle;
 use crate::restore::resolve::{resolve_keys, KeyState};
 use crate::scheduler::source::PacedStore;
 use crate::vault::segment::{self, SegmentMeta};
@@ -78,6 +79,12 @@ pub struct ReconcileReport {
     pub failed: u64,
     /// Where the source view came from: `listing` or `inventory`.
     pub source: String,
+    /// The bucket went away by design at this time (deleted): nothing was compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gone_since: Option<DateTime<Utc>>,
+    /// Protection of the bucket was ended on purpose at this time: nothing was compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unprotected_since: Option<DateTime<Utc>>,
     /// The delta segments written (one per batch of changes).
     #[serde(skip)]
     pub segments: Vec<SegmentMeta>,
@@ -160,7 +167,19 @@ async fn catalog_keys(engine: &Engine, bucket: &str, prefix: &str) -> Result<BTr
     Ok(resolve_keys(records.iter().flatten(), prefix, DateTime::<Utc>::MAX_UTC))
 }
 
+/// The report of a reconciliation that found its source gone or unprotected by design.
+fn stopped_report(s: &crate::control::SourceState) -> ReconcileReport {
+    let mut r = ReconcileReport { source: "none".into(), ..Default::default() };
+    match s.state {
+        crate::control::Lifecycle::Unprotected => r.unprotected_since = Some(s.since),
+        _ => r.gone_since = Some(s.since),
+    }
+    tracing::info!(bucket = %s.bucket, state = ?s.state, since = %s.since, "reconciliation skipped: the source is not there by design");
+    r
+}
+
 /// Reconciles `bucket` (under `opts.prefix`) with the catalog and records what the events missed.
+#[tracing::instrument(name = "step", skip_all, fields(step = "reconcile", source_bucket = %bucket, prefix = %opts.prefix))]
 pub async fn reconcile(engine: &Engine, bucket: &str, opts: &ReconcileOptions) -> Result<ReconcileReport> {
     let control = engine.control();
     if !control.is_protected(bucket).await? {
@@ -168,6 +187,10 @@ pub async fn reconcile(engine: &Engine, bucket: &str, opts: &ReconcileOptions) -
             "s3://{bucket} is not protected by vault {}; run `tidemark protect` first",
             engine.config.vault_bucket
         )));
+    }
+    // A source gone or unprotected by design has nothing to reconcile; the others carry on.
+    if let Some(stopped) = lifecycle::stopped(engine, bucket).await? {
+        return Ok(stopped_report(&stopped));
     }
     let mut prefixes = vec![String::new()];
     if !opts.prefix.is_empty() {
@@ -194,7 +217,18 @@ pub async fn reconcile(engine: &Engine, bucket: &str, opts: &ReconcileOptions) -
         None => {
             report.source = "listing".into();
             let started = engine.clock.now();
-            (list_source(engine, bucket, &opts.prefix).await?, started)
+            match list_source(engine, bucket, &opts.prefix).await {
+                Ok(listed) => (listed, started),
+                // Deleted since the last look: recorded as gone, not an error.
+                Err(e) if lifecycle::is_no_such_bucket(&e) => {
+                    lifecycle::observe(engine, bucket).await?;
+                    return match lifecycle::stopped(engine, bucket).await? {
+                        Some(stopped) => Ok(stopped_report(&stopped)),
+                        None => Err(e),
+                    };
+                }
+                Err(e) => return Err(e),
+            }
         }
     };
     // Loaded after the source view, so a change captured while the view was taken shows up

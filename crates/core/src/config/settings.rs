@@ -203,6 +203,8 @@ settings! {
     verify_sample: f64 = "TIDEMARK_VERIFY_SAMPLE", All, 1.0;
     /// Seconds one scrub invocation verifies before it leaves the rest of the vault to the next.
     verify_step_seconds: u64 = "TIDEMARK_VERIFY_STEP_SECONDS", Lambda, 600;
+    /// ARN of the SNS topic the alert function publishes one alert per dead-lettered message to.
+    alert_topic_arn: Option<String> = "TIDEMARK_ALERT_TOPIC_ARN", Lambda, None;
 }
 
 impl Settings {

@@ -172,7 +172,9 @@ pub(crate) async fn begin_run(engine: &Engine, bucket: &str, prefix: &str) -> Re
     let control = engine.control();
     let now = engine.clock.now();
     control.set_protected(bucket, now).await?;
+    crate::protect::lifecycle::protect_again(engine, bucket, now).await?;
     let candidate = RunRecord {
+        format_version: crate::control::RECORD_FORMAT_VERSION,
         run_id: new_id(now),
         source_bucket: bucket.into(),
         prefix: prefix.into(),
@@ -188,9 +190,15 @@ pub(crate) async fn begin_run(engine: &Engine, bucket: &str, prefix: &str) -> Re
 }
 
 /// Starts or resumes a seed run of `bucket/prefix` and enqueues its unfinished tasks.
+#[tracing::instrument(name = "step", skip_all, fields(step = "seed start", source_bucket = %bucket, prefix = %prefix, run_id = tracing::field::Empty))]
 pub async fn seed(engine: &Engine, bucket: &str, prefix: &str, source: PlanSource) -> Result<Seeded> {
     let control = engine.control();
     let (mut version, mut run, resumed) = begin_run(engine, bucket, prefix).await?;
+    crate::telemetry::record(Some(&run.run_id), None, None, None);
+    tracing::info!(resumed, "seed run begun");
+    // Recorded before any task is sent, so the run's history begins with its start.
+    let input = serde_json::json!({"source_bucket": bucket, "prefix": prefix, "plan": format!("{source:?}")}).to_string();
+    crate::history::best_effort("start", crate::history::record_start(engine, &run.run_id, "seed start", &input).await);
     while run.state == RunState::Planning {
         let partitions = match &source {
             PlanSource::Listing(targets) => plan_by_listing(engine, bucket, prefix, *targets).await?,

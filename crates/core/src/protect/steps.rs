@@ -54,6 +54,10 @@ pub enum StepOutcome {
 
 /// Handles one step message with the engine's time budget for a plan step.
 pub async fn handle_step(engine: &Engine, msg: &StepMessage) -> Result<StepOutcome> {
+    // The run names its source; one read of its record puts them on every line of the step.
+    if let Some((_, run)) = engine.control().get_run(&msg.run_id).await? {
+        crate::telemetry::record(None, None, Some(&run.source_bucket), Some(&run.prefix));
+    }
     match (msg.step, msg.file) {
         (StepKind::Summarise, Some(file)) => summarise(engine, &msg.run_id, file).await,
         (StepKind::Summarise, None) => Err(Error::Invalid(format!("summarise message of run {} names no data file", msg.run_id))),
@@ -112,9 +116,14 @@ async fn enqueue_plan_if_ready(engine: &Engine, run_id: &str, plan: &SeedPlan) -
 ///
 /// A run already planned is left alone and nothing is sent; a run still planning gets only the
 /// messages its plan does not record as sent.
+#[tracing::instrument(name = "step", skip_all, fields(step = "seed start", source_bucket = %bucket, prefix = %prefix, run_id = tracing::field::Empty))]
 pub async fn start(engine: &Engine, bucket: &str, prefix: &str, manifest_url: &str, targets: PlanTargets) -> Result<Seeded> {
     let control = engine.control();
     let (_, run, resumed) = crate::protect::seed::begin_run(engine, bucket, prefix).await?;
+    crate::telemetry::record(Some(&run.run_id), None, None, None);
+    tracing::info!(resumed, %manifest_url, "stepwise seed run begun");
+    let input = serde_json::json!({"source_bucket": bucket, "prefix": prefix, "inventory_manifest": manifest_url}).to_string();
+    crate::history::best_effort("start", crate::history::record_start(engine, &run.run_id, "seed start", &input).await);
     if run.state != RunState::Planning {
         return Ok(Seeded { run, resumed, enqueued: 0 });
     }

@@ -76,6 +76,7 @@ pub async fn process_task(engine: &Engine, msg: &TaskMessage, owner: &str) -> Re
         return Ok(if done { TaskOutcome::AlreadyDone } else { TaskOutcome::Busy });
     };
     let bucket = lease.task.source_bucket.clone();
+    crate::telemetry::record(None, None, Some(&bucket), Some(&lease.task.prefix));
     tracing::info!(run_id = %msg.run_id, task_id = %msg.task_id, attempt = lease.task.attempts, cursor = ?lease.task.cursor, "task claimed");
     let mut gate = Gate::new(engine.control.as_ref(), cfg, &bucket, owner)?;
     let source = PacedStore::new(engine.source.clone());
@@ -111,6 +112,12 @@ pub async fn process_task(engine: &Engine, msg: &TaskMessage, owner: &str) -> Re
                 gate.release(&prefix, millis(engine.clock.now()), seen).await?;
                 tracing::info!(task_id = %lease.task.task_id, %prefix, throttles = seen.throttles, "S3 throttled the batch; task yielded");
                 return yield_task(engine, &mut lease, delay).await;
+            }
+            // The bucket was deleted while it was seeded: nothing is left to capture, and the
+            // checkpoint records it as gone. The task ends rather than dead-lettering.
+            Err(e) if crate::protect::lifecycle::is_no_such_bucket(&e) => {
+                tracing::info!(task_id = %lease.task.task_id, %bucket, "the bucket no longer exists; the task ends");
+                Batch::End
             }
             Err(e) => return Err(e),
         };

@@ -169,6 +169,7 @@ pub fn marker_key(req: &RestoreRequest, id: &str) -> String {
 /// (`resumed` true), after checking everything that can be checked before writing: the source
 /// has a recovery point covering `as_of`, a copy-mode target holds nothing but this run's own
 /// writes, a rollback target exists. Sends the first plan step.
+#[tracing::instrument(name = "step", skip_all, fields(step = "restore start", source_bucket = %req.source_bucket, prefix = %req.prefix, run_id = tracing::field::Empty))]
 pub async fn start(engine: &Engine, target: &dyn ObjectStore, req: RestoreRequest) -> Result<(RestoreRun, bool)> {
     req.validate()?;
     let vault = engine.config.vault_bucket.clone();
@@ -196,6 +197,8 @@ pub async fn start(engine: &Engine, target: &dyn ObjectStore, req: RestoreReques
     }
     let now = engine.clock.now();
     let id = new_id(now);
+    crate::telemetry::record(Some(&id), None, None, None);
+    tracing::info!(as_of = %req.as_of, target = %req.target_bucket, "restore run started");
     check_target(target, &req, &id).await?;
     let marker = (req.mode == RestoreMode::Copy && !req.dry_run).then(|| marker_key(&req, &id));
     let run = RestoreRun {
@@ -225,6 +228,8 @@ pub async fn start(engine: &Engine, target: &dyn ObjectStore, req: RestoreReques
         }
     }
     engine.control.put_new(&run_pk(&id), "restore", &body(&run), None).await?;
+    let input = serde_json::to_string(&req).expect("the request serialises");
+    crate::history::best_effort("start", crate::history::record_start(engine, &id, "restore start", &input).await);
     let sk = format!("{}#{id}", now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     engine.control.put_new(&index_pk(&vault, &req.source_bucket), &sk, &body(&id), None).await?;
     // The pointer is replaced by each new run of the request; a lost race only means two runs.

@@ -2,7 +2,7 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use tidemark_lambda::{delta_handler, init_logging, LambdaConfig};
+use tidemark_lambda::{delta_handler, in_invocation, init_logging, LambdaConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -10,5 +10,8 @@ async fn main() -> Result<(), Error> {
     let config = LambdaConfig::from_env()?;
     let engine = config.engine().await;
     let engine = &engine;
-    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move { Ok::<_, Error>(delta_handler(engine, event.payload).await) })).await
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(in_invocation("delta", &event.context.request_id, delta_handler(engine, event.payload)).await)
+    }))
+    .await
 }

@@ -4,7 +4,7 @@
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use tidemark_lambda::metrics::Emf;
-use tidemark_lambda::{init_logging, restore_handler, LambdaConfig};
+use tidemark_lambda::{in_invocation, init_logging, restore_handler, LambdaConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -14,7 +14,14 @@ async fn main() -> Result<(), Error> {
     let metrics = Emf::stdout();
     let (engine, targets, metrics) = (&engine, targets.as_ref(), &metrics);
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        Ok::<_, Error>(restore_handler(engine, targets, metrics, event.payload, &event.context.request_id).await?)
+        Ok::<_, Error>(
+            in_invocation(
+                "restore",
+                &event.context.request_id,
+                restore_handler(engine, targets, metrics, event.payload, &event.context.request_id),
+            )
+            .await?,
+        )
     }))
     .await
 }

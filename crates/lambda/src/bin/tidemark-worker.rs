@@ -2,7 +2,7 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use tidemark_lambda::{init_logging, worker_handler, LambdaConfig};
+use tidemark_lambda::{in_invocation, init_logging, worker_handler, LambdaConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -11,7 +11,9 @@ async fn main() -> Result<(), Error> {
     let engine = config.engine().await;
     let engine = &engine;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(worker_handler(engine, event.payload, &event.context.request_id).await)
+        Ok::<_, Error>(
+            in_invocation("worker", &event.context.request_id, worker_handler(engine, event.payload, &event.context.request_id)).await,
+        )
     }))
     .await
 }
