@@ -178,7 +178,22 @@ pub fn start_program(program: &PathBuf, args: &[String], env: &[(String, String)
 }
 
 /// Starts SeaweedFS (`weed mini`) with every port on free loopback ports; returns its S3 endpoint.
+///
+/// A port picked free can be taken by another test's server before weed binds it, and then its
+/// volume server never registers (every put fails with "no volume server capacity"): a start
+/// that accepts no write is stopped and tried again on other ports, three times at most.
 pub fn start_seaweedfs() -> Result<Server> {
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        match try_start_seaweedfs() {
+            Ok(server) => return Ok(server),
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    bail!("SeaweedFS did not start in three attempts:\n{}", failures.join("\n---\n"))
+}
+
+fn try_start_seaweedfs() -> Result<Server> {
     let bin = venv_bin("weed")?;
     let dir = tempfile::Builder::new().prefix("tidemark-seaweed").tempdir()?;
     let log = dir.path().join("weed.log");
@@ -209,7 +224,7 @@ pub fn start_seaweedfs() -> Result<Server> {
     wait_http(&endpoint, "/", Duration::from_secs(60), &log)?;
     // The S3 gateway answers before the filer and volume server behind it can store, so the
     // server is ready only once an object has been written.
-    wait_writable(&endpoint, Duration::from_secs(90), &log)?;
+    wait_writable(&endpoint, Duration::from_secs(45), &log)?;
     Ok(server)
 }
 
