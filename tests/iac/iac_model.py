@@ -134,6 +134,9 @@ class Model:
     buckets: dict = field(default_factory=dict)
     tables: dict = field(default_factory=dict)
     parameters: dict = field(default_factory=dict)  # name -> default
+    # function -> {environment variable -> value as evaluated}; not compared by the parity tests
+    # (resource references stay opaque on both sides), read by test_variables.py
+    env_values: dict = field(default_factory=dict)
 
     def actions(self, scope_prefix: str) -> set:
         out = set()
@@ -360,6 +363,7 @@ def cfn_model(path: Path, params: dict | None = None) -> Model:
             m.kinds["api-method-settings"] += len(p.get("MethodSettings", []))
         elif typ == "AWS::Lambda::Function":
             env = p.get("Environment", {}).get("Variables", {})
+            m.env_values[fn_id(name)] = {k: t.value(v) for k, v in env.items()}
             m.functions[fn_id(name)] = {
                 "runtime": p["Runtime"],
                 "handler": p["Handler"],
@@ -392,7 +396,7 @@ def cfn_model(path: Path, params: dict | None = None) -> Model:
                 "max_receive_count": redrive and int(t.value(redrive["maxReceiveCount"])),
             }
         elif typ == "AWS::CloudWatch::Alarm":
-            queries = [(q["Id"], q.get("Expression"), int(q["Period"])) for q in p.get("Metrics", [])]
+            queries = [(q["Id"], t.value(q.get("Expression")), int(q["Period"])) for q in p.get("Metrics", [])]
             m.alarms[t.value(p["AlarmName"])] = {
                 "namespace": p.get("Namespace"),
                 "metric": p.get("MetricName"),
@@ -989,6 +993,7 @@ def tf_model(path: Path, overrides: dict | None = None) -> Model:
                 env = {}
                 for e in body.get("environment", []):
                     env = mod.eval(e, each).get("variables", {})
+                m.env_values[a("tags").get("tidemark:function")] = dict(env)
                 reserved = a("reserved_concurrent_executions", -1)
                 logging = (mod.blocks_of(body, "logging_config", each) or [{}])[0]
                 m.functions[a("tags").get("tidemark:function")] = {

@@ -32,4 +32,7 @@ pub mod changes;
 
 pub mod restore;
 
+// What the stages did, for the metrics the Lambda functions print.
+pub mod tally;
+
 pub use error::{Error, Result};

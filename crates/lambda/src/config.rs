@@ -29,12 +29,18 @@ pub struct LambdaConfig {
     pub target_role: Option<TargetRole>,
     /// The external id presented when assuming a target role.
     pub external_id: Option<String>,
+    /// The CloudWatch namespace of every EMF line (`TIDEMARK_METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
 }
 
 impl LambdaConfig {
     /// Reads the configuration table from the process environment (see [`LambdaConfig::from_lookup`]).
+    ///
+    /// It also sets the namespace of the metrics this process prints ([`crate::metrics::set_namespace`]).
     pub fn from_env() -> Result<Self, LambdaError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        let config = Self::from_lookup(|name| std::env::var(name).ok())?;
+        crate::metrics::set_namespace(&config.metrics_namespace);
+        Ok(config)
     }
 
     /// Reads the configuration table through `get`; the vault bucket, control table and queue
@@ -56,6 +62,7 @@ impl LambdaConfig {
             source_role: source_role_from(&get)?,
             target_role: target_role_from(&get)?,
             external_id: settings.external_id.clone(),
+            metrics_namespace: settings.metrics_namespace.clone(),
         })
     }
 

@@ -120,7 +120,10 @@ pub async fn seeder_dispatch(engine: &Engine, event: serde_json::Value) -> Resul
     match event.get("mode").and_then(|m| m.as_str()) {
         Some("reconcile") => {
             let req: ReconcileRequest = serde_json::from_value(event).map_err(bad)?;
-            let res = reconcile_handler(engine, req).await?;
+            let res = reconcile_handler(engine, req).await;
+            // What reconciliation captured counts as captured, failed buckets or not.
+            crate::metrics::print_capture_tally(engine.clock.now().timestamp_millis());
+            let res = res?;
             Ok(serde_json::json!({ "reconciled": res }))
         }
         Some(other) => Err(LambdaError::Engine(tidemark_core::Error::Invalid(format!(

@@ -48,6 +48,7 @@ fn lambda_config(source_role: Option<SourceRole>) -> LambdaConfig {
         source_role,
         target_role: None,
         external_id: None,
+        metrics_namespace: tidemark_lambda::metrics::DEFAULT_NAMESPACE.into(),
     }
 }
 

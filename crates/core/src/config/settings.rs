@@ -199,6 +199,8 @@ settings! {
     bucket_accounts: Option<String> = "TIDEMARK_BUCKET_ACCOUNTS", Lambda, None;
     /// Name of the restore target role in each source account; restores into a protected bucket that name no role assume it.
     target_role_name: Option<String> = "TIDEMARK_TARGET_ROLE_NAME", Lambda, None;
+    /// CloudWatch namespace of the metrics the functions print as EMF (the dashboard and alarms query it).
+    metrics_namespace: String = "TIDEMARK_METRICS_NAMESPACE", Lambda, "Tidemark".to_string();
 }
 
 impl Settings {
