@@ -250,6 +250,8 @@ class CfnTemplate:
                         val = self.params[name]
                     elif name in self.pseudo:
                         val = self.pseudo[name]
+                    elif SYMBOLS is not None and name in SYMBOLS:
+                        val = SYMBOLS[name]
                     else:
                         return "?"
                     return str(val) if isinstance(val, (str, int, float)) else "?"
@@ -465,8 +467,37 @@ class Ref:
     key: Any
     attr: str | None
 
+    def symbol(self) -> str:
+        """The name SYMBOLS knows this reference by: `VaultBucket.Arn`, `aws_sqs_queue.main[work].arn`."""
+        if self.kind == "cfn":
+            return self.name if self.attr == "ref" else f"{self.name}.{self.attr}"
+        key = f"[{self.key}]" if self.key is not None else ""
+        return f"{self.kind}.{self.name}{key}.{self.attr}"
+
     def __str__(self):
+        if SYMBOLS is not None and self.symbol() in SYMBOLS:
+            return SYMBOLS[self.symbol()]
         return "?"
+
+
+# When set (test_calls.py, through `symbols()`), references to resources render as these
+# deployed names in strings and str(): {Ref.symbol(): value}. Unset, they stay "?".
+SYMBOLS: dict[str, str] | None = None
+
+
+class symbols:
+    """Context manager: evaluate with resource references rendered by `table`."""
+
+    def __init__(self, table: dict[str, str]):
+        self.table = table
+
+    def __enter__(self):
+        global SYMBOLS
+        SYMBOLS = self.table
+
+    def __exit__(self, *exc):
+        global SYMBOLS
+        SYMBOLS = None
 
 
 class Opaque:
@@ -675,6 +706,8 @@ def _split_all(expr: str, seps: str = ",") -> list[str]:
 
 
 def _s(v):
+    if isinstance(v, Ref):
+        return str(v)
     return str(v) if isinstance(v, (str, int, float)) and not isinstance(v, bool) else "?"
 
 

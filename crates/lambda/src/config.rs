@@ -74,8 +74,13 @@ impl LambdaConfig {
     /// The engine and the stores restores write their targets with (through the role a request
     /// names, or the function's own credentials).
     pub async fn engine_and_targets(&self) -> (Engine, Arc<dyn Targets>) {
-        let clients = AwsClients::load(&ClientOptions::default()).await;
-        let (source, vault) = self.stores(&clients);
+        self.engine_and_targets_with(&AwsClients::load(&ClientOptions::default()).await)
+    }
+
+    /// The engine and restore targets over `clients`, wired exactly as in Lambda (tests give
+    /// clients that point at the local stack and record their calls).
+    pub fn engine_and_targets_with(&self, clients: &AwsClients) -> (Engine, Arc<dyn Targets>) {
+        let (source, vault) = self.stores(clients);
         let session =
             std::env::var("AWS_LAMBDA_FUNCTION_NAME").map(|f| format!("tidemark-{f}")).unwrap_or_else(|_| "tidemark-restore".into());
         let session: String = session.chars().filter(|c| iam_name_char(*c)).take(64).collect();
