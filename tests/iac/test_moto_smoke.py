@@ -172,7 +172,7 @@ def test_stack_creates_event_bus_rules_and_schedules(stack):
     (checkpoint,) = events.list_targets_by_rule(Rule="tidemark-checkpoint")["Targets"]
     assert json.loads(checkpoint["Input"]) == {"buckets": ["acme-prod-data", "acme-prod-logs"]}  # CheckpointRequest
     (reconcile,) = events.list_targets_by_rule(Rule="tidemark-reconcile")["Targets"]
-    assert json.loads(reconcile["Input"]) == {"mode": "reconcile", "buckets": ["acme-prod-data", "acme-prod-logs"]}
+    assert json.loads(reconcile["Input"]) == {"mode": "reconcile", "buckets": ["acme-prod-data", "acme-prod-logs"], "inventory_destination": ""}
 
 
 def test_stack_creates_restore_api_topic_and_dashboard(stack):

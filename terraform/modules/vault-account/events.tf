@@ -104,7 +104,7 @@ resource "aws_cloudwatch_event_target" "reconcile" {
   target_id = "seeder-reconcile"
   rule      = aws_cloudwatch_event_rule.reconcile.name
   arn       = aws_lambda_function.this["seeder"].arn
-  input     = jsonencode({ mode = "reconcile", buckets = var.protected_bucket_names })
+  input     = jsonencode({ mode = "reconcile", buckets = var.protected_bucket_names, inventory_destination = var.inventory_destination })
 
   dead_letter_config {
     arn = aws_sqs_queue.async_dlq.arn

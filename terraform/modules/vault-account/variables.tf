@@ -207,6 +207,17 @@ variable "metrics_namespace" {
   default     = "Tidemark"
 }
 
+variable "inventory_destination" {
+  description = "Where the source-account stack delivers S3 Inventory reports (its inventory_destination output, s3://<bucket>/<prefix>); the daily reconciliation compares each bucket with its newest complete report there and lists buckets that have none. Empty: always list."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.inventory_destination == "" || startswith(var.inventory_destination, "s3://")
+    error_message = "inventory_destination must be empty or an s3:// URL."
+  }
+}
+
 variable "restore_target_bucket_prefix" {
   description = "Copy-mode restores may write only into buckets whose name starts with this prefix."
   type        = string
