@@ -174,6 +174,20 @@ data "aws_iam_policy_document" "delta" {
 }
 
 data "aws_iam_policy_document" "checkpoint" {
+  # The checkpoint asks each source whether it still exists (a deleted bucket is recorded gone,
+  # not an error), through the source account's read role.
+  statement {
+    sid       = "AssumeSourceReadRoles"
+    effect    = "Allow"
+    actions   = ["sts:AssumeRole"]
+    resources = [local.source_read_role_arns]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceAccount"
+      values   = var.source_account_ids
+    }
+  }
+
   statement {
     sid       = "WatermarkFromQueueAge"
     effect    = "Allow"
