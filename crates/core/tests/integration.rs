@@ -22,6 +22,7 @@ mod integration {
     mod reconcile_inventory;
     mod restore_run;
     mod seed_fanout;
+    mod support;
     mod tidy;
     mod upgrade;
     mod vault_fixtures;

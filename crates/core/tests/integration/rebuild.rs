@@ -3,19 +3,17 @@
 //! segment is gone is re-indexed from its footer; running it again changes nothing; a bucket
 //! whose seed never finished is left unprotected, and bad requests are clear errors.
 
+use super::support::{drain_work, seal};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tidemark_core::changes::checkpoint::{self, Sealed};
 use tidemark_core::config::EngineConfig;
 use tidemark_core::domain::Location;
 use tidemark_core::engine::Engine;
 use tidemark_core::plan::partition::PlanTargets;
 use tidemark_core::ports::{list_all, ObjectStore, PutOptions};
 use tidemark_core::protect::seed::{seed, PlanSource};
-use tidemark_core::protocol::dispatch::{dispatch, Disposition};
 use tidemark_core::rebuild::{rebuild, RebuildOptions};
 use tidemark_core::restore::load_state;
 use tidemark_core::vault::segment;
@@ -27,28 +25,6 @@ fn config() -> EngineConfig {
     c.batch_objects = 15;
     c.concurrency = 2;
     c
-}
-
-async fn drain_work(e: &Engine) {
-    loop {
-        let msgs = e.queue.receive("work", 10, 0, 30).await.unwrap();
-        if msgs.is_empty() {
-            return;
-        }
-        for m in msgs {
-            assert!(matches!(dispatch(e, &m.id, &m.body, "worker").await, Disposition::Done));
-            e.queue.delete("work", &m.receipt).await.unwrap();
-        }
-    }
-}
-
-async fn seal(e: &Engine) -> DateTime<Utc> {
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let now = Utc::now();
-    match checkpoint::seal(e, "src", now, now).await.unwrap() {
-        Sealed::New(p) => p.time,
-        other => panic!("expected a new point, got {other:?}"),
-    }
 }
 
 async fn world() -> (Arc<MemObjectStore>, Engine, DateTime<Utc>) {

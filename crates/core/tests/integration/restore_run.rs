@@ -4,19 +4,18 @@
 //! killed at any moment and resumed ends exact with nothing written twice beyond a batch; a
 //! damaged segment fails the run before the target is written; bad requests change nothing.
 
+use super::support::{drain_work, seal};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tidemark_core::changes::checkpoint::{self, Sealed};
 use tidemark_core::config::EngineConfig;
 use tidemark_core::engine::Engine;
 use tidemark_core::plan::partition::PlanTargets;
 use tidemark_core::ports::{list_all, Fetch, ObjectStore, PutOptions, SameStore};
 use tidemark_core::protect::seed::{seed, PlanSource};
-use tidemark_core::protocol::dispatch::{dispatch, Disposition};
 use tidemark_core::protocol::local::drive_restore;
 use tidemark_core::restore::run::{self, RestoreState, RestoreStatus};
 use tidemark_core::restore::{load_state, RestoreMode, RestoreRequest};
@@ -55,29 +54,6 @@ async fn put(s3: &MemObjectStore, key: &str, generation: u32) {
     meta.insert("gen".to_string(), generation.to_string());
     let o = PutOptions { content_type: Some("text/plain".into()), metadata: meta, ..Default::default() };
     s3.put("src", key, Bytes::from(body(key, generation)), &o).await.unwrap();
-}
-
-/// Runs every message of the work queue until none is left.
-async fn drain_work(e: &Engine) {
-    loop {
-        let msgs = e.queue.receive("work", 10, 0, 30).await.unwrap();
-        if msgs.is_empty() {
-            return;
-        }
-        for m in msgs {
-            assert!(matches!(dispatch(e, &m.id, &m.body, "worker").await, Disposition::Done));
-            e.queue.delete("work", &m.receipt).await.unwrap();
-        }
-    }
-}
-
-async fn seal(e: &Engine) -> DateTime<Utc> {
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let now = Utc::now();
-    match checkpoint::seal(e, "src", now, now).await.unwrap() {
-        Sealed::New(p) => p.time,
-        other => panic!("expected a new point, got {other:?}"),
-    }
 }
 
 /// A protected bucket of 60 keys over four prefixes (two large objects), a point T1, then

@@ -2,19 +2,17 @@
 //! a missing large copy and a damaged segment are each reported with the source keys and points
 //! they affect; steps with a spent budget continue from their cursor to the same report.
 
+use super::support::{drain_work, seal};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tidemark_core::changes::checkpoint::{self, Sealed};
 use tidemark_core::config::EngineConfig;
 use tidemark_core::domain::Location;
-use tidemark_core::engine::Engine;
 use tidemark_core::plan::partition::PlanTargets;
 use tidemark_core::ports::{list_all, Fetch, ObjectStore, PutOptions};
 use tidemark_core::protect::seed::{seed, PlanSource};
-use tidemark_core::protocol::dispatch::{dispatch, Disposition};
 use tidemark_core::vault::verify::{verify, verify_step, ProblemKind, VerifyOptions, VerifyReport};
 use tidemark_core::vault::{pack, segment};
 use tidemark_testkit::fakes::{mem_engine, MemObjectStore};
@@ -25,28 +23,6 @@ fn config() -> EngineConfig {
     c.batch_objects = 15;
     c.concurrency = 2;
     c
-}
-
-async fn drain_work(e: &Engine) {
-    loop {
-        let msgs = e.queue.receive("work", 10, 0, 30).await.unwrap();
-        if msgs.is_empty() {
-            return;
-        }
-        for m in msgs {
-            assert!(matches!(dispatch(e, &m.id, &m.body, "worker").await, Disposition::Done));
-            e.queue.delete("work", &m.receipt).await.unwrap();
-        }
-    }
-}
-
-async fn seal(e: &Engine) -> DateTime<Utc> {
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let now = Utc::now();
-    match checkpoint::seal(e, "src", now, now).await.unwrap() {
-        Sealed::New(p) => p.time,
-        other => panic!("expected a new point, got {other:?}"),
-    }
 }
 
 /// 40 small keys and 3 large ones (copied server-side), seeded and sealed at a point.
