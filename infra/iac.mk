@@ -4,9 +4,12 @@
 #                            is installed) and pytest tests/iac; tools pinned in
 #                            infra/iac-requirements.txt, installed into .venv-iac/
 #   make iac-sync            rewrite the copies embedded in cloudformation/*.yaml
-#   make package [ARCH=arm64] Lambda zips with cargo-lambda: target/lambda/<binary>/bootstrap.zip
-#                            (ARCH=x86_64 by default; the templates default to arm64, so deploy
-#                            with `make package ARCH=arm64` or set the architecture to x86_64)
+#   make package [ARCH=x86_64] Lambda zips with cargo-lambda and zig (pip packages installed into
+#                            .venv-iac/package): target/lambda/<binary>/bootstrap.zip, for arm64
+#                            by default as the templates deploy (ARCH=x86_64 with
+#                            LambdaArchitecture / lambda_architecture = x86_64); release builds
+#                            without debug info, symbols stripped; tests/iac/check_package.py then
+#                            checks every zip's bootstrap (ELF machine, no debug sections)
 
 IAC_VENV      ?= .venv-iac
 IAC_REQS      := infra/iac-requirements.txt
@@ -14,9 +17,9 @@ IAC_PYTHON    ?= python3
 IAC_TOOLS     := $(IAC_VENV)/tools/bin
 IAC_CHECKOV   := $(IAC_VENV)/checkov/bin/checkov
 IAC_TEMPLATES := $(wildcard cloudformation/*.yaml)
-ARCH          ?= x86_64
+ARCH          ?= arm64
 LAMBDA_PACKAGE := tidemark-lambda
-LAMBDA_BINARIES := tidemark-seeder tidemark-worker tidemark-delta tidemark-checkpoint tidemark-restore
+LAMBDA_BINARIES := tidemark-seeder tidemark-worker tidemark-delta tidemark-checkpoint tidemark-restore tidemark-api
 
 .PHONY: iac-test iac-venv iac-lint iac-checkov iac-hcl iac-fmt iac-pytest iac-sync package
 
@@ -66,6 +69,9 @@ iac-sync: $(IAC_VENV)/tools/.installed
 # cargo-lambda finds zig through the venv's python (ziglang) on PATH.
 package: $(IAC_VENV)/package/.installed
 	@case "$(ARCH)" in arm64|aarch64) ;; x86_64|x86-64|amd64) ;; *) echo "ARCH must be x86_64 or arm64" >&2; exit 2;; esac
+	@# cargo-lambda cross-compiles with rustup's target std: install it once with
+	@# `rustup target add aarch64-unknown-linux-gnu` (or x86_64-unknown-linux-gnu).
+	CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=symbols \
 	PATH="$(abspath $(IAC_VENV)/package/bin):$$PATH" cargo lambda build --release --output-format zip --lambda-dir target/lambda \
 		--package $(LAMBDA_PACKAGE) $(if $(filter arm64 aarch64,$(ARCH)),--arm64,--x86-64)
 	@for b in $(LAMBDA_BINARIES); do \
@@ -73,3 +79,4 @@ package: $(IAC_VENV)/package/.installed
 	done
 	@echo $(if $(filter arm64 aarch64,$(ARCH)),arm64,x86_64) > target/lambda/ARCHITECTURE
 	@echo "target/lambda/<binary>/bootstrap.zip built for $$(cat target/lambda/ARCHITECTURE)"
+	$(IAC_PYTHON) tests/iac/check_package.py target/lambda $$(cat target/lambda/ARCHITECTURE)

@@ -134,6 +134,9 @@ class Model:
     buckets: dict = field(default_factory=dict)
     tables: dict = field(default_factory=dict)
     parameters: dict = field(default_factory=dict)  # name -> default
+    # function -> {environment variable -> value as evaluated}; not compared by the parity tests
+    # (resource references stay opaque on both sides), read by test_variables.py
+    env_values: dict = field(default_factory=dict)
 
     def actions(self, scope_prefix: str) -> set:
         out = set()
@@ -247,6 +250,8 @@ class CfnTemplate:
                         val = self.params[name]
                     elif name in self.pseudo:
                         val = self.pseudo[name]
+                    elif SYMBOLS is not None and name in SYMBOLS:
+                        val = SYMBOLS[name]
                     else:
                         return "?"
                     return str(val) if isinstance(val, (str, int, float)) else "?"
@@ -360,6 +365,7 @@ def cfn_model(path: Path, params: dict | None = None) -> Model:
             m.kinds["api-method-settings"] += len(p.get("MethodSettings", []))
         elif typ == "AWS::Lambda::Function":
             env = p.get("Environment", {}).get("Variables", {})
+            m.env_values[fn_id(name)] = {k: t.value(v) for k, v in env.items()}
             m.functions[fn_id(name)] = {
                 "runtime": p["Runtime"],
                 "handler": p["Handler"],
@@ -392,7 +398,7 @@ def cfn_model(path: Path, params: dict | None = None) -> Model:
                 "max_receive_count": redrive and int(t.value(redrive["maxReceiveCount"])),
             }
         elif typ == "AWS::CloudWatch::Alarm":
-            queries = [(q["Id"], q.get("Expression"), int(q["Period"])) for q in p.get("Metrics", [])]
+            queries = [(q["Id"], t.value(q.get("Expression")), int(q["Period"])) for q in p.get("Metrics", [])]
             m.alarms[t.value(p["AlarmName"])] = {
                 "namespace": p.get("Namespace"),
                 "metric": p.get("MetricName"),
@@ -461,8 +467,37 @@ class Ref:
     key: Any
     attr: str | None
 
+    def symbol(self) -> str:
+        """The name SYMBOLS knows this reference by: `VaultBucket.Arn`, `aws_sqs_queue.main[work].arn`."""
+        if self.kind == "cfn":
+            return self.name if self.attr == "ref" else f"{self.name}.{self.attr}"
+        key = f"[{self.key}]" if self.key is not None else ""
+        return f"{self.kind}.{self.name}{key}.{self.attr}"
+
     def __str__(self):
+        if SYMBOLS is not None and self.symbol() in SYMBOLS:
+            return SYMBOLS[self.symbol()]
         return "?"
+
+
+# When set (test_calls.py, through `symbols()`), references to resources render as these
+# deployed names in strings and str(): {Ref.symbol(): value}. Unset, they stay "?".
+SYMBOLS: dict[str, str] | None = None
+
+
+class symbols:
+    """Context manager: evaluate with resource references rendered by `table`."""
+
+    def __init__(self, table: dict[str, str]):
+        self.table = table
+
+    def __enter__(self):
+        global SYMBOLS
+        SYMBOLS = self.table
+
+    def __exit__(self, *exc):
+        global SYMBOLS
+        SYMBOLS = None
 
 
 class Opaque:
@@ -671,6 +706,8 @@ def _split_all(expr: str, seps: str = ",") -> list[str]:
 
 
 def _s(v):
+    if isinstance(v, Ref):
+        return str(v)
     return str(v) if isinstance(v, (str, int, float)) and not isinstance(v, bool) else "?"
 
 
@@ -989,6 +1026,7 @@ def tf_model(path: Path, overrides: dict | None = None) -> Model:
                 env = {}
                 for e in body.get("environment", []):
                     env = mod.eval(e, each).get("variables", {})
+                m.env_values[a("tags").get("tidemark:function")] = dict(env)
                 reserved = a("reserved_concurrent_executions", -1)
                 logging = (mod.blocks_of(body, "logging_config", each) or [{}])[0]
                 m.functions[a("tags").get("tidemark:function")] = {

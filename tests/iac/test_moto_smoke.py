@@ -159,7 +159,10 @@ def test_stack_creates_event_bus_rules_and_schedules(stack):
     assert outputs["VaultEventBusArn"].endswith(":event-bus/tidemark-vault")
     (rule,) = events.list_rules(EventBusName="tidemark-vault")["Rules"]
     pattern = json.loads(rule["EventPattern"])
-    assert pattern["detail-type"] == ["Object Created", "Object Deleted"]
+    # Every detail type the delta handler captures (tidemark_core::changes::events::CAPTURED_DETAIL_TYPES).
+    from test_variables import captured_detail_types
+
+    assert pattern["detail-type"] == captured_detail_types()
     assert pattern["account"] == ["111111111111", "333333333333"]
     (target,) = events.list_targets_by_rule(Rule=rule["Name"], EventBusName="tidemark-vault")["Targets"]
     assert target["Arn"].endswith(":tidemark-delta")
@@ -169,7 +172,7 @@ def test_stack_creates_event_bus_rules_and_schedules(stack):
     (checkpoint,) = events.list_targets_by_rule(Rule="tidemark-checkpoint")["Targets"]
     assert json.loads(checkpoint["Input"]) == {"buckets": ["acme-prod-data", "acme-prod-logs"]}  # CheckpointRequest
     (reconcile,) = events.list_targets_by_rule(Rule="tidemark-reconcile")["Targets"]
-    assert json.loads(reconcile["Input"]) == {"mode": "reconcile", "buckets": ["acme-prod-data", "acme-prod-logs"]}
+    assert json.loads(reconcile["Input"]) == {"mode": "reconcile", "buckets": ["acme-prod-data", "acme-prod-logs"], "inventory_destination": ""}
 
 
 def test_stack_creates_restore_api_topic_and_dashboard(stack):

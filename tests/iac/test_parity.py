@@ -60,7 +60,7 @@ def test_models_are_not_empty():
     cfn, tf = m.models("vault-defaults")
     assert set(cfn.functions) == {"seeder", "worker", "delta", "checkpoint", "restore", "api"}
     assert set(cfn.event_sources) == {"worker", "delta", "restore"}
-    assert len(cfn.queues) == 7 and len(cfn.alarms) == 13 and len(cfn.statements) > 50
+    assert len(cfn.queues) == 7 and len(cfn.alarms) == 14 and len(cfn.statements) > 50
     assert cfn.kinds["lambda-function"] == 6 and cfn.kinds["sqs-queue"] == 7
     # The restore API: three IAM-authorised methods, each proxied to the api function.
     assert cfn.kinds["api-method"] == 3 and cfn.kinds["api-integration"] == 3 and cfn.kinds["api-resource"] == 2
@@ -102,7 +102,7 @@ def test_parameters_and_variables_match(template, module):
         elif isinstance(tf_default, list):
             cfn_default = [x for x in (cfn_default or "").split(",") if x]
         elif isinstance(tf_default, (int, float)):
-            cfn_default = int(cfn_default)
+            cfn_default = type(tf_default)(float(cfn_default))
         assert cfn_default == tf_default, f"{k}: CloudFormation {cfn_default!r} != Terraform {tf_default!r}"
 
 

@@ -24,7 +24,7 @@ NO_RESOURCE_LEVEL_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"
 READ_ACTIONS = {
     "s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging",
     "s3:GetObjectAcl", "s3:GetObjectVersionAcl", "s3:ListBucket", "s3:ListBucketVersions",
-    "s3:GetBucketLocation", "s3:GetBucketVersioning", "s3:GetBucketNotification", "kms:Decrypt",
+    "s3:GetBucketLocation", "s3:GetBucketVersioning", "s3:GetBucketNotification", "s3:GetBucketOwnershipControls", "kms:Decrypt",
 }
 VAULT_COPY_ACTIONS = {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "kms:GenerateDataKey"}
 PROTECTED = ["acme-prod-data", "acme-prod-logs"]

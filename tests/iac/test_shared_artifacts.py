@@ -73,7 +73,8 @@ def test_dashboard_placeholders_are_supplied_by_both_sides():
 
 
 def test_dashboard_renders_to_valid_json_with_the_alarm_metrics():
-    text = PLACEHOLDER.sub(lambda m: f"value-of-{m.group(1)}", DASHBOARD.read_text())
+    # The namespace is a placeholder too (TIDEMARK_METRICS_NAMESPACE); its default is Tidemark.
+    text = PLACEHOLDER.sub(lambda m: "Tidemark" if m.group(1) == "metrics_namespace" else f"value-of-{m.group(1)}", DASHBOARD.read_text())
     body = json.loads(text)
     rows = [x for w in body["widgets"] if w["type"] == "metric" for x in w["properties"]["metrics"]]
     expressions = {x[0]["expression"] for x in rows if isinstance(x[0], dict)}
@@ -81,7 +82,7 @@ def test_dashboard_renders_to_valid_json_with_the_alarm_metrics():
     assert "SELECT MAX(RpoSeconds) FROM Tidemark" in expressions
     assert "SELECT SUM(SlowDown503) FROM Tidemark" in expressions
     cfn = CfnTemplate(VAULT_TEMPLATE, {"SourceAccountIds": "111111111111", "ProtectedBucketNames": "acme-prod-data", "ExternalId": "x" * 16, "ArtifactBucket": "a"})
-    alarm_queries = {q["Expression"] for name in ("RpoAlarm", "SlowDownAlarm") for q in cfn.resources[name]["Properties"]["Metrics"]}
+    alarm_queries = {cfn.value(q["Expression"]) for name in ("RpoAlarm", "SlowDownAlarm", "ChangesFailedAlarm") for q in cfn.resources[name]["Properties"]["Metrics"]}
     assert alarm_queries <= expressions
     assert {tuple(x[:2]) for x in rows if isinstance(x[0], str)} >= {("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/Lambda", "Errors")}
     assert sum(1 for w in body["widgets"] if w["type"] == "metric") >= 11
@@ -89,7 +90,7 @@ def test_dashboard_renders_to_valid_json_with_the_alarm_metrics():
     # (crates/lambda/src/metrics.rs), and the restore failure alarm's query.
     for metric in ("RestoreObjects", "RestoreBytes", "RestoreFailed"):
         assert f"SELECT SUM({metric}) FROM Tidemark" in expressions, metric
-    assert {q["Expression"] for q in cfn.resources["RestoreFailedObjectsAlarm"]["Properties"]["Metrics"]} <= expressions
+    assert {cfn.value(q["Expression"]) for q in cfn.resources["RestoreFailedObjectsAlarm"]["Properties"]["Metrics"]} <= expressions
     assert "SELECT SUM(RestoreObjects) FROM SCHEMA(Tidemark, SourceBucket) GROUP BY SourceBucket" in expressions
     assert {tuple(x[:2]) for x in rows if isinstance(x[0], str)} >= {("AWS/ApiGateway", "5XXError"), ("AWS/ApiGateway", "4XXError")}
 
@@ -100,7 +101,7 @@ def test_the_restore_metrics_the_dashboard_reads_are_the_ones_the_code_prints():
     printed = set(re.findall(r'"(\w+)"', names))
     used = set(re.findall(r"SUM\((Restore\w+)\)", DASHBOARD.read_text()))
     assert used and used <= printed, f"the dashboard reads {used - printed}, which the code does not print"
-    assert '"SourceBucket"' in source and "NAMESPACE: &str = \"Tidemark\"" in source
+    assert '"SourceBucket"' in source and "DEFAULT_NAMESPACE: &str = \"Tidemark\"" in source
 
 
 def test_restore_request_matches_the_schema_and_the_openapi_document():

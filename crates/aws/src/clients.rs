@@ -36,6 +36,8 @@ pub struct ClientOptions {
     pub s3_endpoint_url: Option<String>,
     pub region: Option<String>,
     pub profile: Option<String>,
+    /// Records every request the clients send (tests check the IAM policies against it).
+    pub recorder: Option<crate::calls::CallRecorder>,
 }
 
 impl ClientOptions {
@@ -95,14 +97,25 @@ impl AwsClients {
         if opts.endpoint_url.is_some() || opts.s3_endpoint_url.is_some() {
             s3 = s3.force_path_style(true);
         }
+        let mut sqs = aws_sdk_sqs::config::Builder::from(&shared);
+        let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&shared);
+        let mut events = aws_sdk_eventbridge::config::Builder::from(&shared);
+        let mut cloudwatch = aws_sdk_cloudwatch::config::Builder::from(&shared);
+        if let Some(r) = &opts.recorder {
+            s3 = s3.interceptor(r.clone());
+            sqs = sqs.interceptor(r.clone());
+            dynamodb = dynamodb.interceptor(r.clone());
+            events = events.interceptor(r.clone());
+            cloudwatch = cloudwatch.interceptor(r.clone());
+        }
         let s3_source = s3.clone().retry_classifier(SurfaceThrottles);
         AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
             s3_source: aws_sdk_s3::Client::from_conf(s3_source.build()),
-            sqs: aws_sdk_sqs::Client::new(&shared),
-            dynamodb: aws_sdk_dynamodb::Client::new(&shared),
-            events: aws_sdk_eventbridge::Client::new(&shared),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&shared),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
+            events: aws_sdk_eventbridge::Client::from_conf(events.build()),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch.build()),
             shared,
         }
     }

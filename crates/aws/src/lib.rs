@@ -5,6 +5,7 @@
 //! Architecture invariant: this is the only crate (with the binaries) that depends on the AWS SDK.
 
 pub mod admin;
+pub mod calls;
 pub mod clients;
 pub mod dynamodb;
 mod errors;
@@ -14,6 +15,7 @@ pub mod source;
 pub mod sqs;
 pub mod target;
 
+pub use calls::{Call, CallRecorder, Permission};
 pub use clients::{AwsClients, ClientOptions};
 pub use dynamodb::DynamoControlStore;
 pub use s3::S3Store;

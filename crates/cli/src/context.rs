@@ -30,6 +30,7 @@ impl Context {
             s3_endpoint_url: global.s3_endpoint_url.clone(),
             region: global.region.clone(),
             profile: global.profile.clone(),
+            recorder: None,
         };
         Context { clients: AwsClients::load(&opts).await, names: ResourceNames::new(&settings.name), global: global.clone(), settings }
     }

@@ -38,5 +38,7 @@ pub mod restore;
 
 // Rebuilding the control state from the vault, when the control table is lost.
 pub mod rebuild;
+// What the stages did, for the metrics the Lambda functions print.
+pub mod tally;
 
 pub use error::{Error, Result};

@@ -43,10 +43,7 @@ pub async fn checkpoint_handler(
     }
     for res in &out {
         if let Some(rpo) = res.rpo_seconds {
-            println!(
-                "{}",
-                serde_json::json!({"_aws": {"Timestamp": now.timestamp_millis(), "CloudWatchMetrics": [{"Namespace": "Tidemark", "Dimensions": [["Bucket"]], "Metrics": [{"Name": "RpoSeconds", "Unit": "Seconds"}]}]}, "Bucket": res.bucket, "RpoSeconds": rpo})
-            );
+            crate::metrics::emit(&crate::metrics::rpo_line(&res.bucket, rpo, now.timestamp_millis()));
         }
     }
     // A source that cannot be read fails the invocation once every bucket was checkpointed, so

@@ -35,12 +35,18 @@ pub struct LambdaConfig {
     pub verify_step_seconds: u64,
     /// The SNS topic of the alert function (`TIDEMARK_ALERT_TOPIC_ARN`).
     pub alert_topic_arn: Option<String>,
+    /// The CloudWatch namespace of every EMF line (`TIDEMARK_METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
 }
 
 impl LambdaConfig {
     /// Reads the configuration table from the process environment (see [`LambdaConfig::from_lookup`]).
+    ///
+    /// It also sets the namespace of the metrics this process prints ([`crate::metrics::set_namespace`]).
     pub fn from_env() -> Result<Self, LambdaError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        let config = Self::from_lookup(|name| std::env::var(name).ok())?;
+        crate::metrics::set_namespace(&config.metrics_namespace);
+        Ok(config)
     }
 
     /// Reads the configuration table through `get`; the vault bucket, control table and queue
@@ -65,6 +71,7 @@ impl LambdaConfig {
             verify_sample: settings.verify_sample,
             verify_step_seconds: settings.verify_step_seconds,
             alert_topic_arn: settings.alert_topic_arn.clone(),
+            metrics_namespace: settings.metrics_namespace.clone(),
         })
     }
 
@@ -76,8 +83,13 @@ impl LambdaConfig {
     /// The engine and the stores restores write their targets with (through the role a request
     /// names, or the function's own credentials).
     pub async fn engine_and_targets(&self) -> (Engine, Arc<dyn Targets>) {
-        let clients = AwsClients::load(&ClientOptions::default()).await;
-        let (source, vault) = self.stores(&clients);
+        self.engine_and_targets_with(&AwsClients::load(&ClientOptions::default()).await)
+    }
+
+    /// The engine and restore targets over `clients`, wired exactly as in Lambda (tests give
+    /// clients that point at the local stack and record their calls).
+    pub fn engine_and_targets_with(&self, clients: &AwsClients) -> (Engine, Arc<dyn Targets>) {
+        let (source, vault) = self.stores(clients);
         let session =
             std::env::var("AWS_LAMBDA_FUNCTION_NAME").map(|f| format!("tidemark-{f}")).unwrap_or_else(|_| "tidemark-restore".into());
         let session: String = session.chars().filter(|c| iam_name_char(*c)).take(64).collect();

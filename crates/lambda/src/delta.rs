@@ -8,19 +8,14 @@ use tidemark_core::engine::Engine;
 use crate::sqs::{failure, response};
 
 /// The `ChangesFailed` metric of a batch in CloudWatch Embedded Metric Format: one line per
-/// bucket with failed changes (namespace `Tidemark`, dimension `Bucket`); a malformed message
+/// bucket with failed changes (the metrics namespace, dimension `Bucket`); a malformed message
 /// that names no bucket counts under `-`.
-pub fn changes_failed_emf(failed_by_bucket: &std::collections::BTreeMap<String, u64>, now_ms: i64) -> Vec<String> {
+pub fn changes_failed_emf(failed_by_bucket: &std::collections::BTreeMap<String, u64>, now_ms: i64) -> Vec<serde_json::Value> {
     failed_by_bucket
         .iter()
         .map(|(bucket, n)| {
             let bucket = if bucket.is_empty() { "-" } else { bucket.as_str() };
-            serde_json::json!({
-                "_aws": {"Timestamp": now_ms, "CloudWatchMetrics": [{"Namespace": "Tidemark", "Dimensions": [["Bucket"]], "Metrics": [{"Name": "ChangesFailed", "Unit": "Count"}]}]},
-                "Bucket": bucket,
-                "ChangesFailed": n,
-            })
-            .to_string()
+            crate::metrics::emf_line(&[("Bucket", bucket)], &[("ChangesFailed", "Count", serde_json::json!(n))], now_ms)
         })
         .collect()
 }
@@ -56,8 +51,9 @@ pub async fn delta_handler(engine: &Engine, event: SqsEvent) -> SqsBatchResponse
                 tracing::warn!(message_id = %id, %reason, "change not captured; SQS retries it, then dead-letters it");
             }
             for line in changes_failed_emf(&report.failed_by_bucket, engine.clock.now().timestamp_millis()) {
-                println!("{line}");
+                crate::metrics::emit(&line);
             }
+            crate::metrics::print_capture_tally(engine.clock.now().timestamp_millis());
             response(report.failed.iter().map(|(id, _)| failure(id)).collect())
         }
         Err(e) => {
@@ -76,7 +72,7 @@ mod tests {
         let failed = std::collections::BTreeMap::from([("acme-data".to_string(), 2u64), (String::new(), 1)]);
         let lines = changes_failed_emf(&failed, 1_700_000_000_000);
         assert_eq!(lines.len(), 2);
-        let v: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let v = lines;
         assert_eq!((v[0]["Bucket"].as_str(), v[0]["ChangesFailed"].as_u64()), (Some("-"), Some(1)));
         assert_eq!((v[1]["Bucket"].as_str(), v[1]["ChangesFailed"].as_u64()), (Some("acme-data"), Some(2)));
         let m = &v[1]["_aws"]["CloudWatchMetrics"][0];

@@ -1,8 +1,16 @@
-//! Restore metrics in CloudWatch Embedded Metric Format: one JSON line per restore-queue task
-//! message that restored, failed or deleted anything, with `RestoreObjects`, `RestoreBytes`,
-//! `RestoreFailed`, `RestoreVerified` and `RestoreDeleted` under the dimension `SourceBucket`.
-//! In Lambda the lines go to stdout, where CloudWatch Logs turns them into metrics of the
-//! `Tidemark` namespace (the dashboard's restore widgets); tests give the sink a buffer.
+//! The functions' metrics in CloudWatch Embedded Metric Format (EMF): JSON lines on stdout that
+//! CloudWatch Logs turns into metrics of the namespace `TIDEMARK_METRICS_NAMESPACE` (`Tidemark`).
+//!
+//! * restore: one line per restore-queue task message that restored, failed or deleted anything,
+//!   with `RestoreObjects`, `RestoreBytes`, `RestoreFailed`, `RestoreVerified` and
+//!   `RestoreDeleted` under the dimension `SourceBucket` (tests give the sink a buffer);
+//! * worker, delta and the seeder's reconciliation: `ObjectsCaptured` and `BytesCaptured` per
+//!   `Bucket`, and `SlowDown503` per `Bucket` and `Prefix` (the source's throttles as the
+//!   scheduler saw them), from the process tally ([`tidemark_core::tally`]) after each invocation;
+//! * checkpoint: `RpoSeconds` per `Bucket`; delta: `ChangesFailed` per `Bucket`.
+//!
+//! The dashboard and the alarms query exactly these names and dimensions; a test in
+//! crates/lambda/tests/metrics_moto.rs checks both directions.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -11,8 +19,92 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use tidemark_core::control::Counters;
 
-/// The namespace of every tidemark metric (the checkpoint's `RpoSeconds` too).
-pub const NAMESPACE: &str = "Tidemark";
+/// The namespace of every tidemark metric unless `TIDEMARK_METRICS_NAMESPACE` names another.
+pub const DEFAULT_NAMESPACE: &str = "Tidemark";
+
+/// The namespace set at start-up. It is process-wide because a function process has exactly one
+/// configuration and the handlers that print metrics do not otherwise take it.
+static NAMESPACE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the namespace of every metric this process prints (the first call wins: start-up).
+pub fn set_namespace(namespace: &str) {
+    let _ = NAMESPACE.set(namespace.to_string());
+}
+
+/// The namespace metrics are printed in.
+pub fn namespace() -> &'static str {
+    NAMESPACE.get().map_or(DEFAULT_NAMESPACE, String::as_str)
+}
+
+/// The metric names of the capture lines (worker, delta, reconciliation).
+pub const CAPTURE_METRICS: [&str; 2] = ["ObjectsCaptured", "BytesCaptured"];
+
+/// One EMF line: the metrics (name, unit, value) under one dimension set, at `at_ms`.
+pub fn emf_line(dimensions: &[(&str, &str)], metrics: &[(&str, &str, Value)], at_ms: i64) -> Value {
+    let mut line = json!({
+        "_aws": {
+            "Timestamp": at_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace(),
+                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Metrics": metrics.iter().map(|(n, u, _)| json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
+            }],
+        },
+    });
+    for (k, v) in dimensions {
+        line[*k] = json!(v);
+    }
+    for (n, _, v) in metrics {
+        line[*n] = v.clone();
+    }
+    line
+}
+
+/// The capture lines of a tally: objects and bytes per bucket, throttles per bucket and prefix.
+pub fn capture_lines(tally: &tidemark_core::tally::Tally, at_ms: i64) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (bucket, (objects, bytes)) in &tally.captured {
+        let m = [(CAPTURE_METRICS[0], "Count", json!(objects)), (CAPTURE_METRICS[1], "Bytes", json!(bytes))];
+        out.push(emf_line(&[("Bucket", bucket)], &m, at_ms));
+    }
+    for ((bucket, prefix), n) in &tally.throttles {
+        out.push(emf_line(&[("Bucket", bucket), ("Prefix", prefix)], &[("SlowDown503", "Count", json!(n))], at_ms));
+    }
+    out
+}
+
+/// Lines printed since [`record_printed`] was called, for tests (stdout is theirs to capture).
+static PRINTED: std::sync::Mutex<Option<Vec<Value>>> = std::sync::Mutex::new(None);
+
+/// Prints one EMF line on stdout: the one way the handlers' metrics leave the process.
+pub fn emit(line: &Value) {
+    println!("{line}");
+    if let Some(lines) = PRINTED.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        lines.push(line.clone());
+    }
+}
+
+/// Starts keeping a copy of every line [`emit`] prints (tests read them with [`printed`]).
+pub fn record_printed() {
+    PRINTED.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Vec::new);
+}
+
+/// The lines printed since [`record_printed`], leaving the record empty.
+pub fn printed() -> Vec<Value> {
+    PRINTED.lock().unwrap_or_else(|p| p.into_inner()).as_mut().map(std::mem::take).unwrap_or_default()
+}
+
+/// Prints what this process captured and was throttled since the last call (end of an invocation).
+pub fn print_capture_tally(at_ms: i64) {
+    for line in capture_lines(&tidemark_core::tally::take(), at_ms) {
+        emit(&line);
+    }
+}
+
+/// The checkpoint's RPO line for one bucket.
+pub fn rpo_line(bucket: &str, rpo_seconds: impl serde::Serialize, at_ms: i64) -> Value {
+    emf_line(&[("Bucket", bucket)], &[("RpoSeconds", "Seconds", json!(rpo_seconds))], at_ms)
+}
 
 /// The metric names a restore line carries, in its order.
 pub const RESTORE_METRICS: [&str; 5] = ["RestoreObjects", "RestoreBytes", "RestoreFailed", "RestoreVerified", "RestoreDeleted"];
@@ -61,21 +153,8 @@ impl<W: Write + Send> Metrics for Emf<W> {
 pub fn restore_line(source_bucket: &str, done: &Counters, at: DateTime<Utc>) -> Value {
     let units = ["Count", "Bytes", "Count", "Count", "Count"];
     let values = [done.objects, done.bytes, done.failed, done.verified, done.deleted];
-    let mut line = json!({
-        "_aws": {
-            "Timestamp": at.timestamp_millis(),
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [["SourceBucket"]],
-                "Metrics": RESTORE_METRICS.iter().zip(units).map(|(n, u)| json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
-            }],
-        },
-        "SourceBucket": source_bucket,
-    });
-    for (name, value) in RESTORE_METRICS.iter().zip(values) {
-        line[*name] = json!(value);
-    }
-    line
+    let metrics: Vec<(&str, &str, Value)> = RESTORE_METRICS.iter().zip(units).zip(values).map(|((n, u), v)| (*n, u, json!(v))).collect();
+    emf_line(&[("SourceBucket", source_bucket)], &metrics, at.timestamp_millis())
 }
 
 /// What a task did between two readings of its counters.

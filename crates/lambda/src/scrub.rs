@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 use tidemark_core::engine::Engine;
 use tidemark_core::vault::verify::{self, Problem, VerifyCursor, VerifyOptions};
 
-use crate::metrics::NAMESPACE;
 use crate::LambdaError;
 
 /// The schedule's input: optionally one source bucket only.
@@ -88,17 +87,6 @@ pub async fn scrub_handler(engine: &Engine, req: ScrubRequest, sample: f64, budg
 /// The EMF line of one scrub invocation: `VerifyDamaged` (objects found damaged or missing, zero
 /// included so that the alarm sees the scrub run) and `VerifyBytes`, under the dimension `Vault`.
 pub fn verify_damaged_emf(result: &ScrubResult, at: DateTime<Utc>) -> Value {
-    json!({
-        "_aws": {
-            "Timestamp": at.timestamp_millis(),
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [["Vault"]],
-                "Metrics": [{"Name": "VerifyDamaged", "Unit": "Count"}, {"Name": "VerifyBytes", "Unit": "Bytes"}],
-            }],
-        },
-        "Vault": result.vault,
-        "VerifyDamaged": result.damaged,
-        "VerifyBytes": result.bytes_read,
-    })
+    let metrics = [("VerifyDamaged", "Count", json!(result.damaged)), ("VerifyBytes", "Bytes", json!(result.bytes_read))];
+    crate::metrics::emf_line(&[("Vault", result.vault.as_str())], &metrics, at.timestamp_millis())
 }

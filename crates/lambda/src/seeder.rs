@@ -1,6 +1,7 @@
 //! The seeder function's handlers: a seed request, or the scheduled reconciliation.
 
 use serde::{Deserialize, Serialize};
+use tidemark_core::changes::reconcile;
 use tidemark_core::engine::Engine;
 use tidemark_core::plan::partition::PlanTargets;
 
@@ -67,6 +68,11 @@ pub struct ReconcileRequest {
     /// Compare a bucket with this S3 Inventory manifest (by bucket name) instead of listing it.
     #[serde(default)]
     pub inventory_manifests: std::collections::BTreeMap<String, String>,
+    /// Where the source-account stack delivers the inventory reports (`s3://<bucket>/<prefix>`;
+    /// empty: none). Each bucket without a manifest above is compared with its newest complete
+    /// report there, or listed when it has none (the result says why).
+    #[serde(default)]
+    pub inventory_destination: String,
 }
 
 /// What reconciliation found in one bucket.
@@ -77,13 +83,24 @@ pub struct ReconcileResult {
     pub reconciled_deletes: u64,
     pub missing: u64,
     pub changed: u64,
+    /// `inventory` or `listing`.
     pub source: String,
     /// The bucket was deleted by design at this time: nothing to compare, not an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gone_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// The inventory manifest compared with, when `source` is `inventory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
+    /// Why the bucket was listed although an inventory destination was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed_because: Option<String>,
 }
 
 /// Reconcile: compares each bucket with the catalog and captures what the events missed.
+///
+/// Each bucket is compared with its newest complete S3 Inventory report under
+/// `inventory_destination` when there is one (cheaper than listing a large bucket), else listed,
+/// with a warning that says why.
 ///
 /// The reconciled records land in delta segments that the next checkpoint seals into a point.
 /// One bucket failing does not stop the others; the error is returned after all were tried, so
@@ -92,19 +109,38 @@ pub async fn reconcile_handler(engine: &Engine, req: ReconcileRequest) -> Result
     let mut out = Vec::new();
     let mut first_error = None;
     for bucket in &req.buckets {
-        let opts = tidemark_core::changes::reconcile::ReconcileOptions {
-            prefix: req.prefix.clone(),
-            inventory_manifest: req.inventory_manifests.get(bucket).cloned(),
+        let (manifest, mut listed_because) = match req.inventory_manifests.get(bucket) {
+            Some(m) => (Some(m.clone()), None),
+            None if req.inventory_destination.trim().is_empty() => (None, None),
+            None => match reconcile::newest_manifest(engine.source.as_ref(), req.inventory_destination.trim(), bucket).await {
+                Ok(m) => (Some(m), None),
+                Err(why) => (None, Some(why)),
+            },
         };
-        match tidemark_core::changes::reconcile::reconcile(engine, bucket, &opts).await {
+        let opts = |inventory_manifest| reconcile::ReconcileOptions { prefix: req.prefix.clone(), inventory_manifest };
+        let mut result = reconcile::reconcile(engine, bucket, &opts(manifest.clone())).await;
+        // A report that cannot be used (malformed, checksum mismatch, no ETag column) must not
+        // stop the daily check: the bucket is listed instead, and the result says why.
+        if let (Err(e), Some(m)) = (&result, &manifest) {
+            if !req.inventory_manifests.contains_key(bucket) && !e.is_transient() {
+                listed_because = Some(format!("inventory report {m} could not be used: {e}"));
+                result = reconcile::reconcile(engine, bucket, &opts(None)).await;
+            }
+        }
+        if let Some(why) = &listed_because {
+            tracing::warn!(%bucket, reason = %why, "reconciling by listing the bucket instead of its inventory report");
+        }
+        match result {
             Ok(r) => out.push(ReconcileResult {
                 bucket: bucket.clone(),
                 reconciled_puts: r.puts,
                 reconciled_deletes: r.deletes,
                 missing: r.missing,
                 changed: r.changed,
+                manifest: (r.source == "inventory").then(|| manifest.clone()).flatten(),
                 source: r.source,
                 gone_since: r.gone_since,
+                listed_because,
             }),
             Err(e) => {
                 tracing::error!(%bucket, error = %e, "reconciliation failed");
@@ -124,7 +160,10 @@ pub async fn seeder_dispatch(engine: &Engine, event: serde_json::Value) -> Resul
     match event.get("mode").and_then(|m| m.as_str()) {
         Some("reconcile") => {
             let req: ReconcileRequest = serde_json::from_value(event).map_err(bad)?;
-            let res = reconcile_handler(engine, req).await?;
+            let res = reconcile_handler(engine, req).await;
+            // What reconciliation captured counts as captured, failed buckets or not.
+            crate::metrics::print_capture_tally(engine.clock.now().timestamp_millis());
+            let res = res?;
             Ok(serde_json::json!({ "reconciled": res }))
         }
         Some(other) => Err(LambdaError::Engine(tidemark_core::Error::Invalid(format!(

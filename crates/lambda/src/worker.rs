@@ -8,6 +8,7 @@ use crate::sqs::{failure, response};
 
 /// Worker: one message per task or seed step, each handed to the engine's one dispatcher; a
 /// message to retry or that failed is reported as a batch item failure, so only it comes back.
+/// `ObjectsCaptured`, `BytesCaptured` and `SlowDown503` are printed as EMF after the batch.
 pub async fn worker_handler(engine: &Engine, event: SqsEvent, owner: &str) -> SqsBatchResponse {
     let mut failures = Vec::new();
     for m in event.records {
@@ -17,5 +18,7 @@ pub async fn worker_handler(engine: &Engine, event: SqsEvent, owner: &str) -> Sq
             Disposition::Retry { .. } | Disposition::Failed { .. } => failures.push(failure(&id)),
         }
     }
+    // What the batch captured and how often S3 throttled it, as the dashboard's metrics.
+    crate::metrics::print_capture_tally(engine.clock.now().timestamp_millis());
     response(failures)
 }

@@ -34,6 +34,8 @@ module "vault" {
   external_id            = var.external_id
   alarm_email            = var.alarm_email
   lambda_package_dir     = var.lambda_package_dir
+  # The daily reconciliation reads the newest inventory report the source account delivers.
+  inventory_destination = module.source.inventory_destination
 
   # Defaults shown for the knobs people most often change.
   vault_retention_days        = 35

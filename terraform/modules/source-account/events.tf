@@ -1,3 +1,8 @@
+# Every detail type the vault's delta handler captures (tidemark_core::changes::events::CAPTURED_DETAIL_TYPES).
+locals {
+  captured_detail_types = ["Object Created", "Object Deleted", "Object Tags Added", "Object Tags Deleted", "Object ACL Updated", "Object Storage Class Changed", "Object Access Tier Changed", "Object Restore Completed"]
+}
+
 # Forward the protected buckets' Object Created / Object Deleted events from this account's
 # default bus to the vault account's bus.
 
@@ -41,11 +46,11 @@ resource "aws_iam_role_policy" "event_forwarding" {
 
 resource "aws_cloudwatch_event_rule" "forward" {
   name        = "${var.name_prefix}-forward-s3-changes"
-  description = "Object Created / Object Deleted of the protected buckets, to the tidemark vault bus."
+  description = "Object changes tidemark captures (created, deleted, tags, ACL, storage class, archive restores) of the protected buckets, to the tidemark vault bus."
   state       = "ENABLED"
   event_pattern = jsonencode({
     source        = ["aws.s3"]
-    "detail-type" = ["Object Created", "Object Deleted"]
+    "detail-type" = local.captured_detail_types
     detail = {
       bucket = {
         name = var.protected_bucket_names

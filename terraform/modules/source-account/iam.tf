@@ -55,6 +55,7 @@ data "aws_iam_policy_document" "read" {
       "s3:GetBucketLocation",
       "s3:GetBucketVersioning",
       "s3:GetBucketNotification",
+      "s3:GetBucketOwnershipControls",
     ]
     resources = local.protected_bucket_arns
   }

@@ -18,6 +18,11 @@ output "inventory_manifest_prefix" {
   value       = var.inventory_prefix
 }
 
+output "inventory_destination" {
+  description = "Give it to the vault module as inventory_destination; the daily reconciliation reads the newest report there."
+  value       = "s3://${local.inventory_bucket_name}/${var.inventory_prefix}"
+}
+
 output "protected_buckets" {
   description = "Buckets whose notification and inventory configuration the setup function manages."
   value       = jsondecode(aws_lambda_invocation.bucket_setup.result)["Buckets"]

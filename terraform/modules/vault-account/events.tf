@@ -1,3 +1,9 @@
+# Every detail type the delta handler captures (tidemark_core::changes::events::CAPTURED_DETAIL_TYPES;
+# tests/iac/test_variables.py checks both sides against it).
+locals {
+  captured_detail_types = ["Object Created", "Object Deleted", "Object Tags Added", "Object Tags Deleted", "Object ACL Updated", "Object Storage Class Changed", "Object Access Tier Changed", "Object Restore Completed"]
+}
+
 # ---------------------------------------------------------------- vault event bus
 resource "aws_cloudwatch_event_bus" "vault" {
   name = "${var.name_prefix}-vault"
@@ -27,19 +33,19 @@ data "aws_iam_policy_document" "vault_bus" {
     condition {
       test     = "StringEquals"
       variable = "events:detail-type"
-      values   = ["Object Created", "Object Deleted"]
+      values   = local.captured_detail_types
     }
   }
 }
 
 resource "aws_cloudwatch_event_rule" "delta" {
   name           = "${var.name_prefix}-s3-changes-to-delta"
-  description    = "S3 Object Created / Object Deleted forwarded by the source accounts, into the delta queue."
+  description    = "S3 object changes tidemark captures (created, deleted, tags, ACL, storage class, archive restores) forwarded by the source accounts, into the delta queue."
   event_bus_name = aws_cloudwatch_event_bus.vault.name
   state          = "ENABLED"
   event_pattern = jsonencode({
     source        = ["aws.s3"]
-    "detail-type" = ["Object Created", "Object Deleted"]
+    "detail-type" = local.captured_detail_types
     account       = var.source_account_ids
   })
   tags = var.tags
@@ -98,7 +104,7 @@ resource "aws_cloudwatch_event_target" "reconcile" {
   target_id = "seeder-reconcile"
   rule      = aws_cloudwatch_event_rule.reconcile.name
   arn       = aws_lambda_function.this["seeder"].arn
-  input     = jsonencode({ mode = "reconcile", buckets = var.protected_bucket_names })
+  input     = jsonencode({ mode = "reconcile", buckets = var.protected_bucket_names, inventory_destination = var.inventory_destination })
 
   dead_letter_config {
     arn = aws_sqs_queue.async_dlq.arn

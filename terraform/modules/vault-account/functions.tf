@@ -53,13 +53,17 @@ resource "aws_lambda_function" "this" {
       TIDEMARK_WORK_QUEUE_URL     = aws_sqs_queue.main["work"].url
       TIDEMARK_DELTA_QUEUE_URL    = aws_sqs_queue.main["delta"].url
       TIDEMARK_RESTORE_QUEUE_URL  = aws_sqs_queue.main["restore"].url
-      TIDEMARK_KMS_KEY_ARN        = aws_kms_key.vault.arn
       TIDEMARK_SOURCE_ROLE_NAME   = var.source_read_role_name
       TIDEMARK_TARGET_ROLE_NAME   = var.enable_restore_target_role ? var.restore_target_role_name : ""
       TIDEMARK_EXTERNAL_ID        = var.external_id
       TIDEMARK_SOURCE_ACCOUNT_IDS = join(",", var.source_account_ids)
       TIDEMARK_BUCKET_ACCOUNTS    = var.bucket_accounts
-      TIDEMARK_METRICS_NAMESPACE  = "Tidemark"
+      TIDEMARK_METRICS_NAMESPACE  = var.metrics_namespace
+      TIDEMARK_LATE_EVENT_SECONDS = var.late_event_seconds
+      TIDEMARK_STEP_SECONDS       = var.step_seconds
+      TIDEMARK_ALL_VERSIONS       = var.all_versions
+      TIDEMARK_PREFIX_CEILING_RPS = var.prefix_ceiling_rps > 0 ? var.prefix_ceiling_rps : ""
+      TIDEMARK_BACKUP_SHARE       = var.backup_share
       RUST_LOG                    = "info"
     }
   }

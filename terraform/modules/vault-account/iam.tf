@@ -115,6 +115,15 @@ data "aws_iam_policy_document" "seeder" {
     actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.async_dlq.arn]
   }
+
+  # The daily reconciliation runs in the seeder: it writes the packs and index segments of what
+  # the events missed (tests/iac/test_calls.py, from the calls the seeder makes on moto).
+  statement {
+    sid       = "WriteVault"
+    effect    = "Allow"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+    resources = ["${aws_s3_bucket.vault.arn}/v1/*"]
+  }
 }
 
 data "aws_iam_policy_document" "worker" {

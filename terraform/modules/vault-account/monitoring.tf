@@ -39,6 +39,7 @@ resource "aws_cloudwatch_dashboard" "this" {
   dashboard_name = var.name_prefix
   dashboard_body = templatefile(local.dashboard_template, {
     name_prefix         = var.name_prefix
+    metrics_namespace   = var.metrics_namespace
     region              = local.region
     vault_bucket        = aws_s3_bucket.vault.id
     control_table       = aws_dynamodb_table.control.name
@@ -104,7 +105,7 @@ resource "aws_cloudwatch_metric_alarm" "dead_letters" {
 
 resource "aws_cloudwatch_metric_alarm" "rpo" {
   alarm_name          = "${var.name_prefix}-rpo-above-target"
-  alarm_description   = "The worst bucket's RPO (Tidemark/RpoSeconds, per Bucket) is above rpo_alarm_threshold_seconds (step = checkpoint). Missing data counts as breaching - a silent checkpoint is an RPO problem too - so it stays in ALARM until the first recovery point is sealed."
+  alarm_description   = "The worst bucket's RPO (RpoSeconds in metrics_namespace, per Bucket) is above rpo_alarm_threshold_seconds (step = checkpoint). Missing data counts as breaching - a silent checkpoint is an RPO problem too - so it stays in ALARM until the first recovery point is sealed."
   evaluation_periods  = 2
   datapoints_to_alarm = 2
   threshold           = var.rpo_alarm_threshold_seconds
@@ -117,7 +118,7 @@ resource "aws_cloudwatch_metric_alarm" "rpo" {
   metric_query {
     id          = "rpo"
     label       = "worst RPO across buckets"
-    expression  = "SELECT MAX(RpoSeconds) FROM Tidemark"
+    expression  = "SELECT MAX(RpoSeconds) FROM ${var.metrics_namespace}"
     period      = 300
     return_data = true
   }
@@ -137,7 +138,7 @@ resource "aws_cloudwatch_metric_alarm" "slowdown" {
   metric_query {
     id          = "slowdown"
     label       = "503 SlowDown, all prefixes"
-    expression  = "SELECT SUM(SlowDown503) FROM Tidemark"
+    expression  = "SELECT SUM(SlowDown503) FROM ${var.metrics_namespace}"
     period      = 300
     return_data = true
   }
@@ -145,7 +146,7 @@ resource "aws_cloudwatch_metric_alarm" "slowdown" {
 
 resource "aws_cloudwatch_metric_alarm" "restore_failed_objects" {
   alarm_name          = "${var.name_prefix}-restore-failed-objects"
-  alarm_description   = "A restore could not write some objects (Tidemark/RestoreFailed, per SourceBucket; step = restore task). `tidemark restore status ID` or GET /v1/restores/{id} lists each failed key with its reason."
+  alarm_description   = "A restore could not write some objects (RestoreFailed in metrics_namespace, per SourceBucket; step = restore task). `tidemark restore status ID` or GET /v1/restores/{id} lists each failed key with its reason."
   evaluation_periods  = 1
   threshold           = 0
   comparison_operator = "GreaterThanThreshold"
@@ -157,7 +158,27 @@ resource "aws_cloudwatch_metric_alarm" "restore_failed_objects" {
   metric_query {
     id          = "failed"
     label       = "objects a restore could not write"
-    expression  = "SELECT SUM(RestoreFailed) FROM Tidemark"
+    expression  = "SELECT SUM(RestoreFailed) FROM ${var.metrics_namespace}"
+    period      = 300
+    return_data = true
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "changes_failed" {
+  alarm_name          = "${var.name_prefix}-changes-failed"
+  alarm_description   = "The delta function could not capture some changes (ChangesFailed, per Bucket; step = delta). SQS retries them and then dead-letters them; the delta function's log names each message and reason."
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+  tags                = var.tags
+
+  metric_query {
+    id          = "changesfailed"
+    label       = "changes not captured"
+    expression  = "SELECT SUM(ChangesFailed) FROM ${var.metrics_namespace}"
     period      = 300
     return_data = true
   }

@@ -166,6 +166,58 @@ variable "reconciliation_schedule" {
   default     = "cron(30 6 * * ? *)"
 }
 
+variable "late_event_seconds" {
+  description = "Seconds a recovery point stays behind the oldest unhandled change, for events still in flight (TIDEMARK_LATE_EVENT_SECONDS)."
+  type        = number
+  default     = 60
+}
+
+variable "step_seconds" {
+  description = "Seconds a seed plan step works before it hands the rest to a fresh message; keep it below the worker's timeout (TIDEMARK_STEP_SECONDS)."
+  type        = number
+  default     = 600
+}
+
+variable "all_versions" {
+  description = "Seed every version and delete marker of versioned buckets, not only the current versions (TIDEMARK_ALL_VERSIONS)."
+  type        = bool
+  default     = false
+}
+
+variable "prefix_ceiling_rps" {
+  description = "Requests per second per top-level prefix of a source bucket (application and backup together); 0 leaves the per-prefix scheduler off (TIDEMARK_PREFIX_CEILING_RPS)."
+  type        = number
+  default     = 0
+}
+
+variable "backup_share" {
+  description = "The share of prefix_ceiling_rps the backup may use, in (0, 1] (TIDEMARK_BACKUP_SHARE)."
+  type        = number
+  default     = 0.8
+
+  validation {
+    condition     = var.backup_share > 0 && var.backup_share <= 1
+    error_message = "backup_share must be in (0, 1]."
+  }
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the metrics the functions print (TIDEMARK_METRICS_NAMESPACE); the dashboard and alarms query it."
+  type        = string
+  default     = "Tidemark"
+}
+
+variable "inventory_destination" {
+  description = "Where the source-account stack delivers S3 Inventory reports (its inventory_destination output, s3://<bucket>/<prefix>); the daily reconciliation compares each bucket with its newest complete report there and lists buckets that have none. Empty: always list."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.inventory_destination == "" || startswith(var.inventory_destination, "s3://")
+    error_message = "inventory_destination must be empty or an s3:// URL."
+  }
+}
+
 variable "restore_target_bucket_prefix" {
   description = "Copy-mode restores may write only into buckets whose name starts with this prefix."
   type        = string

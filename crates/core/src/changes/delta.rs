@@ -308,6 +308,9 @@ async fn capture_bucket_changes(
     engine.control().record_failures(bucket, &lost).await?;
     report.captured += batch.counters.objects;
     report.superseded += batch.counters.vanished;
+    crate::tally::captured(bucket, batch.counters.objects, batch.counters.bytes);
+    // Changes are not scheduled per prefix, so their throttles count under no prefix.
+    crate::tally::throttled(bucket, "", source.take_observation().throttles);
     report.counters.add(&batch.counters);
     records.extend(batch.records);
     if !records.is_empty() {

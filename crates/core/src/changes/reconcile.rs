@@ -36,7 +36,7 @@ use crate::changes::delta::write_registered_segment;
 use crate::control::{Counters, FailureRecord, RunState};
 use crate::domain::{archive_tier, normalize_etag, CaptureRecord};
 use crate::engine::Engine;
-use crate::ports::key_versions;
+use crate::ports::{key_versions, ObjectStore};
 use crate::protect::lifecycle;
 use crate::restore::resolve::{resolve_keys, KeyState};
 use crate::scheduler::source::PacedStore;
@@ -176,6 +176,47 @@ fn stopped_report(s: &crate::control::SourceState) -> ReconcileReport {
     }
     tracing::info!(bucket = %s.bucket, state = ?s.state, since = %s.since, "reconciliation skipped: the source is not there by design");
     r
+}
+
+/// The id of the S3 Inventory configuration the source-account stacks put on every protected
+/// bucket (terraform/modules/source-account/bucket_setup.py); its reports land under
+/// `<destination prefix>/<bucket>/tidemark/<YYYY-MM-DDTHH-MMZ>/`.
+pub const INVENTORY_CONFIG_ID: &str = "tidemark";
+
+/// The manifest URL of the newest complete S3 Inventory report of `bucket` under an inventory
+/// destination (`s3://<inventory bucket>/<prefix>`, as the source-account stack configured it),
+/// or why there is none.
+///
+/// A report is complete once S3 has written both `manifest.json` and `manifest.checksum` (it
+/// writes the checksum last); the checksum itself is verified when the report is read. Report
+/// folders are named by their UTC time, so the newest sorts last. A destination that cannot be
+/// listed is a reason too: reconciliation then lists the bucket instead of failing.
+pub async fn newest_manifest(store: &dyn ObjectStore, destination: &str, bucket: &str) -> std::result::Result<String, String> {
+    let Some(rest) = destination.strip_prefix("s3://") else {
+        return Err(format!("inventory destination '{destination}' is not an s3:// URL"));
+    };
+    let (dest_bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let prefix = prefix.trim_matches('/');
+    let folder =
+        if prefix.is_empty() { format!("{bucket}/{INVENTORY_CONFIG_ID}/") } else { format!("{prefix}/{bucket}/{INVENTORY_CONFIG_ID}/") };
+    let page = crate::ports::list_all(store, dest_bucket, &folder, None)
+        .await
+        .map_err(|e| format!("s3://{dest_bucket}/{folder} cannot be listed: {e}"))?;
+    let keys: std::collections::BTreeSet<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
+    let mut reports: Vec<&str> = keys
+        .iter()
+        .filter_map(|k| k.strip_prefix(folder.as_str())?.strip_suffix("/manifest.json"))
+        .filter(|ts| !ts.contains('/'))
+        .collect();
+    reports.sort_unstable();
+    let newest = reports.last().copied();
+    match reports.iter().rev().find(|ts| keys.contains(format!("{folder}{ts}/manifest.checksum").as_str())) {
+        Some(ts) => Ok(format!("s3://{dest_bucket}/{folder}{ts}/manifest.json")),
+        None => Err(match newest {
+            Some(ts) => format!("the newest inventory report under s3://{dest_bucket}/{folder} ({ts}) has no manifest.checksum yet, and no older one is complete"),
+            None => format!("no inventory report under s3://{dest_bucket}/{folder} yet (the first arrives within 48 hours)"),
+        }),
+    }
 }
 
 /// Reconciles `bucket` (under `opts.prefix`) with the catalog and records what the events missed.

@@ -49,6 +49,15 @@ async fn batch_prefix(source: &dyn ObjectStore, task: &TaskRecord) -> Result<Str
     Ok(page.objects.first().map_or_else(String::new, |o| top_prefix(&o.key).to_string()))
 }
 
+/// What the source answered since the last look, added to the process tally as well (the
+/// worker function's `SlowDown503` metric per prefix); the prefix is only known under the
+/// shared scheduler, and `-` otherwise.
+fn observe(source: &PacedStore, bucket: &str, prefix: &str) -> crate::scheduler::Observation {
+    let seen = source.take_observation();
+    crate::tally::throttled(bucket, prefix, seen.throttles);
+    seen
+}
+
 /// What capturing the next batch of a task's partition gave.
 enum Batch {
     /// The partition has no keys after the cursor: the task is done.
@@ -91,11 +100,11 @@ pub async fn process_task(engine: &Engine, msg: &TaskMessage, owner: &str) -> Re
             let next = batch_prefix(&source, &lease.task).await?;
             if next != prefix {
                 // The task crossed into another top-level prefix: settle the old one first.
-                gate.release(&prefix, now, source.take_observation()).await?;
+                gate.release(&prefix, now, observe(&source, &bucket, &prefix)).await?;
                 prefix = next;
             }
         }
-        match gate.report(&prefix, now, source.take_observation()).await? {
+        match gate.report(&prefix, now, observe(&source, &bucket, &prefix)).await? {
             Admission::Go { rate_rps } => source.set_rate(rate_rps),
             Admission::Defer(delay) => {
                 tracing::info!(task_id = %msg.task_id, %prefix, delay_ms = delay.as_millis() as u64, "prefix over budget; task deferred");
@@ -108,7 +117,7 @@ pub async fn process_task(engine: &Engine, msg: &TaskMessage, owner: &str) -> Re
                 let Some(delay) = gate.throttle_deferral() else { return Err(e) };
                 // The batch's work is lost with it and redone from the cursor; its throttles,
                 // counted by the source store, cut the prefix's rate for the whole fleet.
-                let seen = source.take_observation();
+                let seen = observe(&source, &bucket, &prefix);
                 gate.release(&prefix, millis(engine.clock.now()), seen).await?;
                 tracing::info!(task_id = %lease.task.task_id, %prefix, throttles = seen.throttles, "S3 throttled the batch; task yielded");
                 return yield_task(engine, &mut lease, delay).await;
@@ -125,7 +134,7 @@ pub async fn process_task(engine: &Engine, msg: &TaskMessage, owner: &str) -> Re
             Batch::End => {
                 lease.task.done = true;
                 control.commit(&mut lease, engine.clock.now(), cfg.lease_seconds).await?;
-                gate.release(&prefix, millis(engine.clock.now()), source.take_observation()).await?;
+                gate.release(&prefix, millis(engine.clock.now()), observe(&source, &bucket, &prefix)).await?;
                 finish_run_if_complete(engine, &msg.run_id).await?;
                 tracing::info!(run_id = %msg.run_id, task_id = %msg.task_id, objects = lease.task.counters.objects, "task done");
                 return Ok(TaskOutcome::Finished(lease.task.counters));
@@ -138,6 +147,7 @@ pub async fn process_task(engine: &Engine, msg: &TaskMessage, owner: &str) -> Re
                 lease.task.cursor = slot.end_cursor.clone();
                 lease.task.batch += 1;
                 lease.task.counters.add(&slot.counters);
+                crate::tally::captured(&bucket, slot.counters.objects, slot.counters.bytes);
             }
         }
         control.commit(&mut lease, engine.clock.now(), cfg.lease_seconds).await?;
