@@ -202,23 +202,7 @@ pub async fn ensure_table(c: &AwsClients, table: &str) -> Result<()> {
 /// PutBucketNotificationConfiguration replaces the whole configuration, so the current one is
 /// read first and written back with EventBridge added.
 pub async fn enable_bucket_events(c: &AwsClients, bucket: &str) -> Result<()> {
-    let cur = match c.s3.get_bucket_notification_configuration().bucket(bucket).send().await {
-        Ok(cur) => cur,
-        // moto answers an empty configuration with a root element the SDK does not parse. Only
-        // an answer that carries no configuration at all may be read as empty: anything else is
-        // an error, so an existing configuration is never overwritten by mistake.
-        Err(e) if crate::errors::status(&e) == Some(200) => {
-            let body = e.raw_response().and_then(|r| r.body().bytes()).map(|b| String::from_utf8_lossy(b).to_string()).unwrap_or_default();
-            if ["QueueConfiguration", "TopicConfiguration", "CloudFunctionConfiguration", "EventBridgeConfiguration"]
-                .iter()
-                .any(|t| body.contains(t))
-            {
-                return Err(map("GetBucketNotificationConfiguration", e));
-            }
-            aws_sdk_s3::operation::get_bucket_notification_configuration::GetBucketNotificationConfigurationOutput::builder().build()
-        }
-        Err(e) => return Err(map("GetBucketNotificationConfiguration", e)),
-    };
+    let cur = crate::s3::notification_configuration(&c.s3, bucket).await?;
     if cur.event_bridge_configuration().is_some() {
         return Ok(());
     }

@@ -201,6 +201,30 @@ fn copy_outcome(
     }
 }
 
+/// The bucket's notification configuration (GetBucketNotificationConfiguration).
+pub(crate) async fn notification_configuration(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<aws_sdk_s3::operation::get_bucket_notification_configuration::GetBucketNotificationConfigurationOutput> {
+    match client.get_bucket_notification_configuration().bucket(bucket).send().await {
+        Ok(cur) => Ok(cur),
+        // moto answers an empty configuration with a root element the SDK does not parse. Only an
+        // answer that carries no configuration at all may be read as empty: anything else is an
+        // error, so an existing configuration is never overwritten by mistake.
+        Err(e) if status(&e) == Some(200) => {
+            let body = e.raw_response().and_then(|r| r.body().bytes()).map(|b| String::from_utf8_lossy(b).to_string()).unwrap_or_default();
+            if ["QueueConfiguration", "TopicConfiguration", "CloudFunctionConfiguration", "EventBridgeConfiguration"]
+                .iter()
+                .any(|t| body.contains(t))
+            {
+                return Err(map("GetBucketNotificationConfiguration", e));
+            }
+            Ok(aws_sdk_s3::operation::get_bucket_notification_configuration::GetBucketNotificationConfigurationOutput::builder().build())
+        }
+        Err(e) => Err(no_such_bucket(bucket, code(&e).as_deref()).unwrap_or_else(|| map("GetBucketNotificationConfiguration", e))),
+    }
+}
+
 fn sha256_b64(hex_digest: &str) -> Result<String> {
     let raw = hex::decode(hex_digest).map_err(|e| Error::Invalid(format!("sha256 '{hex_digest}' is not hex: {e}")))?;
     Ok(aws_smithy_types::base64::encode(raw))
@@ -609,6 +633,10 @@ impl ObjectStore for S3Store {
             Err(e) if code(&e).as_deref() == Some("OwnershipControlsNotFoundError") => Ok(true),
             Err(e) => Err(no_such_bucket(bucket, code(&e).as_deref()).unwrap_or_else(|| map("GetBucketOwnershipControls", e))),
         }
+    }
+
+    async fn event_notifications_enabled(&self, bucket: &str) -> Result<bool> {
+        Ok(notification_configuration(&self.client, bucket).await?.event_bridge_configuration().is_some())
     }
 
     async fn copy_with(

@@ -327,6 +327,10 @@ impl ObjectStore for RoleSourceStore {
         self.sessions.reads(bucket).await?.acls_enabled(bucket).await
     }
 
+    async fn event_notifications_enabled(&self, bucket: &str) -> Result<bool> {
+        self.sessions.reads(bucket).await?.event_notifications_enabled(bucket).await
+    }
+
     async fn copy_with(
         &self,
         src: &ObjectRef,
@@ -462,6 +466,10 @@ impl ObjectStore for RoleVaultStore {
 
     async fn acls_enabled(&self, bucket: &str) -> Result<bool> {
         self.own.acls_enabled(bucket).await
+    }
+
+    async fn event_notifications_enabled(&self, bucket: &str) -> Result<bool> {
+        self.own.event_notifications_enabled(bucket).await
     }
 
     async fn copy_with(

@@ -158,6 +158,9 @@ pub trait ObjectStore: Send + Sync {
     async fn get_acl(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<Option<Acl>>;
     /// True unless the bucket's object ownership is `BucketOwnerEnforced` (ACLs disabled).
     async fn acls_enabled(&self, bucket: &str) -> Result<bool>;
+    /// True if the bucket sends its events to EventBridge. A bucket re-created after it was gone
+    /// has no notification configuration, and without it continuous backup silently stops.
+    async fn event_notifications_enabled(&self, bucket: &str) -> Result<bool>;
     /// Server-side CopyObject that writes `opts` instead of the source's metadata and tags
     /// (`REPLACE` directives): content type, user metadata and every attribute of `opts`.
     async fn copy_with(

@@ -33,8 +33,18 @@ pub async fn checkpoint_handler(
     let mut out = checkpoint::checkpoint(engine, &req.buckets, &evidence, Duration::seconds(late_event_seconds)).await?;
     let now = engine.clock.now();
     // A bucket that exists again after it was gone is seeded afresh (by listing, on the work
-    // queue); its notifications are the source account's to turn on again.
+    // queue). A re-created bucket has no notification configuration, and the read role may not
+    // change one (it is read-only by design), so a returned bucket without EventBridge
+    // notifications fails this checkpoint, naming the fix, instead of silently losing its changes
+    // until the daily reconciliation.
     for res in out.iter_mut().filter(|r| r.returned) {
+        if !engine.source.event_notifications_enabled(&res.bucket).await? {
+            res.error = Some(format!(
+                "bucket {} exists again but sends no events to EventBridge, so its changes reach the vault only through the daily \
+                 reconciliation: apply the source-account stack again, which turns its notifications on",
+                res.bucket
+            ));
+        }
         let targets = tidemark_core::plan::partition::PlanTargets { objects: engine.config.target_objects, ..Default::default() };
         let seeded =
             tidemark_core::protect::seed::seed(engine, &res.bucket, "", tidemark_core::protect::seed::PlanSource::Listing(targets)).await?;

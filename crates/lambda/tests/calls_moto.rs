@@ -210,6 +210,26 @@ async fn every_call_each_function_makes_is_recorded_for_the_policy_test() -> Res
     assert!(status.run.state.is_final() && status.counters.failed == 0, "{:?}", status.counters);
     assert_eq!(status.counters.objects, 8, "every object restored: {:?}", status.counters);
 
+    // The source is deleted by design, then created again: the checkpoint records it gone,
+    // then finds it back and seeds it afresh. A re-created bucket has no notification
+    // configuration, so the checkpoint also fails, naming the bucket and the fix, for its error
+    // alarm to page.
+    loop {
+        let page = s3.list(SOURCE, tidemark_core::ports::ListRequest::default()).await?;
+        let keys: Vec<String> = page.objects.iter().map(|o| o.key.clone()).collect();
+        if keys.is_empty() {
+            break;
+        }
+        assert!(s3.delete_many(SOURCE, &keys).await?.is_empty(), "the source's objects are deleted");
+    }
+    admin_clients.s3.delete_bucket().bucket(SOURCE).send().await?;
+    let gone = checkpoint_handler(&checkpoint_engine, CheckpointRequest { buckets: vec![SOURCE.into()] }, 0).await?;
+    assert!(gone[0].gone_since.is_some(), "a deleted source is recorded gone: {gone:?}");
+    s3.create_bucket(SOURCE).await?;
+    let back = checkpoint_handler(&checkpoint_engine, CheckpointRequest { buckets: vec![SOURCE.into()] }, 0).await;
+    let err = back.expect_err("a returned bucket without notifications fails the checkpoint").to_string();
+    assert!(err.contains(SOURCE) && err.contains("sends no events to EventBridge"), "{err}");
+
     // The record: (principal, function, action, resource), deduplicated and sorted.
     let account = work.trim_end_matches("/calls-work").rsplit('/').next().unwrap().to_string();
     let mut record = BTreeSet::new();

@@ -41,12 +41,18 @@ pub struct Quirks {
     pub no_website_redirect: bool,
     /// SeaweedFS 4.48 answers GetBucketOwnershipControls with AccessDenied (capture then reads no ACLs).
     pub no_ownership_controls: bool,
+    /// SeaweedFS 4.48 has no bucket notification configuration (it answers with an error).
+    pub no_event_notifications: bool,
 }
 
 /// The S3 behaviours the engine relies on. `bucket` must exist and be empty; `missing` must not exist.
 pub async fn object_store(s: &dyn ObjectStore, bucket: &str, missing: &str, quirks: Quirks) {
     assert!(s.bucket_exists(bucket).await.unwrap(), "bucket_exists on an existing bucket");
     assert!(!s.bucket_exists(missing).await.unwrap(), "bucket_exists on a missing bucket");
+    if !quirks.no_event_notifications {
+        assert!(!s.event_notifications_enabled(bucket).await.unwrap(), "a new bucket sends no events to EventBridge");
+    }
+    assert!(s.event_notifications_enabled(missing).await.is_err(), "a missing bucket has no notification configuration");
 
     // Put and get keep the bytes, content type and user metadata; the ETag of a PUT is the MD5.
     let mut meta = BTreeMap::new();

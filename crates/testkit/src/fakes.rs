@@ -53,6 +53,8 @@ struct Bucket {
     versioned: bool,
     /// ACLs enabled (S3's default since 2023 is `BucketOwnerEnforced`: disabled).
     acls: bool,
+    /// EventBridge notifications on (a new bucket has none, as in S3).
+    events: bool,
     keys: BTreeMap<String, Vec<Version>>,
 }
 
@@ -134,6 +136,12 @@ impl MemObjectStore {
     pub fn enable_acls(&self, bucket: &str) {
         let mut s = self.state.lock().unwrap();
         s.buckets.entry(bucket.into()).or_default().acls = true;
+    }
+
+    /// Turns a bucket's EventBridge notifications on, as the source account's setup does.
+    pub fn enable_event_notifications(&self, bucket: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.buckets.entry(bucket.into()).or_default().events = true;
     }
 
     /// Requests served so far.
@@ -631,6 +639,12 @@ impl ObjectStore for MemObjectStore {
         Ok(s.buckets.get(bucket).ok_or_else(|| no_bucket(bucket))?.acls)
     }
 
+    async fn event_notifications_enabled(&self, bucket: &str) -> Result<bool> {
+        let mut s = self.state.lock().unwrap();
+        s.requests += 1;
+        Ok(s.buckets.get(bucket).ok_or_else(|| no_bucket(bucket))?.events)
+    }
+
     async fn copy_with(
         &self,
         src: &ObjectRef,
@@ -770,6 +784,9 @@ impl<H: GetHook> ObjectStore for HookedStore<H> {
     }
     async fn acls_enabled(&self, b: &str) -> Result<bool> {
         self.inner.acls_enabled(b).await
+    }
+    async fn event_notifications_enabled(&self, b: &str) -> Result<bool> {
+        self.inner.event_notifications_enabled(b).await
     }
     async fn copy_with(&self, s: &ObjectRef, m: Option<&str>, b: &str, k: &str, o: &PutOptions) -> Result<Fetch<Written>> {
         self.inner.copy_with(s, m, b, k, o).await

@@ -204,6 +204,14 @@ data "aws_iam_policy_document" "checkpoint" {
     resources = [aws_sqs_queue.main["work"].arn, aws_sqs_queue.main["delta"].arn]
   }
 
+  # A source that exists again after it was gone is seeded afresh: its tasks go on the work queue.
+  statement {
+    sid       = "SeedReturnedSources"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.main["work"].arn]
+  }
+
   # While changes keep arriving the delta queue is never empty; SQS publishes the age of its
   # oldest unhandled message only as a CloudWatch metric, which has no resource-level permissions.
   statement {

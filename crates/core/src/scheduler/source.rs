@@ -200,6 +200,10 @@ impl ObjectStore for PacedStore {
     async fn acls_enabled(&self, bucket: &str) -> Result<bool> {
         self.send(|| self.inner.acls_enabled(bucket)).await
     }
+    async fn event_notifications_enabled(&self, bucket: &str) -> Result<bool> {
+        // A bucket-level read: S3 does not count it against any prefix.
+        self.inner.event_notifications_enabled(bucket).await
+    }
     async fn copy_with(
         &self,
         src: &ObjectRef,
