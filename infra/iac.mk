@@ -69,8 +69,9 @@ iac-sync: $(IAC_VENV)/tools/.installed
 # cargo-lambda finds zig through the venv's python (ziglang) on PATH.
 package: $(IAC_VENV)/package/.installed
 	@case "$(ARCH)" in arm64|aarch64) ;; x86_64|x86-64|amd64) ;; *) echo "ARCH must be x86_64 or arm64" >&2; exit 2;; esac
-	@# cargo-lambda cross-compiles with rustup's target std: install it once with
-	@# `rustup target add aarch64-unknown-linux-gnu` (or x86_64-unknown-linux-gnu).
+	@# cargo-lambda cross-compiles with rustup's standard library for the target; rustup
+	@# installs it from the Rust distribution server if it is missing (once).
+	rustup target add $(if $(filter arm64 aarch64,$(ARCH)),aarch64-unknown-linux-gnu,x86_64-unknown-linux-gnu)
 	CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=symbols \
 	PATH="$(abspath $(IAC_VENV)/package/bin):$$PATH" cargo lambda build --release --output-format zip --lambda-dir target/lambda \
 		--package $(LAMBDA_PACKAGE) $(if $(filter arm64 aarch64,$(ARCH)),--arm64,--x86-64)
