@@ -1,7 +1,7 @@
 //! Recording every AWS request the clients send, as the IAM action and resource it needs, so tests can check the deployed policies against what the code does.
 //!
 //! [`CallRecorder`] is an SDK interceptor: given to [`crate::ClientOptions::recorder`], every
-//! client [`crate::AwsClients::load`] builds (S3, SQS, DynamoDB, EventBridge, CloudWatch) reports
+//! client [`crate::AwsClients::load`] builds (S3, SQS, DynamoDB, EventBridge, CloudWatch, SNS) reports
 //! each request just before it is sent, with the operation name the SDK knows it by and the
 //! request's URI, headers and body. [`Call::permissions`] turns one request into the IAM actions
 //! and resource ARNs it needs, following the S3, SQS and DynamoDB authorization references
@@ -30,7 +30,8 @@ pub struct Call {
     pub uri: String,
     /// `x-amz-copy-source` (CopyObject, UploadPartCopy), URL-encoded as sent.
     pub copy_source: Option<String>,
-    /// The JSON body of JSON-protocol services (SQS, DynamoDB, …); `None` for S3.
+    /// The body of JSON-protocol services (SQS, DynamoDB, …), and of query-protocol ones (SNS) as
+    /// an object of their form fields; `None` for S3.
     pub body: Option<serde_json::Value>,
 }
 
@@ -74,7 +75,13 @@ impl Intercept for CallRecorder {
             None => ("unknown".to_string(), "unknown".to_string()),
         };
         let request = context.request();
-        let body = request.body().bytes().filter(|b| !b.is_empty() && b[0] == b'{').and_then(|b| serde_json::from_slice(b).ok());
+        let form = request.headers().get("content-type").is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+        let body = request.body().bytes().filter(|b| !b.is_empty()).and_then(|b| match b[0] {
+            b'{' => serde_json::from_slice(b).ok(),
+            // Query-protocol services (SNS) send their parameters as a form; the resource is one of them.
+            _ if form => Some(form_fields(&String::from_utf8_lossy(b))),
+            _ => None,
+        });
         let call = Call {
             service,
             operation,
@@ -85,6 +92,16 @@ impl Intercept for CallRecorder {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).push(call);
         Ok(())
     }
+}
+
+/// The fields of a form body (`a=1&b=x%2Fy`) as a JSON object of strings.
+fn form_fields(body: &str) -> serde_json::Value {
+    let fields = body
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(&k.replace('+', " ")), serde_json::Value::String(decode(&v.replace('+', " ")))))
+        .collect();
+    serde_json::Value::Object(fields)
 }
 
 fn decode(s: &str) -> String {
@@ -209,6 +226,11 @@ impl Call {
                 }
             }
             "cloudwatch" => vec![p(&format!("cloudwatch:{op}"), "*".to_string())],
+            // A publish is authorised on its topic.
+            "sns" => {
+                let topic = self.body.as_ref().and_then(|b| b["TopicArn"].as_str()).unwrap_or("*");
+                vec![p(&format!("sns:{op}"), topic.to_string())]
+            }
             "eventbridge" | "events" => vec![p(&format!("events:{op}"), "*".to_string())],
             other => vec![p(&format!("{other}:{op}"), "*".to_string())],
         }
@@ -263,5 +285,15 @@ mod tests {
             body: Some(serde_json::json!({"QueueUrl": "http://127.0.0.1:5000/123456789012/work"})),
         };
         assert_eq!(perms(sqs), [("sqs:DeleteMessage".into(), "arn:aws:sqs:eu-west-1:123456789012:work".into())]);
+        let publish = Call {
+            service: "sns".into(),
+            operation: "Publish".into(),
+            uri: "http://h/".into(),
+            copy_source: None,
+            body: Some(form_fields(
+                "Action=Publish&TopicArn=arn%3Aaws%3Asns%3Aeu-west-1%3A1%3Aalarms&Subject=tidemark%3A+seed+task+failed",
+            )),
+        };
+        assert_eq!(perms(publish), [("sns:Publish".into(), "arn:aws:sns:eu-west-1:1:alarms".into())]);
     }
 }

@@ -58,6 +58,8 @@ pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub events: aws_sdk_eventbridge::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// SNS, for the alert function's publishes (`crate::SnsNotifier::new`).
+    pub sns: aws_sdk_sns::Client,
     /// The loaded configuration (credentials, region, endpoint) the clients were built from; the
     /// source-account sessions call STS with it (see [`crate::source`]).
     pub shared: aws_config::SdkConfig,
@@ -101,12 +103,14 @@ impl AwsClients {
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&shared);
         let mut events = aws_sdk_eventbridge::config::Builder::from(&shared);
         let mut cloudwatch = aws_sdk_cloudwatch::config::Builder::from(&shared);
+        let mut sns = aws_sdk_sns::config::Builder::from(&shared);
         if let Some(r) = &opts.recorder {
             s3 = s3.interceptor(r.clone());
             sqs = sqs.interceptor(r.clone());
             dynamodb = dynamodb.interceptor(r.clone());
             events = events.interceptor(r.clone());
             cloudwatch = cloudwatch.interceptor(r.clone());
+            sns = sns.interceptor(r.clone());
         }
         let s3_source = s3.clone().retry_classifier(SurfaceThrottles);
         AwsClients {
@@ -116,6 +120,7 @@ impl AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
             events: aws_sdk_eventbridge::Client::from_conf(events.build()),
             cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch.build()),
+            sns: aws_sdk_sns::Client::from_conf(sns.build()),
             shared,
         }
     }

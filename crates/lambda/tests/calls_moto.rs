@@ -5,7 +5,8 @@
 //! credentials, as the event source mapping does) with clients that record each request
 //! (`tidemark_aws::CallRecorder`). The requests become IAM actions and resources, named with the
 //! placeholders `${vault}`, `${source}`, `${target}`, `${control_table}`, `${work_queue}`,
-//! `${delta_queue}`, `${restore_queue}`, `${region}` and `${account}`, and each is attributed to
+//! `${delta_queue}`, `${restore_queue}`, `${work_dlq}`, `${delta_dlq}`, `${alert_topic}`, `${region}` and
+//! `${account}`, and each is attributed to
 //! the principal that makes it when deployed: the function's own role, or the source account's
 //! read role (`read`) for every request on a source bucket (the functions read sources through
 //! it, and copy large objects into the vault with it).
@@ -21,10 +22,11 @@ use anyhow::Result;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
 use chrono::Utc;
-use tidemark_aws::{admin, AwsClients, CallRecorder, ClientOptions, S3Store};
+use tidemark_aws::{admin, AwsClients, CallRecorder, ClientOptions, S3Store, SnsNotifier};
 use tidemark_core::ports::{ObjectStore, PutOptions};
 use tidemark_lambda::{
-    checkpoint_handler, delta_handler, restore_handler, seeder_dispatch, worker_handler, CheckpointRequest, LambdaConfig,
+    alert_handler, checkpoint_handler, delta_handler, restore_handler, scrub_handler, seeder_dispatch, worker_handler, CheckpointRequest,
+    LambdaConfig, ScrubRequest,
 };
 use tidemark_testkit::harness::{self, repo_root};
 
@@ -101,6 +103,7 @@ impl Function {
 /// their first three segments under the vault (`v1/<bucket>/<kind>/*`) and none elsewhere.
 fn normalise(resource: &str, queues: &[(&str, String)], account: &str) -> String {
     let mut r = resource.replace(&format!(":{account}:"), ":${account}:").replace(":us-east-1:", ":${region}:");
+    r = r.replace(":calls-alarms", ":${alert_topic}");
     for (placeholder, name) in queues {
         r = r.replace(&format!(":{name}"), &format!(":{placeholder}"));
     }
@@ -149,7 +152,10 @@ async fn every_call_each_function_makes_is_recorded_for_the_policy_test() -> Res
         ("TIDEMARK_DELTA_QUEUE_URL", delta.clone()),
         ("TIDEMARK_RESTORE_QUEUE_URL", restore.clone()),
     ];
+    // The dead-letter queue first: its name begins with its queue's.
     let names = [
+        ("${work_dlq}", "calls-work-dlq".to_string()),
+        ("${delta_dlq}", "calls-delta-dlq".into()),
         ("${work_queue}", "calls-work".to_string()),
         ("${delta_queue}", "calls-delta".into()),
         ("${restore_queue}", "calls-restore".into()),
@@ -160,10 +166,13 @@ async fn every_call_each_function_makes_is_recorded_for_the_policy_test() -> Res
     let delta_fn = Function::new("delta", &moto.endpoint, &queues).await;
     let checkpoint = Function::new("checkpoint", &moto.endpoint, &queues).await;
     let restore_fn = Function::new("restore", &moto.endpoint, &queues).await;
+    let scrub = Function::new("scrub", &moto.endpoint, &queues).await;
+    let alert = Function::new("alert", &moto.endpoint, &queues).await;
 
     // The seed: the seeder plans, the worker captures.
     let (engine, _) = seeder.engine();
-    seeder_dispatch(&engine, serde_json::json!({"source_bucket": SOURCE})).await?;
+    let seeded = seeder_dispatch(&engine, serde_json::json!({"source_bucket": SOURCE})).await?;
+    let seed_run = seeded["run_id"].as_str().expect("the seed names its run").to_string();
     let (worker_engine, _) = worker.engine();
     worker.drain(&work, |e| worker_handler(&worker_engine, e, "calls-worker")).await;
 
@@ -210,6 +219,39 @@ async fn every_call_each_function_makes_is_recorded_for_the_policy_test() -> Res
     assert!(status.run.state.is_final() && status.counters.failed == 0, "{:?}", status.counters);
     assert_eq!(status.counters.objects, 8, "every object restored: {:?}", status.counters);
 
+    // The scheduled scrub: a first step with no time left stores the cursor, the next one
+    // continues from it and finishes the pass (the compare-and-set replace).
+    let (scrub_engine, _) = scrub.engine();
+    let (sample, step) = (scrub.config.verify_sample, std::time::Duration::from_secs(scrub.config.verify_step_seconds));
+    let first = scrub_handler(&scrub_engine, ScrubRequest::default(), sample, std::time::Duration::ZERO).await?;
+    let mut scrubbed = first.packs + first.large_objects;
+    let mut last = first;
+    while last.next.is_some() {
+        last = scrub_handler(&scrub_engine, ScrubRequest::default(), sample, step).await?;
+        scrubbed += last.packs + last.large_objects;
+    }
+    assert!(scrubbed > 0 && last.damaged == 0, "the scrub checked the vault and found it whole: {last:?}");
+
+    // Messages that kept failing land on the dead-letter queues; the alert function (their event
+    // source) publishes one alert for each to the alarm topic: a task of the seed run (the alert
+    // reads the run's history) and a change event (it reads the bucket's recorded failures).
+    let topic = admin_clients.sns.create_topic().name("calls-alarms").send().await?.topic_arn().unwrap_or_default().to_string();
+    let dlq_url = |name: &'static str| {
+        let sqs = admin_clients.sqs.clone();
+        async move { sqs.get_queue_url().queue_name(name).send().await.map(|o| o.queue_url().unwrap_or_default().to_string()) }
+    };
+    let (work_dlq, delta_dlq) = (dlq_url("calls-work-dlq").await?, dlq_url("calls-delta-dlq").await?);
+    let poison = serde_json::json!({"kind": "task", "version": 1, "run_id": seed_run, "task_id": "no-such-task"});
+    admin_clients.sqs.send_message().queue_url(&work_dlq).message_body(poison.to_string()).send().await?;
+    admin_clients.sqs.send_message().queue_url(&delta_dlq).message_body(event.to_string()).send().await?;
+    let (alert_engine, _) = alert.engine();
+    let notifier = SnsNotifier::new(alert.clients.sns.clone());
+    for dlq in [&work_dlq, &delta_dlq] {
+        alert.drain(dlq, |e| alert_handler(&alert_engine, &notifier, &topic, e)).await;
+    }
+    let published = alert.recorder.calls().iter().filter(|c| c.operation == "Publish").count();
+    assert_eq!(published, 2, "one alert per dead-lettered message");
+
     // The source is deleted by design, then created again: the checkpoint records it gone,
     // then finds it back and seeds it afresh. A re-created bucket has no notification
     // configuration, so the checkpoint also fails, naming the bucket and the fix, for its error
@@ -233,7 +275,7 @@ async fn every_call_each_function_makes_is_recorded_for_the_policy_test() -> Res
     // The record: (principal, function, action, resource), deduplicated and sorted.
     let account = work.trim_end_matches("/calls-work").rsplit('/').next().unwrap().to_string();
     let mut record = BTreeSet::new();
-    for f in [&seeder, &worker, &delta_fn, &checkpoint, &restore_fn] {
+    for f in [&seeder, &worker, &delta_fn, &checkpoint, &restore_fn, &scrub, &alert] {
         let calls = f.recorder.calls();
         assert!(!calls.is_empty(), "{} made no calls", f.name);
         for call in calls {

@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let config = LambdaConfig::from_env()?;
     let topic = config.alert_topic_arn.clone().ok_or_else(|| LambdaError::Config("TIDEMARK_ALERT_TOPIC_ARN is not set".into()))?;
     let engine = config.engine().await;
-    let notifier = SnsNotifier::from_shared(&AwsClients::load(&ClientOptions::default()).await.shared);
+    let notifier = SnsNotifier::new(AwsClients::load(&ClientOptions::default()).await.sns);
     let (engine, notifier, topic) = (&engine, &notifier, topic.as_str());
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(in_invocation("alert", &event.context.request_id, alert_handler(engine, notifier, topic, event.payload)).await)
