@@ -19,7 +19,7 @@ IAC_CHECKOV   := $(IAC_VENV)/checkov/bin/checkov
 IAC_TEMPLATES := $(wildcard cloudformation/*.yaml)
 ARCH          ?= arm64
 LAMBDA_PACKAGE := tidemark-lambda
-LAMBDA_BINARIES := tidemark-seeder tidemark-worker tidemark-delta tidemark-checkpoint tidemark-restore tidemark-api
+LAMBDA_BINARIES := tidemark-seeder tidemark-worker tidemark-delta tidemark-checkpoint tidemark-restore tidemark-api tidemark-scrub tidemark-alert
 
 .PHONY: iac-test iac-venv iac-lint iac-checkov iac-hcl iac-fmt iac-pytest iac-sync package
 

@@ -17,7 +17,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-BINARIES = ["tidemark-seeder", "tidemark-worker", "tidemark-delta", "tidemark-checkpoint", "tidemark-restore", "tidemark-api"]
+BINARIES = ["tidemark-seeder", "tidemark-worker", "tidemark-delta", "tidemark-checkpoint", "tidemark-restore", "tidemark-api", "tidemark-scrub", "tidemark-alert"]
 MACHINES = {"arm64": 183, "x86_64": 62}
 
 

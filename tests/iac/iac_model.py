@@ -131,6 +131,9 @@ class Model:
     queues: dict = field(default_factory=dict)
     rules: dict = field(default_factory=dict)
     alarms: dict = field(default_factory=dict)
+    # alarm name -> its description as evaluated (test_alarms.py; the step and runbook anchor it
+    # names are in `alarms`, which the parity tests compare)
+    alarm_descriptions: dict = field(default_factory=dict)
     buckets: dict = field(default_factory=dict)
     tables: dict = field(default_factory=dict)
     parameters: dict = field(default_factory=dict)  # name -> default
@@ -164,6 +167,21 @@ def _statement_key(scope: str, st: dict) -> tuple:
         cond_keys,
         any(r == "*" for r in resources),
     )
+
+
+# "Step: <step>. Runbook: docs/runbook.md#<anchor>." at the start of every alarm description.
+ALARM_STEP = re.compile(r"^Step: (?P<step>[^.]+)\. Runbook: (?P<page>docs/[\w./-]+\.md)#(?P<anchor>[a-z0-9-]+)\.(?: |$)")
+
+
+def alarm_step(description) -> dict:
+    """The step and runbook line an alarm description names ({} when it names none)."""
+    found = ALARM_STEP.match(description) if isinstance(description, str) else None
+    return {"step": found["step"], "runbook": f"{found['page']}#{found['anchor']}"} if found else {}
+
+
+def _event_source_key(function: str, queue: str) -> str:
+    """An event source's key: its function, and for a dead-letter queue (the alert function reads three) the queue too."""
+    return f"{function}:{queue}" if queue.endswith("-dlq") else function
 
 
 def camel_to_snake(name: str) -> str:
@@ -381,8 +399,9 @@ def cfn_model(path: Path, params: dict | None = None) -> Model:
             }
         elif typ == "AWS::Lambda::EventSourceMapping":
             q = t.target(p["EventSourceArn"])
-            m.event_sources[fn_id(t.target(p["FunctionName"]))] = {
-                "queue": t.value(t.props(q)["QueueName"]),
+            queue = t.value(t.props(q)["QueueName"])
+            m.event_sources[_event_source_key(fn_id(t.target(p["FunctionName"])), queue)] = {
+                "queue": queue,
                 "batch_size": int(t.value(p["BatchSize"])),
                 "batching_window": int(t.value(p.get("MaximumBatchingWindowInSeconds", 0))),
                 "response_types": sorted(p.get("FunctionResponseTypes", [])),
@@ -399,7 +418,9 @@ def cfn_model(path: Path, params: dict | None = None) -> Model:
             }
         elif typ == "AWS::CloudWatch::Alarm":
             queries = [(q["Id"], t.value(q.get("Expression")), int(q["Period"])) for q in p.get("Metrics", [])]
+            m.alarm_descriptions[t.value(p["AlarmName"])] = t.value(p.get("AlarmDescription"))
             m.alarms[t.value(p["AlarmName"])] = {
+                **alarm_step(t.value(p.get("AlarmDescription"))),
                 "namespace": p.get("Namespace"),
                 "metric": p.get("MetricName"),
                 "statistic": p.get("Statistic"),
@@ -616,6 +637,7 @@ _FUNCS = {
     "keys": lambda d: sorted(d),
     "toset": lambda v: sorted(set(v)),
     "merge": _merge,
+    "join": lambda sep, items: sep.join(items) if all(isinstance(i, str) for i in items) else Opaque(),
     "jsonencode": lambda v: v,  # keep the structure for analysis
     "jsondecode": lambda v: Opaque(),
     "file": lambda p: Opaque(),
@@ -1044,8 +1066,9 @@ def tf_model(path: Path, overrides: dict | None = None) -> Model:
                 }
             elif typ == "aws_lambda_event_source_mapping":
                 scaling = mod.blocks_of(body, "scaling_config", each)[0]
-                m.event_sources[tag_of(a("function_name"), "tidemark:function")] = {
-                    "queue": queue_name(a("event_source_arn")),
+                queue = queue_name(a("event_source_arn"))
+                m.event_sources[_event_source_key(tag_of(a("function_name"), "tidemark:function"), queue)] = {
+                    "queue": queue,
                     "batch_size": a("batch_size"),
                     "batching_window": a("maximum_batching_window_in_seconds", 0),
                     "response_types": sorted(a("function_response_types", [])),
@@ -1062,7 +1085,9 @@ def tf_model(path: Path, overrides: dict | None = None) -> Model:
                 }
             elif typ == "aws_cloudwatch_metric_alarm":
                 queries = [(q["id"], q.get("expression"), q["period"]) for q in mod.blocks_of(body, "metric_query", each)]
+                m.alarm_descriptions[a("alarm_name")] = a("alarm_description")
                 m.alarms[a("alarm_name")] = {
+                    **alarm_step(a("alarm_description")),
                     "namespace": a("namespace"),
                     "metric": a("metric_name"),
                     "statistic": a("statistic"),

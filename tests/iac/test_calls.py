@@ -30,10 +30,15 @@ PLACEHOLDERS = {
     "${work_queue}": "tidemark-work",
     "${delta_queue}": "tidemark-delta",
     "${restore_queue}": "tidemark-restore",
+    "${work_dlq}": "tidemark-work-dlq",
+    "${delta_dlq}": "tidemark-delta-dlq",
+    "${alert_topic}": "tidemark-alarms",
     "${region}": REGION,
     "${account}": ACCOUNT,
 }
 QUEUES = {"WorkQueue": "work", "DeltaQueue": "delta", "RestoreQueue": "restore"}
+DEAD_LETTER_QUEUES = {"WorkDeadLetterQueue": "work", "DeltaDeadLetterQueue": "delta", "RestoreDeadLetterQueue": "restore"}
+ALARM_TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:tidemark-alarms"
 # How the vault templates' resources are named when deployed with the scenario's parameters.
 SYMBOLS = {
     "VaultBucket": VAULT,
@@ -44,6 +49,11 @@ SYMBOLS = {
     "aws_dynamodb_table.control.arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/tidemark-control",
     **{f"{cfn}.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:tidemark-{q}" for cfn, q in QUEUES.items()},
     **{f"aws_sqs_queue.main[{q}].arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:tidemark-{q}" for q in QUEUES.values()},
+    **{f"{cfn}.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:tidemark-{q}-dlq" for cfn, q in DEAD_LETTER_QUEUES.items()},
+    **{f"aws_sqs_queue.dlq[{q}].arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:tidemark-{q}-dlq" for q in DEAD_LETTER_QUEUES.values()},
+    # !Ref of an SNS topic is its ARN.
+    "AlarmTopic": ALARM_TOPIC,
+    "aws_sns_topic.alarms.arn": ALARM_TOPIC,
 }
 
 
@@ -96,10 +106,37 @@ def test_every_recorded_call_is_allowed_by_its_principals_policy(side):
 
 def test_the_record_covers_every_function_and_the_read_role():
     rows = record()
-    assert {r["function"] for r in rows} == {"seeder", "worker", "delta", "checkpoint", "restore"}
-    assert {r["principal"] for r in rows} == {"seeder", "worker", "delta", "checkpoint", "restore", "read"}
+    functions = {"seeder", "worker", "delta", "checkpoint", "restore", "scrub", "alert"}
+    assert {r["function"] for r in rows} == functions
+    assert {r["principal"] for r in rows} == functions | {"read"}
     # Reconciliation runs in the seeder and writes segments into the vault.
     assert any(r["principal"] == "seeder" and r["action"] == "s3:PutObject" and r["resource"].startswith(f"arn:aws:s3:::{VAULT}/v1/") for r in rows)
+    # The scrub reads the vault with its own role and keeps its cursor; the alert function reads a
+    # dead-letter queue as its event source and publishes to the alarm topic.
+    assert any(r["principal"] == "scrub" and r["action"] == "s3:GetObject" and r["resource"].startswith(f"arn:aws:s3:::{VAULT}/v1/") for r in rows)
+    assert {"dynamodb:GetItem", "dynamodb:PutItem"} <= {r["action"] for r in rows if r["principal"] == "scrub"}
+    alert = {(r["action"], r["resource"]) for r in rows if r["principal"] == "alert"}
+    assert ("sns:Publish", ALARM_TOPIC) in alert
+    assert ("sqs:ReceiveMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:tidemark-work-dlq") in alert
+
+
+def test_scrub_and_alert_roles_grant_only_what_they_call():
+    # Least privilege: every action their policies allow is one their code calls (recorded), but
+    # those AWS uses on the role's behalf and the code never sends: logs and traces (the Lambda
+    # runtime), sqs:SendMessage to the async DLQ (Lambda, for the scrub's failed invocations),
+    # sqs:GetQueueAttributes (Lambda, for the alert's event sources), kms:Decrypt (S3, SQS and
+    # DynamoDB reading what the vault key encrypts) and kms:GenerateDataKey (SNS, publishing to
+    # the encrypted topic).
+    runtime = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    on_behalf = {"scrub": {"sqs:SendMessage", "kms:Decrypt"}, "alert": {"sqs:GetQueueAttributes", "kms:Decrypt", "kms:GenerateDataKey"}}
+    rows = record()
+    for side in ("cloudformation", "terraform"):
+        by_principal = policies(side)
+        for fn in ("scrub", "alert"):
+            granted = {a for st in by_principal[fn] for a in st["Action"]}
+            called = {r["action"] for r in rows if r["principal"] == fn}
+            extra = granted - called - runtime - on_behalf[fn]
+            assert not extra, f"{side}: the {fn} role grants {sorted(extra)}, which its code never calls"
 
 
 def test_the_matcher_refuses_what_no_statement_allows():

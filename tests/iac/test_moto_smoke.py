@@ -10,8 +10,8 @@ really implements):
 
 * Created and checked: the KMS key and alias, both S3 buckets (with tags and the SSE-KMS
   default encryption), all 7 SQS queues (visibility timeout, retention, KMS key, redrive
-  policy), the DynamoDB table (keys, billing mode, deletion protection), the 6 Lambda functions
-  (runtime, handler, memory, timeout, environment), the 3 SQS event source mappings (batch
+  policy), the DynamoDB table (keys, billing mode, deletion protection), the 8 Lambda functions
+  (runtime, handler, memory, timeout, environment), the 6 SQS event source mappings (batch
   size, batching window, ReportBatchItemFailures, MaximumConcurrency), the event bus, the 3
   rules and their targets (pattern, schedule, DLQ, retry policy), the Lambda permissions, the
   log groups (retention), the IAM roles with their inline policies, the SNS topic (KMS key),
@@ -44,7 +44,7 @@ import pytest
 
 from conftest import ROOT, client
 
-FUNCTIONS = ["seeder", "worker", "delta", "checkpoint", "restore", "api"]
+FUNCTIONS = ["seeder", "worker", "delta", "checkpoint", "restore", "api", "scrub", "alert"]
 QUEUES = ["work", "delta", "restore"]
 STACK = "tidemark-vault"
 PARAMS = {
@@ -143,8 +143,13 @@ def test_stack_creates_functions_and_sqs_event_sources(stack):
         assert env_keys <= set(env)
         assert env["TIDEMARK_VAULT_BUCKET"] == outputs["VaultBucketName"]
         assert env["TIDEMARK_CONTROL_TABLE"] == outputs["ControlTableName"]
-    mappings = {m["FunctionArn"].rsplit(":", 1)[1]: m for m in lam.list_event_source_mappings()["EventSourceMappings"]}
+    all_mappings = lam.list_event_source_mappings()["EventSourceMappings"]
+    mappings = {m["FunctionArn"].rsplit(":", 1)[1]: m for m in all_mappings if not m["EventSourceArn"].endswith("-dlq")}
     assert set(mappings) == {"tidemark-worker", "tidemark-delta", "tidemark-restore"}
+    # The alert function reads the three dead-letter queues it alerts for.
+    alert = {m["EventSourceArn"].rsplit(":", 1)[1]: m for m in all_mappings if m["FunctionArn"].endswith(":tidemark-alert")}
+    assert set(alert) == {"tidemark-work-dlq", "tidemark-delta-dlq", "tidemark-restore-dlq"}
+    assert all(m["BatchSize"] == 10 and m["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in alert.values())
     for fn, queue, batch, concurrency in [("worker", "work", 1, 100), ("delta", "delta", 100, 20), ("restore", "restore", 1, 50)]:
         m = mappings[f"tidemark-{fn}"]
         assert m["EventSourceArn"].endswith(f":tidemark-{queue}")
@@ -168,7 +173,9 @@ def test_stack_creates_event_bus_rules_and_schedules(stack):
     assert target["Arn"].endswith(":tidemark-delta")
     assert target["DeadLetterConfig"]["Arn"].endswith(":tidemark-async-dlq")
     schedules = {r["Name"]: r["ScheduleExpression"] for r in events.list_rules()["Rules"]}
-    assert schedules == {"tidemark-checkpoint": "rate(15 minutes)", "tidemark-reconcile": "cron(30 6 * * ? *)"}
+    assert schedules == {"tidemark-checkpoint": "rate(15 minutes)", "tidemark-reconcile": "cron(30 6 * * ? *)", "tidemark-scrub": "rate(1 day)"}
+    (scrub,) = events.list_targets_by_rule(Rule="tidemark-scrub")["Targets"]
+    assert json.loads(scrub["Input"]) == {}  # ScrubRequest: every source
     (checkpoint,) = events.list_targets_by_rule(Rule="tidemark-checkpoint")["Targets"]
     assert json.loads(checkpoint["Input"]) == {"buckets": ["acme-prod-data", "acme-prod-logs"]}  # CheckpointRequest
     (reconcile,) = events.list_targets_by_rule(Rule="tidemark-reconcile")["Targets"]

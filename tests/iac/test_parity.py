@@ -58,10 +58,13 @@ def test_settings_match(pair, attr):
 
 def test_models_are_not_empty():
     cfn, tf = m.models("vault-defaults")
-    assert set(cfn.functions) == {"seeder", "worker", "delta", "checkpoint", "restore", "api"}
-    assert set(cfn.event_sources) == {"worker", "delta", "restore"}
-    assert len(cfn.queues) == 7 and len(cfn.alarms) == 14 and len(cfn.statements) > 50
-    assert cfn.kinds["lambda-function"] == 6 and cfn.kinds["sqs-queue"] == 7
+    assert set(cfn.functions) == {"seeder", "worker", "delta", "checkpoint", "restore", "api", "scrub", "alert"}
+    # The alert function is the event source of the three dead-letter queues it alerts for.
+    dead_letters = {f"alert:tidemark-{q}-dlq" for q in ("work", "delta", "restore")}
+    assert set(cfn.event_sources) == {"worker", "delta", "restore"} | dead_letters
+    assert len(cfn.queues) == 7 and len(cfn.alarms) == 17 and len(cfn.statements) > 50
+    assert cfn.kinds["lambda-function"] == 8 and cfn.kinds["sqs-queue"] == 7
+    assert cfn.rules["tidemark-scrub"]["schedule"] == "rate(1 day)" and "tidemark-verify-damaged" in cfn.alarms
     # The restore API: three IAM-authorised methods, each proxied to the api function.
     assert cfn.kinds["api-method"] == 3 and cfn.kinds["api-integration"] == 3 and cfn.kinds["api-resource"] == 2
     cfn, tf = m.models("source-defaults")

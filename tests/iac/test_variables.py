@@ -7,8 +7,10 @@
 * With every parameter at its default, each such variable carries the table's default (or is
   empty where the table has none), so a deployment and a local run behave alike.
 * The operator settings (per-prefix scheduler ceiling and share, late-event allowance, seed step
-  seconds, all versions, metrics namespace) are one documented parameter / variable on each
-  side, and setting it reaches every function's environment as the code parses it.
+  seconds, all versions, metrics namespace, the scrub's sample and step seconds) are one
+  documented parameter / variable on each side, and setting it reaches the environment of every
+  function that reads it, as the code parses it, and of no other.
+* The scrub and alert functions get exactly the variables their code reads.
 * The change events both sides route (the vault bus rule, the source forwarding rule and the
   bus policy) are exactly the detail types the delta handler captures
   (tidemark_core::changes::events::CAPTURED_DETAIL_TYPES).
@@ -97,7 +99,41 @@ def test_defaults_are_the_tables(table, side):
         for var, value in env.items():
             if var not in table or isinstance(value, (m.Ref, m.Opaque)) or not table[var]["default"]:
                 continue
+            if table[var]["ty"] == "f64":
+                # A number parses the same whatever its spelling (1 and 1.0).
+                assert float(env_text(value)) == float(table[var]["default"]), f"{fn}: {var} defaults to {value!r}, the table says {table[var]['default']!r}"
+                continue
             assert env_text(value) == table[var]["default"], f"{fn}: {var} defaults to {value!r}, the table says {table[var]['default']!r}"
+
+
+# The functions that share the pipeline's environment, and the two that get only what their
+# code reads: every function's configuration requires the vault, the table and the queue URLs
+# (LambdaConfig::from_lookup); the scrub binary reads the verify settings and prints EMF in the
+# namespace (it reads the vault with its own role: no source role); the alert binary reads the
+# topic and prints no metrics.
+PIPELINE = ("seeder", "worker", "delta", "checkpoint", "restore", "api")
+REQUIRED = {"TIDEMARK_VAULT_BUCKET", "TIDEMARK_CONTROL_TABLE", "TIDEMARK_WORK_QUEUE_URL", "TIDEMARK_DELTA_QUEUE_URL", "TIDEMARK_RESTORE_QUEUE_URL"}
+SCRUB_ONLY = {"TIDEMARK_VERIFY_SAMPLE", "TIDEMARK_VERIFY_STEP_SECONDS"}
+OWN_ENVIRONMENT = {
+    "scrub": REQUIRED | {"TIDEMARK_METRICS_NAMESPACE", "TIDEMARK_VERIFY_SAMPLE", "TIDEMARK_VERIFY_STEP_SECONDS"},
+    "alert": REQUIRED | {"TIDEMARK_ALERT_TOPIC_ARN"},
+}
+
+
+@pytest.mark.parametrize("scenario", [s[0] for s in VAULT])
+def test_scrub_and_alert_get_only_what_their_code_reads(scenario):
+    code = {
+        "scrub": (ROOT / "crates/lambda/src/bin/tidemark-scrub.rs").read_text() + (ROOT / "crates/lambda/src/scrub.rs").read_text(),
+        "alert": (ROOT / "crates/lambda/src/bin/tidemark-alert.rs").read_text() + (ROOT / "crates/lambda/src/alert.rs").read_text(),
+    }
+    table = settings_table()
+    for side, model in zip(("cloudformation", "terraform"), m.models(scenario)):
+        for fn, want in OWN_ENVIRONMENT.items():
+            got = {v for v in model.env_values[fn] if v.startswith("TIDEMARK_")}
+            assert got == want, f"{side}: {fn} gets {sorted(got ^ want)} wrong"
+            # Each variable beyond the required ones is a setting its binary or handler reads.
+            for var in want - REQUIRED - {"TIDEMARK_METRICS_NAMESPACE"}:
+                assert re.search(rf"\bconfig\.{table[var]['field']}\b", code[fn]), f"{fn} does not read {var}"
 
 
 # (environment variable, CloudFormation parameter, Terraform variable, a value to set, what the function reads)
@@ -108,6 +144,8 @@ OPERATOR_SETTINGS = [
     ("TIDEMARK_STEP_SECONDS", "StepSeconds", "step_seconds", 300, "300"),
     ("TIDEMARK_ALL_VERSIONS", "AllVersions", "all_versions", True, "true"),
     ("TIDEMARK_METRICS_NAMESPACE", "MetricsNamespace", "metrics_namespace", "Acme/Backup", "Acme/Backup"),
+    ("TIDEMARK_VERIFY_SAMPLE", "VerifySample", "verify_sample", 0.25, "0.25"),
+    ("TIDEMARK_VERIFY_STEP_SECONDS", "VerifyStepSeconds", "verify_step_seconds", 300, "300"),
 ]
 
 
@@ -119,8 +157,12 @@ def test_operator_settings_can_be_set_on_both_sides(table, var, cfn_param, tf_va
     cfn = m.cfn_model(m.CFN_DIR / template, {**cfn_params, cfn_param: cfn_value})
     tf = m.tf_model(m.TF_DIR / module, {**tf_vars, tf_var: value})
     for side, model in (("cloudformation", cfn), ("terraform", tf)):
-        assert set(model.env_values) == {"seeder", "worker", "delta", "checkpoint", "restore", "api"}
+        assert set(model.env_values) == set(PIPELINE) | set(OWN_ENVIRONMENT)
+        readers = {fn for fn, own in OWN_ENVIRONMENT.items() if var in own} | (set() if var in SCRUB_ONLY else set(PIPELINE))
         for fn, env in model.env_values.items():
+            if fn not in readers:
+                assert var not in env, f"{side} sets {var} on {fn}, whose code does not read it"
+                continue
             assert env_text(env.get(var)) == expected, f"{side}: {cfn_param if side == 'cloudformation' else tf_var}={value!r} gives {fn} {var}={env.get(var)!r}"
     docs = (ROOT / "docs" / "deploy.md").read_text()
     for name in (cfn_param, tf_var, var):
@@ -130,7 +172,7 @@ def test_operator_settings_can_be_set_on_both_sides(table, var, cfn_param, tf_va
 def test_the_scheduler_is_off_unless_a_ceiling_is_set(table):
     # An empty TIDEMARK_PREFIX_CEILING_RPS is "unset" (the table's None): 0 would be a ceiling of zero.
     for side, model in zip(("cloudformation", "terraform"), m.models("vault-defaults")):
-        assert {env["TIDEMARK_PREFIX_CEILING_RPS"] for env in model.env_values.values()} == {""}, side
+        assert {model.env_values[fn]["TIDEMARK_PREFIX_CEILING_RPS"] for fn in PIPELINE} == {""}, side
 
 
 def test_the_table_parser_reads_every_row():

@@ -116,6 +116,40 @@ resource "aws_cloudwatch_event_target" "reconcile" {
   }
 }
 
+# The scrub verifies one time-budgeted step per run and stores where it stopped; the next run
+# continues from there (tidemark_lambda::scrub), so the schedule alone carries a pass through.
+resource "aws_cloudwatch_event_rule" "scrub" {
+  name                = "${var.name_prefix}-scrub"
+  description         = "Verify the next stretch of the vault (the scrub continues from its stored cursor)."
+  state               = "ENABLED"
+  schedule_expression = var.scrub_schedule
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "scrub" {
+  target_id = "scrub"
+  rule      = aws_cloudwatch_event_rule.scrub.name
+  arn       = aws_lambda_function.this["scrub"].arn
+  input     = jsonencode({})
+
+  dead_letter_config {
+    arn = aws_sqs_queue.async_dlq.arn
+  }
+
+  retry_policy {
+    maximum_event_age_in_seconds = 3600
+    maximum_retry_attempts       = 2
+  }
+}
+
+resource "aws_lambda_permission" "scrub_schedule" {
+  statement_id  = "scrub-schedule"
+  function_name = aws_lambda_function.this["scrub"].function_name
+  action        = "lambda:InvokeFunction"
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.scrub.arn
+}
+
 resource "aws_lambda_permission" "checkpoint_schedule" {
   statement_id  = "checkpoint-schedule"
   function_name = aws_lambda_function.this["checkpoint"].function_name

@@ -7,8 +7,8 @@ resource "aws_cloudwatch_log_group" "function" {
 }
 
 resource "aws_lambda_function" "this" {
-  #checkov:skip=CKV_AWS_115:Concurrency is bounded by the SQS event sources' MaximumConcurrency (seeder and checkpoint run one at a time from schedules; checkpoint_reserved_concurrency is optional; API Gateway throttles the api function).
-  #checkov:skip=CKV_AWS_116:SQS-fed worker and delta are invoked synchronously (their queues have DLQs), and API Gateway invokes the api function synchronously; seeder, checkpoint and restore get the async DLQ through the dynamic block below.
+  #checkov:skip=CKV_AWS_115:Concurrency is bounded by the SQS event sources' MaximumConcurrency (seeder, checkpoint and scrub run one at a time from schedules; checkpoint_reserved_concurrency is optional; API Gateway throttles the api function).
+  #checkov:skip=CKV_AWS_116:SQS-fed worker, delta and alert are invoked synchronously (worker's and delta's queues have DLQs; a failed alert stays on the DLQ it reads), and API Gateway invokes the api function synchronously; seeder, checkpoint, restore and scrub get the async DLQ through the dynamic block below.
   #checkov:skip=CKV_AWS_117:The functions talk only to AWS APIs (S3, SQS, DynamoDB, STS); a VPC would add NAT/endpoint cost without narrowing anything.
   #checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile the customer owns; the zips are built from this repository by `make package`.
   for_each = local.functions
@@ -47,25 +47,7 @@ resource "aws_lambda_function" "this" {
   }
 
   environment {
-    variables = {
-      TIDEMARK_VAULT_BUCKET       = aws_s3_bucket.vault.id
-      TIDEMARK_CONTROL_TABLE      = aws_dynamodb_table.control.name
-      TIDEMARK_WORK_QUEUE_URL     = aws_sqs_queue.main["work"].url
-      TIDEMARK_DELTA_QUEUE_URL    = aws_sqs_queue.main["delta"].url
-      TIDEMARK_RESTORE_QUEUE_URL  = aws_sqs_queue.main["restore"].url
-      TIDEMARK_SOURCE_ROLE_NAME   = var.source_read_role_name
-      TIDEMARK_TARGET_ROLE_NAME   = var.enable_restore_target_role ? var.restore_target_role_name : ""
-      TIDEMARK_EXTERNAL_ID        = var.external_id
-      TIDEMARK_SOURCE_ACCOUNT_IDS = join(",", var.source_account_ids)
-      TIDEMARK_BUCKET_ACCOUNTS    = var.bucket_accounts
-      TIDEMARK_METRICS_NAMESPACE  = var.metrics_namespace
-      TIDEMARK_LATE_EVENT_SECONDS = var.late_event_seconds
-      TIDEMARK_STEP_SECONDS       = var.step_seconds
-      TIDEMARK_ALL_VERSIONS       = var.all_versions
-      TIDEMARK_PREFIX_CEILING_RPS = var.prefix_ceiling_rps > 0 ? var.prefix_ceiling_rps : ""
-      TIDEMARK_BACKUP_SHARE       = var.backup_share
-      RUST_LOG                    = "info"
-    }
+    variables = local.function_environment[each.key]
   }
 
   tags = merge(var.tags, { "tidemark:function" = each.key })
@@ -84,6 +66,23 @@ resource "aws_lambda_event_source_mapping" "sqs" {
 
   scaling_config {
     maximum_concurrency = each.value.max_concurrency
+  }
+
+  depends_on = [aws_iam_role_policy.specific]
+}
+
+# The alert function reads every message that reaches a dead-letter queue and publishes its alert.
+resource "aws_lambda_event_source_mapping" "dead_letters" {
+  for_each = toset(local.alerted_dead_letter_queues)
+
+  function_name                      = aws_lambda_function.this["alert"].arn
+  event_source_arn                   = aws_sqs_queue.dlq[each.key].arn
+  batch_size                         = 10
+  maximum_batching_window_in_seconds = 0
+  function_response_types            = ["ReportBatchItemFailures"]
+
+  scaling_config {
+    maximum_concurrency = 2
   }
 
   depends_on = [aws_iam_role_policy.specific]

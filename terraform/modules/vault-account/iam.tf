@@ -1,5 +1,6 @@
-# One role per function. "common" grants what every function needs; the per-function policy
-# grants the rest. No statement allows "*" actions; the only "*" resource is X-Ray's
+# One role per function. "common" grants what every pipeline function needs; the per-function
+# policy grants the rest. The scrub and alert functions have no "common" policy: theirs grants
+# only what their code calls (tests/iac/recorded-calls.json). No statement allows "*" actions; the only "*" resource is X-Ray's
 # (PutTraceSegments has no resource-level permissions), pinned to this region.
 
 data "aws_iam_policy_document" "lambda_assume" {
@@ -22,7 +23,7 @@ resource "aws_iam_role" "function" {
 }
 
 data "aws_iam_policy_document" "common" {
-  for_each = local.functions
+  for_each = toset(local.pipeline_functions)
 
   statement {
     sid       = "WriteOwnLogs"
@@ -83,7 +84,7 @@ data "aws_iam_policy_document" "common" {
 }
 
 resource "aws_iam_role_policy" "common" {
-  for_each = local.functions
+  for_each = toset(local.pipeline_functions)
   name     = "common"
   role     = aws_iam_role.function[each.key].id
   policy   = data.aws_iam_policy_document.common[each.key].json
@@ -320,6 +321,117 @@ data "aws_iam_policy_document" "api" {
   }
 }
 
+# The scrub verifies the vault (lists it, reads packs, segments, points and large copies by
+# version) and keeps its cursor in the control table (GetItem, conditional PutItem).
+data "aws_iam_policy_document" "scrub" {
+  statement {
+    sid       = "WriteOwnLogs"
+    effect    = "Allow"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.function["scrub"].arn}:*"]
+  }
+
+  statement {
+    sid       = "Tracing"
+    effect    = "Allow"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestedRegion"
+      values   = [local.region]
+    }
+  }
+
+  statement {
+    sid       = "ScrubCursor"
+    effect    = "Allow"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.control.arn]
+  }
+
+  # The vault's objects and the control table are encrypted with the vault key.
+  statement {
+    sid       = "VaultKeyDecrypt"
+    effect    = "Allow"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.vault.arn]
+  }
+
+  statement {
+    sid       = "ReadVault"
+    effect    = "Allow"
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
+    resources = ["${aws_s3_bucket.vault.arn}/v1/*"]
+  }
+
+  statement {
+    sid       = "ListVault"
+    effect    = "Allow"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.vault.arn]
+  }
+
+  statement {
+    sid       = "AsyncDeadLetters"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.async_dlq.arn]
+  }
+}
+
+# The alert function reads the dead-letter queues it is the event source of (the event source
+# mapping receives and deletes with this role), the run history and failures in the control
+# table, and publishes to the alarm topic (encrypted with the vault key, as the queues are).
+data "aws_iam_policy_document" "alert" {
+  statement {
+    sid       = "WriteOwnLogs"
+    effect    = "Allow"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.function["alert"].arn}:*"]
+  }
+
+  statement {
+    sid       = "Tracing"
+    effect    = "Allow"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestedRegion"
+      values   = [local.region]
+    }
+  }
+
+  statement {
+    sid       = "ReadDeadLetters"
+    effect    = "Allow"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+    resources = [for q in local.alerted_dead_letter_queues : aws_sqs_queue.dlq[q].arn]
+  }
+
+  statement {
+    sid       = "ReadRunHistory"
+    effect    = "Allow"
+    actions   = ["dynamodb:GetItem", "dynamodb:Query"]
+    resources = [aws_dynamodb_table.control.arn]
+  }
+
+  statement {
+    sid       = "PublishAlerts"
+    effect    = "Allow"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alarms.arn]
+  }
+
+  statement {
+    sid       = "VaultKey"
+    effect    = "Allow"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.vault.arn]
+  }
+}
+
 locals {
   specific_policies = {
     seeder     = data.aws_iam_policy_document.seeder.json
@@ -328,6 +440,8 @@ locals {
     checkpoint = data.aws_iam_policy_document.checkpoint.json
     restore    = data.aws_iam_policy_document.restore.json
     api        = data.aws_iam_policy_document.api.json
+    scrub      = data.aws_iam_policy_document.scrub.json
+    alert      = data.aws_iam_policy_document.alert.json
   }
 }
 

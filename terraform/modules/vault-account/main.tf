@@ -9,7 +9,7 @@ locals {
 
   vault_bucket_name = var.vault_bucket_name != "" ? var.vault_bucket_name : "${var.name_prefix}-vault-${local.account_id}-${local.region}"
 
-  # The six Lambda binaries of package tidemark-lambda (crates/lambda), one zip each.
+  # The eight Lambda binaries of package tidemark-lambda (crates/lambda), one zip each.
   # Same settings as cloudformation/vault-account.yaml; tests/iac/test_parity.py compares them.
   functions = {
     seeder = {
@@ -54,6 +54,65 @@ locals {
       reserved    = -1
       description = "The restore REST API behind API Gateway (api/openapi.yaml): starts restore runs on the restore queue and reports their status."
     }
+    scrub = {
+      binary      = "tidemark-scrub"
+      memory      = 1024
+      timeout     = 900
+      reserved    = -1
+      description = "On scrub_schedule, verifies the vault in time-budgeted steps (each continues from the cursor in the control table); emits VerifyDamaged and VerifyBytes."
+    }
+    alert = {
+      binary      = "tidemark-alert"
+      memory      = 256
+      timeout     = 30
+      reserved    = -1
+      description = "The event source of the work, delta and restore dead-letter queues: publishes one alert per dead-lettered message to the alarm topic."
+    }
+  }
+
+  # The functions that run the pipeline share one environment; scrub and alert get only what their code reads.
+  pipeline_functions = ["seeder", "worker", "delta", "checkpoint", "restore", "api"]
+
+  # Every function's configuration requires these (tidemark_lambda::LambdaConfig::from_lookup).
+  base_environment = {
+    TIDEMARK_VAULT_BUCKET      = aws_s3_bucket.vault.id
+    TIDEMARK_CONTROL_TABLE     = aws_dynamodb_table.control.name
+    TIDEMARK_WORK_QUEUE_URL    = aws_sqs_queue.main["work"].url
+    TIDEMARK_DELTA_QUEUE_URL   = aws_sqs_queue.main["delta"].url
+    TIDEMARK_RESTORE_QUEUE_URL = aws_sqs_queue.main["restore"].url
+    RUST_LOG                   = "info"
+  }
+
+  pipeline_environment = merge(local.base_environment, {
+    TIDEMARK_SOURCE_ROLE_NAME   = var.source_read_role_name
+    TIDEMARK_TARGET_ROLE_NAME   = var.enable_restore_target_role ? var.restore_target_role_name : ""
+    TIDEMARK_EXTERNAL_ID        = var.external_id
+    TIDEMARK_SOURCE_ACCOUNT_IDS = join(",", var.source_account_ids)
+    TIDEMARK_BUCKET_ACCOUNTS    = var.bucket_accounts
+    TIDEMARK_METRICS_NAMESPACE  = var.metrics_namespace
+    TIDEMARK_LATE_EVENT_SECONDS = var.late_event_seconds
+    TIDEMARK_STEP_SECONDS       = var.step_seconds
+    TIDEMARK_ALL_VERSIONS       = var.all_versions
+    TIDEMARK_PREFIX_CEILING_RPS = var.prefix_ceiling_rps > 0 ? var.prefix_ceiling_rps : ""
+    TIDEMARK_BACKUP_SHARE       = var.backup_share
+  })
+
+  function_environment = {
+    seeder     = local.pipeline_environment
+    worker     = local.pipeline_environment
+    delta      = local.pipeline_environment
+    checkpoint = local.pipeline_environment
+    restore    = local.pipeline_environment
+    api        = local.pipeline_environment
+    # The scrub reads the vault with its own role (no source role) and prints EMF in the namespace.
+    scrub = merge(local.base_environment, {
+      TIDEMARK_METRICS_NAMESPACE   = var.metrics_namespace
+      TIDEMARK_VERIFY_SAMPLE       = var.verify_sample
+      TIDEMARK_VERIFY_STEP_SECONDS = var.verify_step_seconds
+    })
+    alert = merge(local.base_environment, {
+      TIDEMARK_ALERT_TOPIC_ARN = aws_sns_topic.alarms.arn
+    })
   }
 
   # Visibility timeout = 6 x the consuming function's timeout (AWS's advice for SQS event sources).
@@ -89,7 +148,11 @@ locals {
     seeder     = "tidemark-seeder"
     checkpoint = "tidemark-checkpoint"
     restore    = "tidemark-restore"
+    scrub      = "tidemark-scrub"
   }
+
+  # The alert function is the event source of these dead-letter queues (tidemark_lambda::alert).
+  alerted_dead_letter_queues = ["work", "delta", "restore"]
 
   source_read_role_arns    = "arn:${local.partition}:iam::*:role/${var.source_read_role_name}"
   restore_target_role_arns = "arn:${local.partition}:iam::*:role/${var.restore_target_role_name}"

@@ -56,16 +56,19 @@ resource "aws_cloudwatch_dashboard" "this" {
     checkpoint_function = aws_lambda_function.this["checkpoint"].function_name
     restore_function    = aws_lambda_function.this["restore"].function_name
     api_function        = aws_lambda_function.this["api"].function_name
+    scrub_function      = aws_lambda_function.this["scrub"].function_name
+    alert_function      = aws_lambda_function.this["alert"].function_name
     restore_api         = aws_api_gateway_rest_api.restore.name
   })
 }
 
 locals {
+  # Every description begins with the step and its runbook section (tests/iac/test_alarms.py).
   dead_letter_alarms = {
-    work    = "Work tasks failed max_receive_count times (step = worker; inputs = the task message in the work DLQ; search the worker logs by its task_id)."
-    delta   = "S3 change events failed max_receive_count times (step = delta; inputs = the EventBridge events in the delta DLQ). The RPO cannot advance past them."
-    restore = "Restore tasks failed max_receive_count times (step = restore; inputs = the task message in the restore DLQ)."
-    async   = "A schedule (checkpoint / reconciliation) invocation failed, or EventBridge could not deliver S3 events to the delta queue."
+    work    = "Step: seed task. Runbook: docs/runbook.md#seed-steps-and-tasks. Work tasks or seed steps failed max_receive_count times; the alert function publishes one alert per message (search the worker logs by its task_id)."
+    delta   = "Step: delta batch. Runbook: docs/runbook.md#delta-batches. S3 change events failed max_receive_count times; the alert function publishes one alert per event. The RPO cannot advance past them."
+    restore = "Step: restore task. Runbook: docs/runbook.md#restore-steps-and-tasks. Restore steps or tasks failed max_receive_count times; the alert function publishes one alert per message."
+    async   = "Step: scheduled invocation. Runbook: docs/runbook.md#schedules-and-undelivered-events. A schedule (checkpoint, reconciliation, scrub) or an asynchronous restore invocation failed, or EventBridge could not deliver S3 events to the delta queue."
   }
 
   dead_letter_queue_names = {
@@ -76,12 +79,14 @@ locals {
   }
 
   error_alarms = {
-    seeder     = "The seeder function failed (step = seed or reconcile; search its log group by run_id)."
-    worker     = "The worker function failed whole invocations (step = copy; search its log group by task_id)."
-    delta      = "The delta function failed whole invocations (step = capture)."
-    checkpoint = "The checkpoint function failed (step = seal recovery point)."
-    restore    = "The restore function failed (step = plan or restore task; search its log group by restore_id)."
-    api        = "The api function failed whole invocations (API Gateway answered 502/504; search its log group and the API's access log)."
+    seeder     = "Step: seed plan. Runbook: docs/runbook.md#seed-steps-and-tasks. The seeder function failed (a seed start or the daily reconciliation; search its log group by run_id)."
+    worker     = "Step: seed task. Runbook: docs/runbook.md#seed-steps-and-tasks. The worker function failed whole invocations (search its log group by task_id)."
+    delta      = "Step: delta batch. Runbook: docs/runbook.md#delta-batches. The delta function failed whole invocations."
+    checkpoint = "Step: checkpoint. Runbook: docs/runbook.md#checkpoints. The checkpoint function failed to seal recovery points."
+    restore    = "Step: restore task. Runbook: docs/runbook.md#restore-steps-and-tasks. The restore function failed (a plan or a restore task; search its log group by restore_id)."
+    api        = "Step: api request. Runbook: docs/runbook.md#restore-api. The api function failed whole invocations (API Gateway answered 502/504; search its log group and the API's access log)."
+    scrub      = "Step: scrub. Runbook: docs/runbook.md#vault-verification. The scrub function failed a step; the next scheduled run continues from the stored cursor."
+    alert      = "Step: alert. Runbook: docs/runbook.md#alerts-that-cannot-be-published. The alert function failed; dead-lettered messages stay on their queue and are tried again, unalerted until it succeeds."
   }
 }
 
@@ -105,7 +110,7 @@ resource "aws_cloudwatch_metric_alarm" "dead_letters" {
 
 resource "aws_cloudwatch_metric_alarm" "rpo" {
   alarm_name          = "${var.name_prefix}-rpo-above-target"
-  alarm_description   = "The worst bucket's RPO (RpoSeconds in metrics_namespace, per Bucket) is above rpo_alarm_threshold_seconds (step = checkpoint). Missing data counts as breaching - a silent checkpoint is an RPO problem too - so it stays in ALARM until the first recovery point is sealed."
+  alarm_description   = "Step: checkpoint. Runbook: docs/runbook.md#rpo-above-target. The worst bucket's RPO (RpoSeconds in metrics_namespace, per Bucket) is above rpo_alarm_threshold_seconds. Missing data counts as breaching - a silent checkpoint is an RPO problem too - so it stays in ALARM until the first recovery point is sealed."
   evaluation_periods  = 2
   datapoints_to_alarm = 2
   threshold           = var.rpo_alarm_threshold_seconds
@@ -126,7 +131,7 @@ resource "aws_cloudwatch_metric_alarm" "rpo" {
 
 resource "aws_cloudwatch_metric_alarm" "slowdown" {
   alarm_name          = "${var.name_prefix}-s3-503-slowdown"
-  alarm_description   = "tidemark saw more than slowdown_alarm_threshold S3 503 SlowDown responses in 5 minutes (the adaptive scheduler backs off; check the per-prefix pressure)."
+  alarm_description   = "Step: seed task / delta batch. Runbook: docs/runbook.md#s3-503-slowdown. tidemark saw more than slowdown_alarm_threshold S3 503 SlowDown responses in 5 minutes (the adaptive scheduler backs off; check the per-prefix pressure)."
   evaluation_periods  = 1
   threshold           = var.slowdown_alarm_threshold
   comparison_operator = "GreaterThanOrEqualToThreshold"
@@ -146,7 +151,7 @@ resource "aws_cloudwatch_metric_alarm" "slowdown" {
 
 resource "aws_cloudwatch_metric_alarm" "restore_failed_objects" {
   alarm_name          = "${var.name_prefix}-restore-failed-objects"
-  alarm_description   = "A restore could not write some objects (RestoreFailed in metrics_namespace, per SourceBucket; step = restore task). `tidemark restore status ID` or GET /v1/restores/{id} lists each failed key with its reason."
+  alarm_description   = "Step: restore task. Runbook: docs/runbook.md#objects-a-restore-could-not-write. A restore could not write some objects (RestoreFailed in metrics_namespace, per SourceBucket). `tidemark restore status ID` or GET /v1/restores/{id} lists each failed key with its reason."
   evaluation_periods  = 1
   threshold           = 0
   comparison_operator = "GreaterThanThreshold"
@@ -166,7 +171,7 @@ resource "aws_cloudwatch_metric_alarm" "restore_failed_objects" {
 
 resource "aws_cloudwatch_metric_alarm" "changes_failed" {
   alarm_name          = "${var.name_prefix}-changes-failed"
-  alarm_description   = "The delta function could not capture some changes (ChangesFailed, per Bucket; step = delta). SQS retries them and then dead-letters them; the delta function's log names each message and reason."
+  alarm_description   = "Step: delta batch. Runbook: docs/runbook.md#delta-batches. The delta function could not capture some changes (ChangesFailed, per Bucket). SQS retries them and then dead-letters them; the delta function's log names each message and reason."
   evaluation_periods  = 1
   threshold           = 0
   comparison_operator = "GreaterThanThreshold"
@@ -200,4 +205,24 @@ resource "aws_cloudwatch_metric_alarm" "function_errors" {
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
   tags                = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "verify_damaged" {
+  alarm_name          = "${var.name_prefix}-verify-damaged"
+  alarm_description   = "Step: scrub. Runbook: docs/runbook.md#vault-verification. The scheduled scrub found vault objects damaged or missing (VerifyDamaged in metrics_namespace, per Vault); its log lines name each object with the source keys and recovery points it affects."
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+  tags                = var.tags
+
+  metric_query {
+    id          = "damaged"
+    label       = "vault objects damaged or missing"
+    expression  = "SELECT SUM(VerifyDamaged) FROM ${var.metrics_namespace}"
+    period      = 300
+    return_data = true
+  }
 }

@@ -1,6 +1,9 @@
+# The alert function reads the dead-letter queues: their visibility timeout is 6 x its timeout,
+# as for the other SQS event sources.
 resource "aws_sqs_queue" "dlq" {
   for_each                          = local.queues
   name                              = "${var.name_prefix}-${each.key}-dlq"
+  visibility_timeout_seconds        = 180
   message_retention_seconds         = 1209600
   kms_master_key_id                 = aws_kms_key.vault.arn
   kms_data_key_reuse_period_seconds = 300
@@ -75,6 +78,7 @@ data "aws_iam_policy_document" "async_dlq" {
         aws_cloudwatch_event_rule.delta.arn,
         aws_cloudwatch_event_rule.checkpoint.arn,
         aws_cloudwatch_event_rule.reconcile.arn,
+        aws_cloudwatch_event_rule.scrub.arn,
       ]
     }
   }

@@ -178,6 +178,34 @@ variable "step_seconds" {
   default     = 600
 }
 
+variable "scrub_schedule" {
+  description = "When the scrub function verifies the next stretch of the vault (each run continues where the last one stopped)."
+  type        = string
+  default     = "rate(1 day)"
+}
+
+variable "verify_sample" {
+  description = "Share of packs and large copies each scrub pass reads, from 0 (none) to 1 (all) (TIDEMARK_VERIFY_SAMPLE)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.verify_sample >= 0 && var.verify_sample <= 1
+    error_message = "verify_sample must be between 0 and 1."
+  }
+}
+
+variable "verify_step_seconds" {
+  description = "Seconds one scrub invocation verifies before it leaves the rest to the next; below the scrub's 900-second timeout (TIDEMARK_VERIFY_STEP_SECONDS)."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.verify_step_seconds >= 1 && var.verify_step_seconds <= 840
+    error_message = "verify_step_seconds must be between 1 and 840."
+  }
+}
+
 variable "all_versions" {
   description = "Seed every version and delete marker of versioned buckets, not only the current versions (TIDEMARK_ALL_VERSIONS)."
   type        = bool
