@@ -3,8 +3,9 @@
 //!
 //! The handlers run on the in-memory fakes with the per-prefix scheduler on and a source that
 //! answers some reads with `503 SlowDown`: the seeder and worker capture a bucket, the delta
-//! handler captures a change and fails a foreign one, the checkpoint seals a point and the
-//! restore function restores it. The EMF lines they print are parsed and compared with the
+//! handler captures a change and fails a foreign one, the checkpoint seals a point, the
+//! restore function restores it and the scrub verifies the vault (printing its line as the
+//! scrub binary does). The EMF lines they print are parsed and compared with the
 //! Metrics Insights queries of infra/dashboard.json and of the alarms in both templates. One
 //! test in its own binary, because the capture tally and the namespace are process-wide.
 
@@ -21,7 +22,10 @@ use tidemark_core::ports::{ObjectStore, PutOptions, Queue, SystemClock};
 use tidemark_core::restore::{RestoreMode, RestoreRequest};
 use tidemark_core::Result;
 use tidemark_lambda::metrics::{self, Emf};
-use tidemark_lambda::{checkpoint_handler, delta_handler, restore_handler, seeder_handler, worker_handler, CheckpointRequest, SeedRequest};
+use tidemark_lambda::{
+    checkpoint_handler, delta_handler, restore_handler, scrub_handler, seeder_handler, verify_damaged_emf, worker_handler,
+    CheckpointRequest, ScrubRequest, SeedRequest,
+};
 use tidemark_testkit::fakes::{GetHook, HookedStore, MemControlStore, MemObjectStore, MemQueue};
 use tidemark_testkit::harness::repo_root;
 
@@ -188,6 +192,11 @@ async fn every_metric_queried_is_printed_with_its_dimensions_and_every_printed_m
         }
     }
 
+    // The scrub: one step verifies the whole (small) vault; the binary prints its line.
+    let scrubbed = scrub_handler(&engine, ScrubRequest::default(), 1.0, std::time::Duration::from_secs(60)).await.unwrap();
+    assert!(scrubbed.packs > 0 && scrubbed.damaged == 0, "{scrubbed:?}");
+    metrics::emit(&verify_damaged_emf(&scrubbed, Utc::now()));
+
     let mut lines = metrics::printed();
     lines.extend(String::from_utf8(emf.into_inner()).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()));
     // metric -> the dimension sets it was printed with
@@ -229,7 +238,7 @@ async fn every_metric_queried_is_printed_with_its_dimensions_and_every_printed_m
     let queried: BTreeSet<&str> = all.iter().map(|q| q.0.as_str()).collect();
     let unqueried: Vec<&String> = printed.keys().filter(|m| !queried.contains(m.as_str())).collect();
     assert!(unqueried.is_empty(), "printed but read by no widget or alarm: {unqueried:?}");
-    for alarm_metric in ["RpoSeconds", "SlowDown503", "RestoreFailed", "ChangesFailed"] {
+    for alarm_metric in ["RpoSeconds", "SlowDown503", "RestoreFailed", "ChangesFailed", "VerifyDamaged"] {
         let in_alarms = all.iter().filter(|q| q.0 == alarm_metric).count();
         assert!(in_alarms >= 3, "{alarm_metric}: the dashboard and an alarm on each side ({in_alarms} queries)");
     }

@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let (engine, sample, budget) = (&engine, config.verify_sample, std::time::Duration::from_secs(config.verify_step_seconds));
     run(service_fn(move |event: LambdaEvent<ScrubRequest>| async move {
         let result = in_invocation("scrub", &event.context.request_id, scrub_handler(engine, event.payload, sample, budget)).await?;
-        println!("{}", verify_damaged_emf(&result, chrono::Utc::now()));
+        tidemark_lambda::metrics::emit(&verify_damaged_emf(&result, chrono::Utc::now()));
         Ok::<_, Error>(result)
     }))
     .await
