@@ -12,7 +12,7 @@ really implements):
   default encryption), all 7 SQS queues (visibility timeout, retention, KMS key, redrive
   policy), the DynamoDB table (keys, billing mode, deletion protection), the 8 Lambda functions
   (runtime, handler, memory, timeout, environment), the 6 SQS event source mappings (batch
-  size, batching window, ReportBatchItemFailures, MaximumConcurrency), the event bus, the 3
+  size, batching window, ReportBatchItemFailures, MaximumConcurrency), the event bus, the 4
   rules and their targets (pattern, schedule, DLQ, retry policy), the Lambda permissions, the
   log groups (retention), the IAM roles with their inline policies, the SNS topic (KMS key),
   the dashboard (body rendered through Fn::Sub), the REST API with POST and GET /restores and
