@@ -48,10 +48,12 @@ def problems(model: m.Model) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("scenario", [s[0] for s in m.SCENARIOS if s[0].startswith("vault")])
+@pytest.mark.parametrize("scenario", [s[0] for s in m.SCENARIOS])
 def test_every_alarm_names_its_step_and_an_existing_runbook_section(scenario):
     for side, model in zip(("cloudformation", "terraform"), m.models(scenario)):
-        assert len(model.alarm_descriptions) >= 17, f"{side}: alarms not found"
+        # The source accounts have no alarms today; one added there is checked all the same.
+        if scenario.startswith("vault"):
+            assert len(model.alarm_descriptions) >= 17, f"{side}: alarms not found"
         found = problems(model)
         assert not found, f"{side} ({scenario}):\n  " + "\n  ".join(found)
 
