@@ -11,8 +11,8 @@ really implements):
 * Created and checked: the KMS key and alias, both S3 buckets (with tags and the SSE-KMS
   default encryption), all 7 SQS queues (visibility timeout, retention, KMS key, redrive
   policy), the DynamoDB table (keys, billing mode, deletion protection), the 8 Lambda functions
-  (runtime, handler, memory, timeout, environment), the 6 SQS event source mappings (batch
-  size, batching window, ReportBatchItemFailures, MaximumConcurrency), the event bus, the 4
+  (runtime, handler, memory, timeout, environment), the 3 SQS event source mappings (batch
+  size, batching window, ReportBatchItemFailures, MaximumConcurrency), the event bus, the 5
   rules and their targets (pattern, schedule, DLQ, retry policy), the Lambda permissions, the
   log groups (retention), the IAM roles with their inline policies, the SNS topic (KMS key),
   the dashboard (body rendered through Fn::Sub), the REST API with POST and GET /restores and
@@ -144,12 +144,14 @@ def test_stack_creates_functions_and_sqs_event_sources(stack):
         assert env["TIDEMARK_VAULT_BUCKET"] == outputs["VaultBucketName"]
         assert env["TIDEMARK_CONTROL_TABLE"] == outputs["ControlTableName"]
     all_mappings = lam.list_event_source_mappings()["EventSourceMappings"]
-    mappings = {m["FunctionArn"].rsplit(":", 1)[1]: m for m in all_mappings if not m["EventSourceArn"].endswith("-dlq")}
+    mappings = {m["FunctionArn"].rsplit(":", 1)[1]: m for m in all_mappings}
+    # No dead-letter queue is an event source: the alert function sweeps them on a schedule and
+    # leaves every message there (an event source would delete what it read).
     assert set(mappings) == {"tidemark-worker", "tidemark-delta", "tidemark-restore"}
-    # The alert function reads the three dead-letter queues it alerts for.
-    alert = {m["EventSourceArn"].rsplit(":", 1)[1]: m for m in all_mappings if m["FunctionArn"].endswith(":tidemark-alert")}
-    assert set(alert) == {"tidemark-work-dlq", "tidemark-delta-dlq", "tidemark-restore-dlq"}
-    assert all(m["BatchSize"] == 10 and m["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in alert.values())
+    assert not [m for m in all_mappings if m["EventSourceArn"].endswith("-dlq")]
+    alert_env = lam.get_function_configuration(FunctionName="tidemark-alert")["Environment"]["Variables"]
+    swept = {u.rsplit("/", 1)[1] for u in alert_env["TIDEMARK_DEAD_LETTER_QUEUE_URLS"].split(",")}
+    assert swept == {"tidemark-work-dlq", "tidemark-delta-dlq", "tidemark-restore-dlq"}
     for fn, queue, batch, concurrency in [("worker", "work", 1, 100), ("delta", "delta", 100, 20), ("restore", "restore", 1, 50)]:
         m = mappings[f"tidemark-{fn}"]
         assert m["EventSourceArn"].endswith(f":tidemark-{queue}")
@@ -173,7 +175,14 @@ def test_stack_creates_event_bus_rules_and_schedules(stack):
     assert target["Arn"].endswith(":tidemark-delta")
     assert target["DeadLetterConfig"]["Arn"].endswith(":tidemark-async-dlq")
     schedules = {r["Name"]: r["ScheduleExpression"] for r in events.list_rules()["Rules"]}
-    assert schedules == {"tidemark-checkpoint": "rate(15 minutes)", "tidemark-reconcile": "cron(30 6 * * ? *)", "tidemark-scrub": "rate(1 day)"}
+    assert schedules == {
+        "tidemark-checkpoint": "rate(15 minutes)",
+        "tidemark-reconcile": "cron(30 6 * * ? *)",
+        "tidemark-scrub": "rate(1 day)",
+        "tidemark-alert": "rate(5 minutes)",
+    }
+    (alert,) = events.list_targets_by_rule(Rule="tidemark-alert")["Targets"]
+    assert alert["Arn"].endswith(":tidemark-alert") and json.loads(alert["Input"]) == {}
     (scrub,) = events.list_targets_by_rule(Rule="tidemark-scrub")["Targets"]
     assert json.loads(scrub["Input"]) == {}  # ScrubRequest: every source
     (checkpoint,) = events.list_targets_by_rule(Rule="tidemark-checkpoint")["Targets"]

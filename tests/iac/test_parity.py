@@ -59,9 +59,9 @@ def test_settings_match(pair, attr):
 def test_models_are_not_empty():
     cfn, tf = m.models("vault-defaults")
     assert set(cfn.functions) == {"seeder", "worker", "delta", "checkpoint", "restore", "api", "scrub", "alert"}
-    # The alert function is the event source of the three dead-letter queues it alerts for.
-    dead_letters = {f"alert:tidemark-{q}-dlq" for q in ("work", "delta", "restore")}
-    assert set(cfn.event_sources) == {"worker", "delta", "restore"} | dead_letters
+    # No dead-letter queue is an event source: the alert function sweeps them on a schedule.
+    assert set(cfn.event_sources) == {"worker", "delta", "restore"}
+    assert cfn.rules["tidemark-alert"]["schedule"] == "rate(5 minutes)"
     assert len(cfn.queues) == 7 and len(cfn.alarms) == 17 and len(cfn.statements) > 50
     assert cfn.kinds["lambda-function"] == 8 and cfn.kinds["sqs-queue"] == 7
     assert cfn.rules["tidemark-scrub"]["schedule"] == "rate(1 day)" and "tidemark-verify-damaged" in cfn.alarms

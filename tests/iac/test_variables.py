@@ -110,13 +110,13 @@ def test_defaults_are_the_tables(table, side):
 # code reads: every function's configuration requires the vault, the table and the queue URLs
 # (LambdaConfig::from_lookup); the scrub binary reads the verify settings and prints EMF in the
 # namespace (it reads the vault with its own role: no source role); the alert binary reads the
-# topic and prints no metrics.
+# topic and the dead-letter queues it sweeps, and prints no metrics.
 PIPELINE = ("seeder", "worker", "delta", "checkpoint", "restore", "api")
 REQUIRED = {"TIDEMARK_VAULT_BUCKET", "TIDEMARK_CONTROL_TABLE", "TIDEMARK_WORK_QUEUE_URL", "TIDEMARK_DELTA_QUEUE_URL", "TIDEMARK_RESTORE_QUEUE_URL"}
 SCRUB_ONLY = {"TIDEMARK_VERIFY_SAMPLE", "TIDEMARK_VERIFY_STEP_SECONDS"}
 OWN_ENVIRONMENT = {
     "scrub": REQUIRED | {"TIDEMARK_METRICS_NAMESPACE", "TIDEMARK_VERIFY_SAMPLE", "TIDEMARK_VERIFY_STEP_SECONDS"},
-    "alert": REQUIRED | {"TIDEMARK_ALERT_TOPIC_ARN"},
+    "alert": REQUIRED | {"TIDEMARK_ALERT_TOPIC_ARN", "TIDEMARK_DEAD_LETTER_QUEUE_URLS"},
 }
 
 

@@ -175,3 +175,86 @@ pub fn subject(a: &Alert) -> String {
     let s = format!("tidemark: {} failed{}", a.step, a.run_id.as_ref().map(|r| format!(" in run {r}")).unwrap_or_default());
     s.chars().take(100).collect()
 }
+
+/// The control-store partition of the markers that say a dead-lettered message was alerted.
+const ALERTED_PK: &str = "alerts";
+/// How long a marker is kept: SQS's longest message retention (14 days), so that a message is
+/// never alerted twice while its queue can still hold it.
+const ALERTED_TTL_SECONDS: i64 = 14 * 24 * 3600;
+/// How long a message stays hidden while a sweep reads its queue: long enough that one pass
+/// does not receive it twice, short enough that a redrive after the alert finds it soon.
+const SWEEP_VISIBILITY_SECONDS: i32 = 120;
+/// The most messages one sweep reads from one queue; the next sweep reads on.
+pub const SWEEP_MAX_MESSAGES: usize = 1000;
+
+/// What one sweep of the dead-letter queues did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Messages read, per queue URL.
+    pub read: std::collections::BTreeMap<String, usize>,
+    /// Alerts published now.
+    pub published: usize,
+    /// Messages alerted by an earlier sweep.
+    pub already_alerted: usize,
+}
+
+/// Reads every message on the dead-letter queues `dlqs` and publishes one alert per message not
+/// alerted before, leaving the messages where they are.
+///
+/// A dead-letter queue keeps what failed so that it can be redriven once the cause is fixed: a
+/// consumer that deleted what it read (an SQS event source does) would lose it. So the sweep
+/// receives without deleting, remembers each alerted message id in the control store, and makes
+/// the messages visible again when it is done with a queue. A message whose alert cannot be
+/// published gets no marker, so the next sweep tries again; the error is returned after every
+/// queue was read.
+pub async fn sweep(engine: &Engine, notifier: &dyn crate::ports::Notifier, topic: &str, dlqs: &[String]) -> Result<SweepReport> {
+    let mut report = SweepReport::default();
+    let mut first_error = None;
+    for dlq in dlqs {
+        let mut receipts = Vec::new();
+        let mut read = 0usize;
+        while read < SWEEP_MAX_MESSAGES {
+            let msgs = engine.queue.receive(dlq, 10, 0, SWEEP_VISIBILITY_SECONDS).await?;
+            if msgs.is_empty() {
+                break;
+            }
+            read += msgs.len();
+            for m in msgs {
+                receipts.push(m.receipt.clone());
+                let sk = format!("message#{}", m.id);
+                if engine.control.get(ALERTED_PK, &sk).await?.is_some() {
+                    report.already_alerted += 1;
+                    continue;
+                }
+                let published = async {
+                    let alert = compose(engine, dlq, &m.id, &m.body).await?;
+                    let text = serde_json::to_string_pretty(&alert).expect("alert serialises");
+                    notifier.publish(topic, &subject(&alert), &text).await?;
+                    Ok::<_, crate::Error>(alert)
+                }
+                .await;
+                match published {
+                    Ok(alert) => {
+                        let expires = engine.clock.now().timestamp() + ALERTED_TTL_SECONDS;
+                        engine.control.put_new(ALERTED_PK, &sk, &alert.step, Some(expires)).await?;
+                        report.published += 1;
+                        tracing::info!(queue = %dlq, message_id = %m.id, step = %alert.step, run_id = ?alert.run_id, "alert published");
+                    }
+                    Err(e) => {
+                        tracing::error!(queue = %dlq, message_id = %m.id, error = %e, "the alert could not be published; the next sweep tries again");
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        // The messages stay on their queue, visible again for a redrive or the next sweep.
+        for r in &receipts {
+            engine.queue.change_visibility(dlq, r, 0).await?;
+        }
+        report.read.insert(dlq.clone(), read);
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}

@@ -1,46 +1,29 @@
-//! The alert function's handler: one alert per dead-lettered message, published to the SNS topic.
+//! The alert function's handler: on a schedule, one alert per dead-lettered message, published to the SNS topic.
 //!
-//! It is the event source of every dead-letter queue (work, delta, restore). Each message is
-//! read, never changed: the alert quotes it and says where it stays (the dead-letter queue keeps
-//! it for its retention, to be redriven once the cause is fixed). A message whose alert cannot be
-//! published is reported as a batch item failure, so it is tried again rather than lost.
+//! The function sweeps every dead-letter queue (work, delta, restore) with
+//! `tidemark_core::alert::sweep`: it reads each message without deleting it, publishes an alert
+//! for each message not alerted before, and leaves the message on its queue to be redriven once
+//! the cause is fixed. It is deliberately not an SQS event source of those queues: an event
+//! source deletes every message its function handled, and the dead letters would be lost.
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use tidemark_core::alert::{self, Alert};
+use tidemark_core::alert::{self, SweepReport};
 use tidemark_core::engine::Engine;
 use tidemark_core::ports::Notifier;
 
-use crate::sqs::{failure, response};
+use crate::LambdaError;
 
-/// Publishes one alert per message of `event` to `topic`; returns the messages to try again.
-pub async fn alert_handler(engine: &Engine, notifier: &dyn Notifier, topic: &str, event: SqsEvent) -> SqsBatchResponse {
-    let mut failed = Vec::new();
-    for m in event.records {
-        let id = m.message_id.clone().unwrap_or_default();
-        // The queue's ARN names where the whole message stays.
-        let dlq = m.event_source_arn.clone().unwrap_or_else(|| "(unknown queue)".into());
-        let body = m.body.as_deref().unwrap_or_default();
-        match publish_one(engine, notifier, topic, &dlq, &id, body).await {
-            Ok(alert) => tracing::info!(message_id = %id, step = %alert.step, run_id = ?alert.run_id, "alert published"),
-            Err(e) => {
-                tracing::error!(message_id = %id, error = %e, "the alert could not be published; the message is tried again");
-                failed.push(failure(&id));
-            }
-        }
-    }
-    response(failed)
-}
-
-async fn publish_one(
+/// Sweeps `dead_letter_queues` and publishes their new alerts to `topic`. A sweep that could not
+/// publish every alert fails the invocation (its error alarm), after every queue was read.
+pub async fn alert_handler(
     engine: &Engine,
     notifier: &dyn Notifier,
     topic: &str,
-    dlq: &str,
-    id: &str,
-    body: &str,
-) -> tidemark_core::Result<Alert> {
-    let alert = alert::compose(engine, dlq, id, body).await?;
-    let text = serde_json::to_string_pretty(&alert).expect("alert serialises");
-    notifier.publish(topic, &alert::subject(&alert), &text).await?;
-    Ok(alert)
+    dead_letter_queues: &[String],
+) -> Result<SweepReport, LambdaError> {
+    if dead_letter_queues.is_empty() {
+        return Err(LambdaError::Config("TIDEMARK_DEAD_LETTER_QUEUE_URLS names no queue to sweep".into()));
+    }
+    let report = alert::sweep(engine, notifier, topic, dead_letter_queues).await?;
+    tracing::info!(published = report.published, already_alerted = report.already_alerted, "dead-letter queues swept");
+    Ok(report)
 }

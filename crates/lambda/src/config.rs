@@ -35,6 +35,8 @@ pub struct LambdaConfig {
     pub verify_step_seconds: u64,
     /// The SNS topic of the alert function (`TIDEMARK_ALERT_TOPIC_ARN`).
     pub alert_topic_arn: Option<String>,
+    /// The dead-letter queues the alert function sweeps (`TIDEMARK_DEAD_LETTER_QUEUE_URLS`).
+    pub dead_letter_queue_urls: Vec<String>,
     /// The CloudWatch namespace of every EMF line (`TIDEMARK_METRICS_NAMESPACE`).
     pub metrics_namespace: String,
 }
@@ -71,6 +73,7 @@ impl LambdaConfig {
             verify_sample: settings.verify_sample,
             verify_step_seconds: settings.verify_step_seconds,
             alert_topic_arn: settings.alert_topic_arn.clone(),
+            dead_letter_queue_urls: queue_list(settings.dead_letter_queue_urls.as_deref()),
             metrics_namespace: settings.metrics_namespace.clone(),
         })
     }
@@ -193,6 +196,11 @@ pub fn target_role_from(get: impl Fn(&str) -> Option<String>) -> Result<Option<T
 /// A character IAM allows in role and session names (`[\w+=,.@-]`).
 fn iam_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)
+}
+
+/// The queue URLs of a comma-separated list, blanks dropped.
+fn queue_list(urls: Option<&str>) -> Vec<String> {
+    urls.unwrap_or_default().split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect()
 }
 
 #[cfg(test)]

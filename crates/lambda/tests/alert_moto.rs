@@ -31,7 +31,6 @@ async fn a_dead_lettered_task_publishes_an_alert_that_says_what_happened() -> Re
     admin::ensure_vault_bucket(&c, "al-vault", 1).await?;
     let (work, work_arn) = admin::ensure_queue(&c, "al-work", 30).await?;
     let dlq = c.sqs.get_queue_url().queue_name("al-work-dlq").send().await?.queue_url().unwrap().to_string();
-    let dlq_arn = admin::queue_arn(&c, &dlq).await?;
     admin::ensure_table(&c, "al-control").await?;
     let s3 = Arc::new(S3Store::new(c.s3.clone()));
     let engine = Engine {
@@ -84,7 +83,8 @@ async fn a_dead_lettered_task_publishes_an_alert_that_says_what_happened() -> Re
             assert_eq!(failed.batch_item_failures.len(), 1, "the poison message fails");
             engine.queue.change_visibility(&work, &m.receipt, 0).await?;
         }
-        dead = engine.queue.receive(&dlq, 10, 0, 30).await?;
+        // Looked at without hiding it: the sweep reads it next.
+        dead = engine.queue.receive(&dlq, 10, 0, 0).await?;
         if !dead.is_empty() {
             break;
         }
@@ -93,8 +93,11 @@ async fn a_dead_lettered_task_publishes_an_alert_that_says_what_happened() -> Re
     assert_eq!(dead.len(), 1, "the poison message was dead-lettered");
 
     let notifier = SnsNotifier::new(sns.clone());
-    let resp = alert_handler(&engine, &notifier, &topic, sqs_event(&dead, &dlq_arn)).await;
-    assert!(resp.batch_item_failures.is_empty());
+    let swept = alert_handler(&engine, &notifier, &topic, std::slice::from_ref(&dlq)).await?;
+    assert_eq!((swept.published, swept.already_alerted), (1, 0), "{swept:?}");
+    // The dead letter stays on its queue, to be redriven once the cause is fixed.
+    let kept = engine.queue.receive(&dlq, 10, 1, 0).await?;
+    assert_eq!(kept.iter().map(|m| &m.id).collect::<Vec<_>>(), vec![&dead[0].id], "the sweep leaves the message on the dead-letter queue");
 
     let mut alerts = Vec::new();
     for _ in 0..10 {
@@ -104,6 +107,10 @@ async fn a_dead_lettered_task_publishes_an_alert_that_says_what_happened() -> Re
         }
     }
     assert_eq!(alerts.len(), 1, "one alert per failed message");
+    // A second sweep finds the same message already alerted and publishes nothing.
+    let again = alert_handler(&engine, &notifier, &topic, std::slice::from_ref(&dlq)).await?;
+    assert_eq!((again.published, again.already_alerted), (0, 1), "{again:?}");
+    assert!(engine.queue.receive(&inbox, 10, 1, 30).await?.is_empty(), "no second alert for the same message");
     let a: serde_json::Value = serde_json::from_str(&alerts[0].body)?;
     assert_eq!(a["step"], "seed task", "{a:#}");
     assert_eq!(a["run_id"], seeded.run_id.as_str());
@@ -115,7 +122,7 @@ async fn a_dead_lettered_task_publishes_an_alert_that_says_what_happened() -> Re
     assert_eq!(a["input_bytes"], poison.len());
     assert!(poison.starts_with(a["input"].as_str().unwrap()) && a["input"].as_str().unwrap().len() < poison.len());
     let location = a["input_location"].as_str().unwrap();
-    assert!(location.contains(&dead[0].id) && location.contains(&dlq_arn), "{location}");
+    assert!(location.contains(&dead[0].id) && location.contains(&dlq), "{location}");
     let preceding = a["preceding_steps"].as_array().unwrap();
     assert_eq!(preceding.len(), msgs.len() + 1, "every earlier step of the run, its start first: {a:#}");
     assert_eq!(preceding[0]["name"], "seed start", "{a:#}");

@@ -232,9 +232,10 @@ async fn every_call_each_function_makes_is_recorded_for_the_policy_test() -> Res
     }
     assert!(scrubbed > 0 && last.damaged == 0, "the scrub checked the vault and found it whole: {last:?}");
 
-    // Messages that kept failing land on the dead-letter queues; the alert function (their event
-    // source) publishes one alert for each to the alarm topic: a task of the seed run (the alert
-    // reads the run's history) and a change event (it reads the bucket's recorded failures).
+    // Messages that kept failing land on the dead-letter queues; the alert function sweeps them
+    // and publishes one alert for each to the alarm topic, leaving them there: a task of the seed
+    // run (the alert reads the run's history) and a change event (it reads the bucket's recorded
+    // failures).
     let topic = admin_clients.sns.create_topic().name("calls-alarms").send().await?.topic_arn().unwrap_or_default().to_string();
     let dlq_url = |name: &'static str| {
         let sqs = admin_clients.sqs.clone();
@@ -246,9 +247,8 @@ async fn every_call_each_function_makes_is_recorded_for_the_policy_test() -> Res
     admin_clients.sqs.send_message().queue_url(&delta_dlq).message_body(event.to_string()).send().await?;
     let (alert_engine, _) = alert.engine();
     let notifier = SnsNotifier::new(alert.clients.sns.clone());
-    for dlq in [&work_dlq, &delta_dlq] {
-        alert.drain(dlq, |e| alert_handler(&alert_engine, &notifier, &topic, e)).await;
-    }
+    let swept = alert_handler(&alert_engine, &notifier, &topic, &[work_dlq.clone(), delta_dlq.clone()]).await?;
+    assert_eq!(swept.published, 2, "{swept:?}");
     let published = alert.recorder.calls().iter().filter(|c| c.operation == "Publish").count();
     assert_eq!(published, 2, "one alert per dead-lettered message");
 

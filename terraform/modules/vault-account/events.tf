@@ -142,6 +142,36 @@ resource "aws_cloudwatch_event_target" "scrub" {
   }
 }
 
+# The alert function sweeps the dead-letter queues; an SQS event source would delete what it read,
+# and a dead letter must stay to be redriven (tidemark_core::alert::sweep).
+resource "aws_cloudwatch_event_rule" "alert" {
+  name                = "${var.name_prefix}-alert"
+  description         = "Sweep the dead-letter queues and publish one alert per new dead-lettered message."
+  state               = "ENABLED"
+  schedule_expression = "rate(5 minutes)"
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "alert" {
+  target_id = "alert"
+  rule      = aws_cloudwatch_event_rule.alert.name
+  arn       = aws_lambda_function.this["alert"].arn
+  input     = jsonencode({})
+
+  retry_policy {
+    maximum_event_age_in_seconds = 300
+    maximum_retry_attempts       = 0
+  }
+}
+
+resource "aws_lambda_permission" "alert_schedule" {
+  statement_id  = "alert-schedule"
+  function_name = aws_lambda_function.this["alert"].function_name
+  action        = "lambda:InvokeFunction"
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.alert.arn
+}
+
 resource "aws_lambda_permission" "scrub_schedule" {
   statement_id  = "scrub-schedule"
   function_name = aws_lambda_function.this["scrub"].function_name

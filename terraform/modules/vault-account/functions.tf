@@ -8,7 +8,7 @@ resource "aws_cloudwatch_log_group" "function" {
 
 resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_115:Concurrency is bounded by the SQS event sources' MaximumConcurrency (seeder, checkpoint and scrub run one at a time from schedules; checkpoint_reserved_concurrency is optional; API Gateway throttles the api function).
-  #checkov:skip=CKV_AWS_116:SQS-fed worker, delta and alert are invoked synchronously (worker's and delta's queues have DLQs; a failed alert stays on the DLQ it reads), and API Gateway invokes the api function synchronously; seeder, checkpoint, restore and scrub get the async DLQ through the dynamic block below.
+  #checkov:skip=CKV_AWS_116:SQS-fed worker and delta are invoked synchronously (their queues have DLQs), the alert function's input is an empty scheduled event (a failed sweep is repeated by the next run, the messages stay on their queues, its error alarm pages), and API Gateway invokes the api function synchronously; seeder, checkpoint, restore and scrub get the async DLQ through the dynamic block below.
   #checkov:skip=CKV_AWS_117:The functions talk only to AWS APIs (S3, SQS, DynamoDB, STS); a VPC would add NAT/endpoint cost without narrowing anything.
   #checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile the customer owns; the zips are built from this repository by `make package`.
   for_each = local.functions
@@ -66,23 +66,6 @@ resource "aws_lambda_event_source_mapping" "sqs" {
 
   scaling_config {
     maximum_concurrency = each.value.max_concurrency
-  }
-
-  depends_on = [aws_iam_role_policy.specific]
-}
-
-# The alert function reads every message that reaches a dead-letter queue and publishes its alert.
-resource "aws_lambda_event_source_mapping" "dead_letters" {
-  for_each = toset(local.alerted_dead_letter_queues)
-
-  function_name                      = aws_lambda_function.this["alert"].arn
-  event_source_arn                   = aws_sqs_queue.dlq[each.key].arn
-  batch_size                         = 10
-  maximum_batching_window_in_seconds = 0
-  function_response_types            = ["ReportBatchItemFailures"]
-
-  scaling_config {
-    maximum_concurrency = 2
   }
 
   depends_on = [aws_iam_role_policy.specific]

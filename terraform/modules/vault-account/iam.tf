@@ -380,9 +380,10 @@ data "aws_iam_policy_document" "scrub" {
   }
 }
 
-# The alert function reads the dead-letter queues it is the event source of (the event source
-# mapping receives and deletes with this role), the run history and failures in the control
-# table, and publishes to the alarm topic (encrypted with the vault key, as the queues are).
+# The alert function sweeps the dead-letter queues (it receives and makes visible again, never
+# deletes: a dead letter stays to be redriven), reads the run history and failures in the control
+# table, remembers which messages it alerted, and publishes to the alarm topic (encrypted with the
+# vault key, as the queues are).
 data "aws_iam_policy_document" "alert" {
   statement {
     sid       = "WriteOwnLogs"
@@ -406,14 +407,14 @@ data "aws_iam_policy_document" "alert" {
   statement {
     sid       = "ReadDeadLetters"
     effect    = "Allow"
-    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+    actions   = ["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility"]
     resources = [for q in local.alerted_dead_letter_queues : aws_sqs_queue.dlq[q].arn]
   }
 
   statement {
     sid       = "ReadRunHistory"
     effect    = "Allow"
-    actions   = ["dynamodb:GetItem", "dynamodb:Query"]
+    actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"]
     resources = [aws_dynamodb_table.control.arn]
   }
 

@@ -66,7 +66,7 @@ locals {
       memory      = 256
       timeout     = 30
       reserved    = -1
-      description = "The event source of the work, delta and restore dead-letter queues: publishes one alert per dead-lettered message to the alarm topic."
+      description = "Every 5 minutes, sweeps the work, delta and restore dead-letter queues: publishes one alert per new dead-lettered message to the alarm topic and leaves the message on its queue."
     }
   }
 
@@ -111,7 +111,8 @@ locals {
       TIDEMARK_VERIFY_STEP_SECONDS = var.verify_step_seconds
     })
     alert = merge(local.base_environment, {
-      TIDEMARK_ALERT_TOPIC_ARN = aws_sns_topic.alarms.arn
+      TIDEMARK_ALERT_TOPIC_ARN        = aws_sns_topic.alarms.arn
+      TIDEMARK_DEAD_LETTER_QUEUE_URLS = join(",", [for q in local.alerted_dead_letter_queues : aws_sqs_queue.dlq[q].url])
     })
   }
 
@@ -151,7 +152,7 @@ locals {
     scrub      = "tidemark-scrub"
   }
 
-  # The alert function is the event source of these dead-letter queues (tidemark_lambda::alert).
+  # The alert function sweeps these dead-letter queues (tidemark_core::alert::sweep).
   alerted_dead_letter_queues = ["work", "delta", "restore"]
 
   source_read_role_arns    = "arn:${local.partition}:iam::*:role/${var.source_read_role_name}"

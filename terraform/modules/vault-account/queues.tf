@@ -1,5 +1,5 @@
-# The alert function reads the dead-letter queues: their visibility timeout is 6 x its timeout,
-# as for the other SQS event sources.
+# The alert function sweeps the dead-letter queues (it reads and leaves every message); a message
+# it read is visible again when its sweep is done.
 resource "aws_sqs_queue" "dlq" {
   for_each                          = local.queues
   name                              = "${var.name_prefix}-${each.key}-dlq"

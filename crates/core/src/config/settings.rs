@@ -205,6 +205,8 @@ settings! {
     verify_step_seconds: u64 = "TIDEMARK_VERIFY_STEP_SECONDS", Lambda, 600;
     /// ARN of the SNS topic the alert function publishes one alert per dead-lettered message to.
     alert_topic_arn: Option<String> = "TIDEMARK_ALERT_TOPIC_ARN", Lambda, None;
+    /// Comma-separated URLs of the dead-letter queues the alert function sweeps (it reads them and leaves every message there).
+    dead_letter_queue_urls: Option<String> = "TIDEMARK_DEAD_LETTER_QUEUE_URLS", Lambda, None;
     /// CloudWatch namespace of the metrics the functions print as EMF (the dashboard and alarms query it).
     metrics_namespace: String = "TIDEMARK_METRICS_NAMESPACE", Lambda, "Tidemark".to_string();
 }

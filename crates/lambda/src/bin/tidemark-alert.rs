@@ -1,6 +1,5 @@
-//! The alert function: the event source of every dead-letter queue; publishes one alert per dead-lettered message to the SNS topic.
+//! The alert function: run on a schedule, sweeps every dead-letter queue and publishes one alert per new dead-lettered message to the SNS topic.
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use tidemark_aws::{AwsClients, ClientOptions, SnsNotifier};
 use tidemark_lambda::{alert_handler, in_invocation, init_logging, LambdaConfig, LambdaError};
@@ -12,9 +11,10 @@ async fn main() -> Result<(), Error> {
     let topic = config.alert_topic_arn.clone().ok_or_else(|| LambdaError::Config("TIDEMARK_ALERT_TOPIC_ARN is not set".into()))?;
     let engine = config.engine().await;
     let notifier = SnsNotifier::new(AwsClients::load(&ClientOptions::default()).await.sns);
-    let (engine, notifier, topic) = (&engine, &notifier, topic.as_str());
-    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(in_invocation("alert", &event.context.request_id, alert_handler(engine, notifier, topic, event.payload)).await)
+    let (engine, notifier, topic, dlqs) = (&engine, &notifier, topic.as_str(), config.dead_letter_queue_urls.as_slice());
+    // The scheduled event says nothing the sweep needs.
+    run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
+        Ok::<_, Error>(in_invocation("alert", &event.context.request_id, alert_handler(engine, notifier, topic, dlqs)).await?)
     }))
     .await
 }
