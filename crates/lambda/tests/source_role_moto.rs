@@ -51,6 +51,7 @@ fn lambda_config(source_role: Option<SourceRole>) -> LambdaConfig {
         verify_sample: 1.0,
         verify_step_seconds: 600,
         alert_topic_arn: None,
+        dead_letter_queue_urls: Vec::new(),
         metrics_namespace: tidemark_lambda::metrics::DEFAULT_NAMESPACE.into(),
     }
 }
