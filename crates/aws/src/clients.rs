@@ -56,6 +56,7 @@ pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub events: aws_sdk_eventbridge::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub kms: aws_sdk_kms::Client,
     /// The loaded configuration (credentials, region, endpoint) the clients were built from; the
     /// source-account sessions call STS with it (see [`crate::source`]).
     pub shared: aws_config::SdkConfig,
@@ -103,6 +104,7 @@ impl AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::new(&shared),
             events: aws_sdk_eventbridge::Client::new(&shared),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&shared),
+            kms: aws_sdk_kms::Client::new(&shared),
             shared,
         }
     }
