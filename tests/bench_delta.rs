@@ -980,6 +980,7 @@ async fn run(delta_rt: tokio::runtime::Handle) -> Result<()> {
         control: Arc::new(DynamoControlStore::new(clients.dynamodb.clone(), &names.table)),
         queue: Arc::new(SqsQueue::new(clients.sqs.clone())),
         clock: Arc::new(SystemClock),
+        keys: Arc::new(tidemark_core::memory::MemKeys::new()),
         config,
         queues: QueueUrls {
             work: admin::queue_url(&clients, &names.work_queue).await?,

@@ -441,7 +441,7 @@ async fn verify(ctx: &Context, vault: &str, source: Option<&str>, sample: Option
     };
     opts.validate().context(if sample.is_some() { "--sample" } else { "TIDEMARK_VERIFY_SAMPLE" })?;
     let store = tidemark_aws::S3Store::new(ctx.clients.s3.clone());
-    let r = verify::verify(&store, &vault.bucket, &opts).await?;
+    let r = verify::verify(&store, ctx.keys().as_ref(), &vault.bucket, &opts).await?;
     let seconds = started.elapsed().as_secs_f64();
     let mib_s = r.bytes_read as f64 / (1024.0 * 1024.0) / seconds.max(1e-9);
     let mut out = serde_json::to_value(&r)?;

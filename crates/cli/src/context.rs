@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use tidemark_aws::admin::{self, ResourceNames};
-use tidemark_aws::{AwsClients, ClientOptions, DynamoControlStore, RoleTargets, S3Store, SqsQueue};
+use tidemark_aws::{AwsClients, ClientOptions, DynamoControlStore, KmsKeys, RoleTargets, S3Store, SqsQueue};
 use tidemark_core::config::settings::Settings;
 use tidemark_core::config::EngineConfig;
 use tidemark_core::domain::S3Url;
@@ -60,6 +60,7 @@ impl Context {
             control: Arc::new(DynamoControlStore::new(self.clients.dynamodb.clone(), &self.names.table)),
             queue: Arc::new(SqsQueue::new(self.clients.sqs.clone())),
             clock: Arc::new(SystemClock),
+            keys: self.keys(),
             config,
             queues: QueueUrls { work, delta, restore },
         })
@@ -83,7 +84,7 @@ impl Context {
         );
         let config = self.config(&vault.bucket)?;
         let s3: Arc<S3Store> = Arc::new(S3Store::new(self.clients.s3.clone()));
-        Ok((tidemark_core::memory::vault_only_engine(s3.clone(), s3, config), true))
+        Ok((tidemark_core::memory::vault_only_engine(s3.clone(), s3, self.keys(), config), true))
     }
 
     /// The engine for `rebuild`: the control table is created when it is missing (that is what
@@ -110,9 +111,16 @@ impl Context {
             control: Arc::new(DynamoControlStore::new(self.clients.dynamodb.clone(), &self.names.table)),
             queue: Arc::new(SqsQueue::new(self.clients.sqs.clone())),
             clock: Arc::new(SystemClock),
+            keys: self.keys(),
             config,
             queues,
         })
+    }
+
+    /// The key service that makes and unwraps the data keys of encrypted packs: KMS at this
+    /// invocation's endpoint, its unwrapped keys remembered (bounded) for the command's length.
+    pub fn keys(&self) -> Arc<dyn tidemark_core::ports::KeyService> {
+        Arc::new(tidemark_core::vault::crypt::CachedKeys::new(Arc::new(KmsKeys::new(self.clients.kms.clone()))))
     }
 
     /// The stores restores write targets with: the caller's credentials, or a role a request names.

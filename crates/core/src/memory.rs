@@ -298,13 +298,19 @@ impl KeyService for MemKeys {
 /// An engine whose control state and queues live in this process only, over real object stores:
 /// what reads and restores need when the vault is all there is. Its queues are named
 /// `memory:work`, `memory:delta` and `memory:restore`.
-pub fn vault_only_engine(source: Arc<dyn ObjectStore>, vault: Arc<dyn ObjectStore>, config: EngineConfig) -> Engine {
+pub fn vault_only_engine(
+    source: Arc<dyn ObjectStore>,
+    vault: Arc<dyn ObjectStore>,
+    keys: Arc<dyn KeyService>,
+    config: EngineConfig,
+) -> Engine {
     Engine {
         source,
         vault,
         control: Arc::new(MemControlStore::new()),
         queue: Arc::new(MemQueue::new()),
         clock: Arc::new(SystemClock),
+        keys,
         config,
         queues: QueueUrls { work: "memory:work".into(), delta: "memory:delta".into(), restore: "memory:restore".into() },
     }

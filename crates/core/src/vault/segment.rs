@@ -18,8 +18,10 @@ use crate::{Error, Result};
 
 /// The format version of the segments this code writes; it reads every version from 1 up to it.
 /// Version 2 records carry the attributes of `domain::ObjectAttributes`, `last_modified`, delete
-/// markers' version ids and purge records; the layout is version 1's.
-pub const FORMAT_VERSION: u32 = 2;
+/// markers' version ids and purge records; the layout is version 1's. Version 3 records may
+/// carry an `envelope` in their pack location (an encrypted blob), which a reader of version 2
+/// would ignore and then fail on as a damaged blob; the layout is version 1's.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// What produced a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,10 +149,13 @@ pub async fn write(
     kind: SegmentKind,
     records: Vec<CaptureRecord>,
     now: DateTime<Utc>,
+    sse: Option<crate::domain::Sse>,
 ) -> Result<SegmentMeta> {
     let key = layout::segment_key(bucket, &new_id(now));
     let (bytes, meta) = encode(&key, bucket, kind, records)?;
-    let opts = PutOptions { content_type: Some("application/x-ndjson".into()), if_none_match: true, ..Default::default() };
+    let mut opts = PutOptions { content_type: Some("application/x-ndjson".into()), if_none_match: true, ..Default::default() };
+    // Segments stay plaintext JSON for the catalog's readers; at rest they are SSE-KMS.
+    opts.attributes.sse = sse;
     vault.put(vault_bucket, &key, Bytes::from(bytes), &opts).await?;
     Ok(meta)
 }
