@@ -290,6 +290,11 @@ mod tests {
             let e = Settings::from_lookup(lookup(&[(var, raw)])).unwrap_err().to_string();
             assert!(e.contains(var) && e.contains(raw) && e.contains(says), "{e}");
         }
+        let arn = "arn:aws:kms:us-east-1:111122223333:key/k";
+        let c = Settings::from_lookup(lookup(&[("TIDEMARK_KMS_KEY_ARN", arn)])).unwrap().engine_config("v").unwrap();
+        let sse = c.vault_sse().unwrap();
+        assert_eq!((c.kms_key_id.as_deref(), sse.algorithm.as_str(), sse.kms_key_id.as_deref()), (Some(arn), "aws:kms", Some(arn)));
+        assert!(Settings::default().engine_config("v").unwrap().vault_sse().is_none(), "no key, no SSE named");
         let e = Settings::from_lookup(lookup(&[("TIDEMARK_COPY_PART_BYTES", "1024")])).unwrap().engine_config("v").unwrap_err();
         assert!(e.to_string().contains("5 MiB"), "{e}");
     }

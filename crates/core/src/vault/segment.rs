@@ -18,10 +18,11 @@ use crate::{Error, Result};
 
 /// The format version of the segments this code writes; it reads every version from 1 up to it.
 /// Version 2 records carry the attributes of `domain::ObjectAttributes`, `last_modified`, delete
-/// markers' version ids and purge records; the layout is version 1's. Version 3 records may
-/// carry an `envelope` in their pack location (an encrypted blob), which a reader of version 2
-/// would ignore and then fail on as a damaged blob; the layout is version 1's.
-pub const FORMAT_VERSION: u32 = 3;
+/// markers' version ids and purge records; the layout is version 1's. A record's pack location
+/// may carry an `envelope` (an encrypted blob, pack version 3); the segment version is left to
+/// the catalog's format change, so a build from before encryption reads such a segment and
+/// reports the encrypted blobs as damaged rather than refusing the segment's version.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// What produced a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
