@@ -71,12 +71,15 @@ pub async fn unwrap(keys: &dyn KeyService, env: &Envelope) -> Result<[u8; 32]> {
 /// The most unwrapped data keys [`CachedKeys`] holds before it starts over.
 pub const CACHE_ENTRIES: usize = 4096;
 
+/// Unwrapped data keys by (key id, wrapped key).
+type Unwrapped = HashMap<(String, Vec<u8>), [u8; 32]>;
+
 /// A key service that remembers the data keys it unwrapped, so that a restore or a verify asks
 /// KMS once per pack rather than once per blob. Bounded: at [`CACHE_ENTRIES`] it forgets them all
 /// (a restore reads packs roughly in order, so recency buys little over a clear).
 pub struct CachedKeys {
     inner: Arc<dyn KeyService>,
-    unwrapped: Mutex<HashMap<(String, Vec<u8>), [u8; 32]>>,
+    unwrapped: Mutex<Unwrapped>,
 }
 
 impl CachedKeys {
