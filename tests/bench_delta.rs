@@ -932,7 +932,8 @@ async fn run(delta_rt: tokio::runtime::Handle) -> Result<()> {
     let ep = server.endpoint.clone();
     eprintln!("{stack:?} on {ep}; mapping {mapping:?} (deployed {deployed:?}); late-event allowance {late_s} s");
     let env: Vec<(&str, String)> = vec![("TIDEMARK_LATE_EVENT_SECONDS", "2".into()), ("TIDEMARK_TARGET_OBJECTS", "1000".into())];
-    tidemark_json(&ep, &env, &["init", "--local", "--vault", &format!("s3://{VAULT}"), "--json"])?;
+    // Plaintext packs, as the bench measured before encryption (MiniStack serves no KMS).
+    tidemark_json(&ep, &env, &["init", "--local", "--no-kms-key", "--vault", &format!("s3://{VAULT}"), "--json"])?;
     let clients = AwsClients::load(&ClientOptions::local(&ep)).await;
     let s3 = clients.s3.clone();
     s3.create_bucket().bucket(SOURCE).send().await?;
@@ -987,6 +988,7 @@ async fn run(delta_rt: tokio::runtime::Handle) -> Result<()> {
         control: Arc::new(DynamoControlStore::new(clients.dynamodb.clone(), &names.table)),
         queue: Arc::new(SqsQueue::new(clients.sqs.clone())),
         clock: Arc::new(SystemClock),
+        keys: Arc::new(tidemark_core::memory::MemKeys::new()),
         config,
         queues: QueueUrls {
             work: admin::queue_url(&clients, &names.work_queue).await?,

@@ -48,6 +48,7 @@ fn record(i: u64, generation: u64, t: chrono::DateTime<Utc>) -> CaptureRecord {
         length: 4096,
         raw_length: 4096,
         codec: Codec::Raw,
+        envelope: None,
     });
     r
 }
@@ -75,12 +76,12 @@ async fn generate(endpoint: &str, n: u64) -> Result<()> {
     let mut metas = Vec::new();
     for chunk in ids.chunks(SEED_SEGMENT as usize) {
         let recs: Vec<CaptureRecord> = chunk.iter().map(|&i| record(i, 0, t0)).collect();
-        metas.push(segment::write(s3.as_ref(), &vault, SOURCE, SegmentKind::Seed, recs, Utc::now()).await?);
+        metas.push(segment::write(s3.as_ref(), &vault, SOURCE, SegmentKind::Seed, recs, Utc::now(), None).await?);
     }
     for d in 0..20u64 {
         let recs: Vec<CaptureRecord> =
             (0..100u64).map(|j| record((j * 104_729 + d * 7) % n, d + 1, t0 + chrono::Duration::minutes(d as i64 + 1))).collect();
-        metas.push(segment::write(s3.as_ref(), &vault, SOURCE, SegmentKind::Delta, recs, Utc::now()).await?);
+        metas.push(segment::write(s3.as_ref(), &vault, SOURCE, SegmentKind::Delta, recs, Utc::now(), None).await?);
     }
     let time = t0 + chrono::Duration::hours(1);
     let point = RecoveryPoint {
@@ -92,7 +93,7 @@ async fn generate(endpoint: &str, n: u64) -> Result<()> {
         segments: metas,
         unprotected: Vec::new(),
     };
-    write_point(s3.as_ref(), &vault, &point).await?;
+    write_point(s3.as_ref(), &vault, &point, None).await?;
     Ok(())
 }
 

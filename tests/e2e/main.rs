@@ -8,6 +8,7 @@ use anyhow::Result;
 use tidemark_e2e::{s3, tidemark, tidemark_json, Scenario};
 use tidemark_testkit::harness;
 
+mod encryption;
 mod history;
 mod lifecycle;
 mod vault_alone;

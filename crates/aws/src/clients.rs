@@ -60,6 +60,8 @@ pub struct AwsClients {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     /// SNS, for the alert function's publishes (`crate::SnsNotifier::new`).
     pub sns: aws_sdk_sns::Client,
+    /// KMS, for the vault's data keys (`crate::KmsKeys`).
+    pub kms: aws_sdk_kms::Client,
     /// The loaded configuration (credentials, region, endpoint) the clients were built from; the
     /// source-account sessions call STS with it (see [`crate::source`]).
     pub shared: aws_config::SdkConfig,
@@ -104,6 +106,7 @@ impl AwsClients {
         let mut events = aws_sdk_eventbridge::config::Builder::from(&shared);
         let mut cloudwatch = aws_sdk_cloudwatch::config::Builder::from(&shared);
         let mut sns = aws_sdk_sns::config::Builder::from(&shared);
+        let mut kms = aws_sdk_kms::config::Builder::from(&shared);
         if let Some(r) = &opts.recorder {
             s3 = s3.interceptor(r.clone());
             sqs = sqs.interceptor(r.clone());
@@ -111,6 +114,7 @@ impl AwsClients {
             events = events.interceptor(r.clone());
             cloudwatch = cloudwatch.interceptor(r.clone());
             sns = sns.interceptor(r.clone());
+            kms = kms.interceptor(r.clone());
         }
         let s3_source = s3.clone().retry_classifier(SurfaceThrottles);
         AwsClients {
@@ -121,6 +125,7 @@ impl AwsClients {
             events: aws_sdk_eventbridge::Client::from_conf(events.build()),
             cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch.build()),
             sns: aws_sdk_sns::Client::from_conf(sns.build()),
+            kms: aws_sdk_kms::Client::from_conf(kms.build()),
             shared,
         }
     }

@@ -1,4 +1,4 @@
-//! AWS adapters for the engine's ports (S3, SQS, DynamoDB) and the admin operations that set up
+//! AWS adapters for the engine's ports (S3, SQS, DynamoDB, KMS) and the admin operations that set up
 //! a vault and protect a bucket (Object Lock bucket, queues with dead-letter queues, control
 //! table, EventBridge notifications and routing).
 //!
@@ -9,6 +9,7 @@ pub mod calls;
 pub mod clients;
 pub mod dynamodb;
 mod errors;
+pub mod kms;
 pub mod s3;
 pub mod sns;
 pub mod source;
@@ -18,6 +19,7 @@ pub mod target;
 pub use calls::{Call, CallRecorder, Permission};
 pub use clients::{AwsClients, ClientOptions};
 pub use dynamodb::DynamoControlStore;
+pub use kms::KmsKeys;
 pub use s3::S3Store;
 pub use sns::SnsNotifier;
 pub use source::{BucketAccounts, RoleSourceStore, RoleVaultStore, SourceRole, SourceSessions};

@@ -117,6 +117,7 @@ async fn every_attribute_of_a_packed_and_a_copied_object_round_trips_on_moto() -
         control: Arc::new(DynamoControlStore::new(c.dynamodb.clone(), "attr-control")),
         queue: Arc::new(SqsQueue::new(c.sqs.clone())),
         clock: Arc::new(SystemClock),
+        keys: Arc::new(tidemark_core::memory::MemKeys::new()),
         config,
         queues: QueueUrls { work: work.clone(), delta: String::new(), restore: restore_queue },
     };

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use bytes::Bytes;
 use tidemark_aws::admin;
-use tidemark_aws::{AwsClients, ClientOptions, DynamoControlStore, S3Store, SqsQueue};
+use tidemark_aws::{AwsClients, ClientOptions, DynamoControlStore, KmsKeys, S3Store, SqsQueue};
 use tidemark_core::changes::events::{parse_change, ChangeEvent, ChangeKind};
 use tidemark_core::ports::{Message, ObjectStore, PutOptions, Queue};
 use tidemark_testkit::{conformance, harness};
@@ -51,6 +51,11 @@ async fn adapters_conform_on_moto() -> Result<()> {
     admin::ensure_table(&c, "conf-control").await?;
     admin::ensure_table(&c, "conf-control").await?;
     conformance::control_store(&DynamoControlStore::new(c.dynamodb.clone(), "conf-control"), "pk").await;
+
+    let key = tidemark_aws::kms::create_vault_key(&c.kms, "conformance").await?;
+    let other = tidemark_aws::kms::create_vault_key(&c.kms, "conformance, another").await?;
+    let missing = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000".to_string();
+    conformance::key_service(&KmsKeys::new(c.kms.clone()), &conformance::TestKeys { key, other, disabled: None, missing }).await;
     Ok(())
 }
 

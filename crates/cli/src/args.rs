@@ -119,6 +119,9 @@ pub enum Command {
         /// Default COMPLIANCE retention of vault objects, in days.
         #[arg(long, default_value_t = 1)]
         retention_days: i32,
+        /// Create no KMS key: packs are written unencrypted (unless TIDEMARK_KMS_KEY_ARN names a key).
+        #[arg(long)]
+        no_kms_key: bool,
         #[arg(long)]
         json: bool,
     },

@@ -33,9 +33,12 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
             inventory_plan(&cli.global, settings, &manifest, target_objects, all_versions, json).await
         }
         cmd => {
-            let ctx = Context::load(&cli.global, settings).await;
+            let mut ctx = Context::load(&cli.global, settings).await;
+            ctx.load_kms_key().await?;
             match cmd {
-                Command::Init { local, vault, retention_days, json } => init(&ctx, local, vault.as_deref(), retention_days, json).await,
+                Command::Init { local, vault, retention_days, no_kms_key, json } => {
+                    init(&ctx, local, vault.as_deref(), retention_days, no_kms_key, json).await
+                }
                 Command::Protect { source, vault, inventory, workers, wait, no_events, all_versions, json } => {
                     let mut ctx = ctx;
                     ctx.settings.all_versions |= all_versions;
@@ -64,7 +67,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<()> {
     }
 }
 
-async fn init(ctx: &Context, local: bool, vault: Option<&str>, retention_days: i32, json: bool) -> Result<()> {
+async fn init(ctx: &Context, local: bool, vault: Option<&str>, retention_days: i32, no_kms_key: bool, json: bool) -> Result<()> {
     if !local {
         bail!("init creates resources on the local stack only (pass --local with --endpoint-url); deploy AWS accounts with the Terraform modules or CloudFormation templates");
     }
@@ -85,14 +88,30 @@ async fn init(ctx: &Context, local: bool, vault: Option<&str>, retention_days: i
         }
         None => None,
     };
+    // The vault key: the one configured or stored already, else a new one on the local stack,
+    // kept in the control table for every later command; none when asked, and packs stay plaintext.
+    let kms_key = match (&ctx.settings.kms_key_arn, no_kms_key) {
+        (Some(k), _) => Some(k.clone()),
+        (None, true) => None,
+        (None, false) => {
+            let created = tidemark_aws::kms::create_vault_key(&c.kms, &format!("tidemark {} vault key (local stack)", ctx.settings.name))
+                .await
+                .context("creating the vault's KMS key on the local stack")?;
+            Some(ctx.store_kms_key(&created).await?)
+        }
+    };
+    let encryption = match &kms_key {
+        Some(k) => format!("packs encrypted (AES-256-GCM) under data keys of KMS key {k}"),
+        None => "packs written unencrypted (no KMS key)".to_string(),
+    };
     if json {
         println!(
             "{}",
-            json!({"work_queue": work, "delta_queue": delta, "restore_queue": restore, "table": ctx.names.table, "vault": vault_bucket, "retention_days": retention_days})
+            json!({"work_queue": work, "delta_queue": delta, "restore_queue": restore, "table": ctx.names.table, "vault": vault_bucket, "retention_days": retention_days, "kms_key": kms_key, "encrypted": kms_key.is_some()})
         );
     } else {
         println!(
-            "ready: work queue {work}, delta queue {delta}, restore queue {restore}, table {}, vault {}",
+            "ready: work queue {work}, delta queue {delta}, restore queue {restore}, table {}, vault {}; {encryption}",
             ctx.names.table,
             vault_bucket.as_deref().unwrap_or("(none)")
         );
@@ -441,7 +460,7 @@ async fn verify(ctx: &Context, vault: &str, source: Option<&str>, sample: Option
     };
     opts.validate().context(if sample.is_some() { "--sample" } else { "TIDEMARK_VERIFY_SAMPLE" })?;
     let store = tidemark_aws::S3Store::new(ctx.clients.s3.clone());
-    let r = verify::verify(&store, &vault.bucket, &opts).await?;
+    let r = verify::verify(&store, ctx.keys().as_ref(), &vault.bucket, &opts).await?;
     let seconds = started.elapsed().as_secs_f64();
     let mib_s = r.bytes_read as f64 / (1024.0 * 1024.0) / seconds.max(1e-9);
     let mut out = serde_json::to_value(&r)?;

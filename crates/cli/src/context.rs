@@ -4,14 +4,23 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use tidemark_aws::admin::{self, ResourceNames};
-use tidemark_aws::{AwsClients, ClientOptions, DynamoControlStore, RoleTargets, S3Store, SqsQueue};
+use tidemark_aws::{AwsClients, ClientOptions, DynamoControlStore, KmsKeys, RoleTargets, S3Store, SqsQueue};
 use tidemark_core::config::settings::Settings;
 use tidemark_core::config::EngineConfig;
 use tidemark_core::domain::S3Url;
 use tidemark_core::engine::{Engine, QueueUrls};
-use tidemark_core::ports::{SystemClock, Targets};
+use tidemark_core::ports::{ControlStore, SystemClock, Targets};
 
 use crate::args::Global;
+
+/// The control-table item where `init --local` keeps the vault's KMS key.
+const KMS_KEY_PK: &str = "config";
+const KMS_KEY_SK: &str = "kms-key";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredKey {
+    kms_key_id: String,
+}
 
 /// Clients and resource names for one invocation.
 pub struct Context {
@@ -33,6 +42,42 @@ impl Context {
             recorder: None,
         };
         Context { clients: AwsClients::load(&opts).await, names: ResourceNames::new(&settings.name), global: global.clone(), settings }
+    }
+
+    /// Fills in the vault key from the control table when `TIDEMARK_KMS_KEY_ARN` does not name
+    /// one: `init --local` stores the key it creates there, so every later command of this
+    /// deployment encrypts with it. A missing table, or one these credentials may not read, means
+    /// no key: readers need none (every encrypted record names its key) and writers cannot work
+    /// without the table anyway. Any other failure is an error, so that a transient one never
+    /// turns encryption off.
+    pub async fn load_kms_key(&mut self) -> Result<()> {
+        if self.settings.kms_key_arn.is_some() {
+            return Ok(());
+        }
+        let store = DynamoControlStore::new(self.clients.dynamodb.clone(), &self.names.table);
+        match store.get(KMS_KEY_PK, KMS_KEY_SK).await {
+            Ok(Some(item)) => {
+                let stored: StoredKey = serde_json::from_str(&item.body)
+                    .with_context(|| format!("the vault key item in control table {}", self.names.table))?;
+                self.settings.kms_key_arn = Some(stored.kms_key_id);
+            }
+            Ok(None) => {}
+            Err(e) if ["ResourceNotFoundException", "AccessDenied"].iter().any(|c| e.to_string().contains(c)) => {}
+            Err(e) => return Err(e).with_context(|| format!("reading the vault key from control table {}", self.names.table)),
+        }
+        Ok(())
+    }
+
+    /// Records the vault key in the control table (put-if-absent: the first key stored stays).
+    /// Returns the key the table holds afterwards.
+    pub async fn store_kms_key(&self, key_id: &str) -> Result<String> {
+        let store = DynamoControlStore::new(self.clients.dynamodb.clone(), &self.names.table);
+        let body = serde_json::to_string(&StoredKey { kms_key_id: key_id.to_string() })?;
+        if store.put_new(KMS_KEY_PK, KMS_KEY_SK, &body, None).await? {
+            return Ok(key_id.to_string());
+        }
+        let item = store.get(KMS_KEY_PK, KMS_KEY_SK).await?.context("the vault key item vanished")?;
+        Ok(serde_json::from_str::<StoredKey>(&item.body)?.kms_key_id)
     }
 
     /// The engine configuration for a vault, validated.
@@ -61,6 +106,7 @@ impl Context {
             control: Arc::new(DynamoControlStore::new(self.clients.dynamodb.clone(), &self.names.table)),
             queue: Arc::new(SqsQueue::new(self.clients.sqs.clone())),
             clock: Arc::new(SystemClock),
+            keys: self.keys(),
             config,
             queues: QueueUrls { work, delta, restore },
         })
@@ -84,7 +130,7 @@ impl Context {
         );
         let config = self.config(&vault.bucket)?;
         let s3: Arc<S3Store> = Arc::new(S3Store::new(self.clients.s3.clone()));
-        Ok((tidemark_core::memory::vault_only_engine(s3.clone(), s3, config), true))
+        Ok((tidemark_core::memory::vault_only_engine(s3.clone(), s3, self.keys(), config), true))
     }
 
     /// The engine for `rebuild`: the control table is created when it is missing (that is what
@@ -111,9 +157,16 @@ impl Context {
             control: Arc::new(DynamoControlStore::new(self.clients.dynamodb.clone(), &self.names.table)),
             queue: Arc::new(SqsQueue::new(self.clients.sqs.clone())),
             clock: Arc::new(SystemClock),
+            keys: self.keys(),
             config,
             queues,
         })
+    }
+
+    /// The key service that makes and unwraps the data keys of encrypted packs: KMS at this
+    /// invocation's endpoint, its unwrapped keys remembered (bounded) for the command's length.
+    pub fn keys(&self) -> Arc<dyn tidemark_core::ports::KeyService> {
+        Arc::new(tidemark_core::vault::crypt::CachedKeys::new(Arc::new(KmsKeys::new(self.clients.kms.clone()))))
     }
 
     /// The stores restores write targets with: the caller's credentials, or a role a request names.

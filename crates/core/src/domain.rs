@@ -53,7 +53,17 @@ impl Checksum {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Location {
     /// A blob inside a pack.
-    Pack { pack: String, offset: u64, length: u64, raw_length: u64, codec: Codec },
+    Pack {
+        pack: String,
+        offset: u64,
+        length: u64,
+        raw_length: u64,
+        codec: Codec,
+        /// The pack's data key, wrapped, when the blob is encrypted (pack format version 3 with
+        /// the encrypted flag); `None` for a plaintext blob, as every earlier version wrote.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        envelope: Option<Envelope>,
+    },
     /// A vault object of its own, copied server-side.
     Object {
         key: String,
@@ -63,6 +73,16 @@ pub enum Location {
         /// The part size used for a multipart copy, if one was used.
         part_size: Option<u64>,
     },
+}
+
+/// How an encrypted pack's blobs are sealed: AES-256-GCM under one data key per pack, which the
+/// key service made under `key_id` and returned wrapped (see `vault::crypt`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The KMS key (ARN or id) that wrapped the data key; a restore asks it to unwrap.
+    pub key_id: String,
+    /// The wrapped data key (KMS's ciphertext blob), base64.
+    pub wrapped_key: String,
 }
 
 /// A sortable key that orders the records of one object key in time.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::config::EngineConfig;
-use crate::ports::{Clock, ControlStore, ObjectStore, Queue};
+use crate::ports::{Clock, ControlStore, KeyService, ObjectStore, Queue};
 
 /// Queue URLs the handlers send to and receive from.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +26,8 @@ pub struct Engine {
     pub control: Arc<dyn crate::ports::ControlStore>,
     pub queue: Arc<dyn Queue>,
     pub clock: Arc<dyn Clock>,
+    /// The key service (KMS) that makes and unwraps the data keys of encrypted packs.
+    pub keys: Arc<dyn KeyService>,
     pub config: EngineConfig,
     pub queues: QueueUrls,
 }

@@ -56,6 +56,10 @@ pub enum Error {
     /// problem was found, when there is one (Parquet rows are named in `detail`).
     #[error("inventory {file}{}: {detail}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
     Inventory { file: String, line: Option<u64>, detail: String },
+    /// The key service could not make or unwrap a data key with `key_id` (unknown, disabled, not
+    /// allowed, not the key that wrapped it, or unreachable).
+    #[error("KMS key {key_id} cannot be used to {operation}: {detail}")]
+    Key { key_id: String, operation: String, detail: String, transient: bool },
     /// S3 answered `503 SlowDown` (or another throttling reply) for a request under `prefix`.
     ///
     /// It is kept apart from [`Error::Port`] so that the per-prefix scheduler can count it as a
@@ -79,6 +83,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Port { transient, .. } => *transient,
+            Error::Key { transient, .. } => *transient,
             Error::LeaseLost { .. } => true,
             Error::Throttled { .. } => true,
             Error::SourceMismatch { .. } => true,
@@ -92,6 +97,11 @@ impl Error {
     /// Builds a port error; adapters use this to report failures.
     pub fn port(operation: impl Into<String>, message: impl Into<String>, transient: bool) -> Self {
         Error::Port { operation: operation.into(), message: message.into(), transient }
+    }
+
+    /// Builds a key service error naming the key; adapters use this to report KMS failures.
+    pub fn key(key_id: impl Into<String>, operation: impl Into<String>, detail: impl Into<String>, transient: bool) -> Self {
+        Error::Key { key_id: key_id.into(), operation: operation.into(), detail: detail.into(), transient }
     }
 
     /// Builds a corruption error for stored data.

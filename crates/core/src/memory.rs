@@ -1,9 +1,10 @@
-//! In-memory queue and control store for one process: the test kit's fakes of the `Queue` and
-//! `ControlStore` ports, and the state of work that a process does alone, such as a restore run
-//! from a vault whose control plane is gone (`vault_only_engine`).
+//! In-memory queue, control store and key service for one process: the test kit's fakes of the
+//! `Queue`, `ControlStore` and `KeyService` ports, and the state of work that a process does
+//! alone, such as a restore run from a vault whose control plane is gone (`vault_only_engine`).
 //!
-//! Both keep the semantics the engine relies on (visibility timeouts, receive counts, redrive;
-//! put-if-absent and compare-and-set on item versions) and pass the ports' conformance suites.
+//! They keep the semantics the engine relies on (visibility timeouts, receive counts, redrive;
+//! put-if-absent and compare-and-set on item versions; data keys that only the key that wrapped
+//! them unwraps) and pass the ports' conformance suites.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::config::EngineConfig;
 use crate::engine::{Engine, QueueUrls};
-use crate::ports::{Backlog, ControlStore, Item, Message, ObjectStore, Queue, SystemClock};
+use crate::ports::{Backlog, ControlStore, DataKey, Item, KeyService, Message, ObjectStore, Queue, SystemClock};
 use crate::Result;
 
 struct QMsg {
@@ -204,16 +205,112 @@ impl ControlStore for MemControlStore {
     }
 }
 
+/// An in-memory key service: named keys (each a random AES-256 master key) that wrap and unwrap
+/// data keys the way KMS does, refusing unknown and disabled keys and blobs another key wrapped.
+///
+/// A wrapped blob is `MEMKEY1`, the key id's length (u16 LE) and bytes, a 12-byte nonce and the
+/// AES-256-GCM ciphertext of the data key with the key id as associated data.
+#[derive(Default)]
+pub struct MemKeys {
+    keys: Mutex<BTreeMap<String, ([u8; 32], bool)>>,
+    counter: Mutex<u64>,
+}
+
+const MEM_WRAP_MAGIC: &[u8; 7] = b"MEMKEY1";
+
+impl MemKeys {
+    /// A key service holding no keys.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Creates an enabled key and returns its id (an ARN-shaped name, as KMS gives).
+    pub fn create_key(&self) -> String {
+        let n = {
+            let mut c = self.counter.lock().unwrap();
+            *c += 1;
+            *c
+        };
+        let id = format!("arn:aws:kms:us-east-1:000000000000:key/mem-{n:04}-{:08x}", rand::random::<u32>());
+        self.keys.lock().unwrap().insert(id.clone(), (rand::random(), true));
+        id
+    }
+
+    /// Disables or re-enables a key; a disabled key neither makes nor unwraps data keys.
+    pub fn set_enabled(&self, key_id: &str, enabled: bool) {
+        if let Some(k) = self.keys.lock().unwrap().get_mut(key_id) {
+            k.1 = enabled;
+        }
+    }
+
+    fn master(&self, key_id: &str, operation: &str) -> Result<[u8; 32]> {
+        match self.keys.lock().unwrap().get(key_id) {
+            None => Err(crate::Error::key(key_id, operation, "NotFoundException: no such key", false)),
+            Some((_, false)) => Err(crate::Error::key(key_id, operation, "DisabledException: the key is disabled", false)),
+            Some((m, true)) => Ok(*m),
+        }
+    }
+}
+
+#[async_trait]
+impl KeyService for MemKeys {
+    async fn generate_data_key(&self, key_id: &str) -> Result<DataKey> {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
+        let master = self.master(key_id, "generate a data key")?;
+        let plaintext: [u8; 32] = rand::random();
+        let nonce: [u8; 12] = rand::random();
+        let cipher = aes_gcm::Aes256Gcm::new((&master).into());
+        let ct = cipher
+            .encrypt((&nonce).into(), Payload { msg: &plaintext, aad: key_id.as_bytes() })
+            .map_err(|_| crate::Error::key(key_id, "generate a data key", "encryption failed", false))?;
+        let mut wrapped = MEM_WRAP_MAGIC.to_vec();
+        wrapped.extend_from_slice(&(key_id.len() as u16).to_le_bytes());
+        wrapped.extend_from_slice(key_id.as_bytes());
+        wrapped.extend_from_slice(&nonce);
+        wrapped.extend_from_slice(&ct);
+        Ok(DataKey { plaintext, wrapped })
+    }
+
+    async fn decrypt_data_key(&self, key_id: &str, wrapped: &[u8]) -> Result<[u8; 32]> {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
+        let op = "decrypt a data key";
+        let invalid = || crate::Error::key(key_id, op, "InvalidCiphertextException: not a data key this service wrapped", false);
+        let rest = wrapped.strip_prefix(MEM_WRAP_MAGIC.as_slice()).ok_or_else(invalid)?;
+        let (len, rest) = rest.split_at_checked(2).ok_or_else(invalid)?;
+        let len = u16::from_le_bytes([len[0], len[1]]) as usize;
+        let (owner, rest) = rest.split_at_checked(len).ok_or_else(invalid)?;
+        if owner != key_id.as_bytes() {
+            return Err(crate::Error::key(
+                key_id,
+                op,
+                format!("IncorrectKeyException: the data key was wrapped by {}", String::from_utf8_lossy(owner)),
+                false,
+            ));
+        }
+        let master = self.master(key_id, op)?;
+        let (nonce, ct) = rest.split_at_checked(12).ok_or_else(invalid)?;
+        let cipher = aes_gcm::Aes256Gcm::new((&master).into());
+        let pt = cipher.decrypt(nonce.into(), Payload { msg: ct, aad: key_id.as_bytes() }).map_err(|_| invalid())?;
+        pt.try_into().map_err(|_| invalid())
+    }
+}
+
 /// An engine whose control state and queues live in this process only, over real object stores:
 /// what reads and restores need when the vault is all there is. Its queues are named
 /// `memory:work`, `memory:delta` and `memory:restore`.
-pub fn vault_only_engine(source: Arc<dyn ObjectStore>, vault: Arc<dyn ObjectStore>, config: EngineConfig) -> Engine {
+pub fn vault_only_engine(
+    source: Arc<dyn ObjectStore>,
+    vault: Arc<dyn ObjectStore>,
+    keys: Arc<dyn KeyService>,
+    config: EngineConfig,
+) -> Engine {
     Engine {
         source,
         vault,
         control: Arc::new(MemControlStore::new()),
         queue: Arc::new(MemQueue::new()),
         clock: Arc::new(SystemClock),
+        keys,
         config,
         queues: QueueUrls { work: "memory:work".into(), delta: "memory:delta".into(), restore: "memory:restore".into() },
     }

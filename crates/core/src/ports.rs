@@ -1,4 +1,4 @@
-//! Ports: the small traits through which the engine reaches S3, the queues, the control store and the clock.
+//! Ports: the small traits through which the engine reaches S3, the queues, the control store, the key service and the clock.
 //!
 //! Each port has an in-memory fake in `tidemark-testkit` and an AWS adapter in `tidemark-aws`,
 //! and both pass the same conformance suite (`tidemark_testkit::conformance`).
@@ -344,6 +344,36 @@ pub trait ControlStore: Send + Sync {
     /// unconditionally and in batches (DynamoDB BatchWriteItem). A marker written twice stays one
     /// marker. Not for items that are ever replaced: this bypasses compare-and-set.
     async fn put_markers(&self, pk: &str, sks: &[String], body: &str, expires_at: Option<i64>) -> Result<()>;
+}
+
+/// A data key made by the key service: the plaintext to encrypt with (never stored) and the same
+/// key wrapped by the named key (stored beside what it encrypts).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DataKey {
+    /// The 32 bytes of an AES-256 key.
+    pub plaintext: [u8; 32],
+    /// The key encrypted under `key_id`; only the key service can unwrap it.
+    pub wrapped: Vec<u8>,
+}
+
+impl std::fmt::Debug for DataKey {
+    /// Leaves the plaintext out, so that no log or panic message ever shows a data key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKey").field("wrapped_len", &self.wrapped.len()).finish_non_exhaustive()
+    }
+}
+
+/// The key service (KMS): envelope encryption's data keys, made and unwrapped under a named key.
+///
+/// A failure is an [`crate::Error::Key`] naming the key: transient when a retry may help
+/// (throttling, a network failure), permanent when the key cannot be used (unknown, disabled,
+/// not allowed, or not the key that wrapped the blob).
+#[async_trait]
+pub trait KeyService: Send + Sync {
+    /// Makes a fresh AES-256 data key under `key_id` (KMS GenerateDataKey).
+    async fn generate_data_key(&self, key_id: &str) -> Result<DataKey>;
+    /// Unwraps a data key that `key_id` wrapped (KMS Decrypt); returns its 32 bytes.
+    async fn decrypt_data_key(&self, key_id: &str, wrapped: &[u8]) -> Result<[u8; 32]>;
 }
 
 /// The time source; a port so that tests can pin it.

@@ -199,7 +199,7 @@ async fn rebuild_bucket(engine: &Engine, bucket: &str) -> Result<BucketRebuild> 
             continue;
         }
         let n = records.len() as u64;
-        let meta = segment::write(store, vault, bucket, SegmentKind::Delta, records, engine.clock.now()).await?;
+        let meta = segment::write(store, vault, bucket, SegmentKind::Delta, records, engine.clock.now(), engine.config.vault_sse()).await?;
         let slot = SegmentSlot { meta: meta.clone(), end_cursor: None, counters: Default::default() };
         control.register_segment(bucket, &format!("rebuilt#{}", meta.key), &slot).await?;
         out.packs_reindexed += 1;

@@ -12,6 +12,7 @@ mod integration {
     mod config_table;
     mod deferral;
     mod delta_semantics;
+    mod encryption;
     mod fidelity;
     mod inventory;
     mod lifecycle;

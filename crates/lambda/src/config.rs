@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use tidemark_aws::{
-    AwsClients, BucketAccounts, ClientOptions, DynamoControlStore, RoleSourceStore, RoleTargets, RoleVaultStore, S3Store, SourceRole,
-    SourceSessions, SqsQueue, TargetRole,
+    AwsClients, BucketAccounts, ClientOptions, DynamoControlStore, KmsKeys, RoleSourceStore, RoleTargets, RoleVaultStore, S3Store,
+    SourceRole, SourceSessions, SqsQueue, TargetRole,
 };
 use tidemark_core::config::settings::Settings;
 use tidemark_core::config::EngineConfig;
@@ -107,6 +107,7 @@ impl LambdaConfig {
             control: Arc::new(DynamoControlStore::new(clients.dynamodb.clone(), &self.control_table)),
             queue: Arc::new(SqsQueue::new(clients.sqs.clone()).with_age_metric(clients.cloudwatch.clone())),
             clock: Arc::new(SystemClock),
+            keys: key_service(&clients),
             config: self.engine.clone(),
             queues: self.queues.clone(),
         };
@@ -131,6 +132,12 @@ impl LambdaConfig {
             }
         }
     }
+}
+
+/// The key service of encrypted vaults: KMS, with the data keys it unwraps remembered (bounded)
+/// so that a restore asks once per pack.
+pub fn key_service(clients: &AwsClients) -> Arc<dyn tidemark_core::ports::KeyService> {
+    Arc::new(tidemark_core::vault::crypt::CachedKeys::new(Arc::new(KmsKeys::new(clients.kms.clone()))))
 }
 
 /// Reads the source role settings through `get` (the environment in [`LambdaConfig::from_env`]).

@@ -57,7 +57,8 @@ pub async fn scrub_handler(engine: &Engine, req: ScrubRequest, sample: f64, budg
     // A cursor of another bucket than the one asked for does not apply to this request.
     let cursor = cursor.filter(|c| req.source.as_ref().is_none_or(|s| s == &c.bucket));
     let opts = VerifyOptions { source: req.source.clone(), sample, concurrency: engine.config.concurrency };
-    let (report, next) = verify::verify_step(engine.vault.as_ref(), &vault, &opts, cursor, Some(Instant::now() + budget)).await?;
+    let (report, next) =
+        verify::verify_step(engine.vault.as_ref(), engine.keys.as_ref(), &vault, &opts, cursor, Some(Instant::now() + budget)).await?;
     let body = serde_json::to_string(&next).expect("a cursor serialises");
     // A lost race means an overlapping invocation moved the cursor; its position stands.
     match stored {

@@ -195,6 +195,7 @@ mod tests {
             control: Arc::new(MemControlStore::new()),
             queue: Arc::new(MemQueue::new()),
             clock: Arc::new(SystemClock),
+            keys: Arc::new(tidemark_core::memory::MemKeys::new()),
             config: EngineConfig::new("vault"),
             queues: QueueUrls::default(),
         }

@@ -39,6 +39,7 @@ async fn a_dead_lettered_task_publishes_an_alert_that_says_what_happened() -> Re
         control: Arc::new(DynamoControlStore::new(c.dynamodb.clone(), "al-control")),
         queue: Arc::new(SqsQueue::new(c.sqs.clone())),
         clock: Arc::new(SystemClock),
+        keys: Arc::new(tidemark_core::memory::MemKeys::new()),
         config: EngineConfig::new("al-vault"),
         queues: QueueUrls { work: work.clone(), ..Default::default() },
     };

@@ -42,6 +42,7 @@ async fn stepwise_inventory_seed_through_the_lambda_handlers_restores_exactly() 
         control: Arc::new(DynamoControlStore::new(c.dynamodb.clone(), "fan-control")),
         queue: Arc::new(SqsQueue::new(c.sqs.clone())),
         clock: Arc::new(SystemClock),
+        keys: Arc::new(tidemark_core::memory::MemKeys::new()),
         config: EngineConfig::new("fan-vault"),
         queues: QueueUrls { work: work.clone(), delta, restore: restore.clone() },
     };

@@ -95,6 +95,7 @@ fn world() -> World {
         control: Arc::new(MemControlStore::new()),
         queue: queue.clone(),
         clock: Arc::new(SystemClock),
+        keys: Arc::new(tidemark_core::memory::MemKeys::new()),
         config,
         queues: QueueUrls { work: "work".into(), delta: "delta".into(), restore: "restore".into() },
     };

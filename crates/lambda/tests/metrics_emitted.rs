@@ -128,6 +128,7 @@ async fn every_metric_queried_is_printed_with_its_dimensions_and_every_printed_m
         control: Arc::new(MemControlStore::new()),
         queue: queue.clone(),
         clock: Arc::new(SystemClock),
+        keys: Arc::new(tidemark_core::memory::MemKeys::new()),
         config: engine_config,
         queues: QueueUrls { work: "work".into(), delta: "delta".into(), restore: "restore".into() },
     };

@@ -65,6 +65,7 @@ async fn reconciliation_reads_the_newest_complete_report_and_lists_a_bucket_with
         control: Arc::new(DynamoControlStore::new(c.dynamodb.clone(), "inv-control")),
         queue: Arc::new(SqsQueue::new(c.sqs.clone())),
         clock: Arc::new(SystemClock),
+        keys: Arc::new(tidemark_core::memory::MemKeys::new()),
         config: EngineConfig::new("inv-vault"),
         queues: QueueUrls { work, delta: String::new(), restore: String::new() },
     };

@@ -91,6 +91,7 @@ async fn world(c: &AwsClients, src: &str, dst: &str) -> Result<World> {
         control: Arc::new(DynamoControlStore::new(c.dynamodb.clone(), "tr-control")),
         queue: Arc::new(SqsQueue::new(c.sqs.clone())),
         clock: Arc::new(SystemClock),
+        keys: Arc::new(tidemark_core::memory::MemKeys::new()),
         config: EngineConfig::new(&vault),
         queues: QueueUrls { work: work.clone(), delta, restore: restore.clone() },
     };

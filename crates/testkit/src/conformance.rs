@@ -9,7 +9,7 @@ use bytes::Bytes;
 use md5::{Digest, Md5};
 use tidemark_core::domain::{ObjectAttributes, SourceChecksum, Sse};
 use tidemark_core::ports::{
-    key_versions, Backlog, ControlStore, Fetch, ListRequest, ObjectRef, ObjectStore, PutOptions, Queue, VersionListRequest,
+    key_versions, Backlog, ControlStore, Fetch, KeyService, ListRequest, ObjectRef, ObjectStore, PutOptions, Queue, VersionListRequest,
 };
 
 fn md5_hex(b: &[u8]) -> String {
@@ -429,4 +429,50 @@ pub async fn control_store(c: &dyn ControlStore, pk: &str) {
     assert_eq!(found, (0..130).map(|i| format!("m{i:03}")).collect::<Vec<_>>(), "every marker once, missing keys absent");
     assert!(c.get_many(pk, &["m001".to_string()]).await.unwrap().is_empty(), "markers stay in their partition");
     assert!(c.get_many(&markers, &[]).await.unwrap().is_empty());
+}
+
+/// The keys [`key_service`] runs against: two usable keys, one disabled and one that does not exist.
+#[derive(Debug, Clone)]
+pub struct TestKeys {
+    pub key: String,
+    pub other: String,
+    /// A disabled key; `None` on a server that does not enforce disabling (moto 5.2 still makes
+    /// data keys under a disabled key), so the suite checks everything else.
+    pub disabled: Option<String>,
+    pub missing: String,
+}
+
+/// The key service port: fresh data keys, unwrapped only by the key that wrapped them; a key
+/// that cannot be used is a permanent error that names it.
+pub async fn key_service(k: &dyn KeyService, keys: &TestKeys) {
+    let named = |e: &tidemark_core::Error, key: &str, what: &str| {
+        assert!(matches!(e, tidemark_core::Error::Key { .. }), "{what}: expected a key error, got {e:?}");
+        assert!(!e.is_transient(), "{what}: a key that cannot be used is not worth retrying: {e}");
+        assert!(e.to_string().contains(key), "{what}: the error does not name the key {key}: {e}");
+    };
+    let a = k.generate_data_key(&keys.key).await.expect("generate a data key");
+    let b = k.generate_data_key(&keys.key).await.expect("generate a second data key");
+    assert_ne!(a.plaintext, b.plaintext, "two data keys are the same");
+    assert_ne!(a.plaintext, [0u8; 32], "a data key is all zeros");
+    assert!(!a.wrapped.is_empty() && a.wrapped != b.wrapped, "wrapped keys are empty or equal");
+    assert!(!a.wrapped.windows(32).any(|w| w == a.plaintext), "the wrapped key holds the plaintext");
+    assert_eq!(k.decrypt_data_key(&keys.key, &a.wrapped).await.expect("decrypt a data key"), a.plaintext, "unwrap");
+    assert_eq!(k.decrypt_data_key(&keys.key, &b.wrapped).await.expect("decrypt a data key"), b.plaintext, "unwrap");
+    let other = k.generate_data_key(&keys.other).await.expect("generate under the other key");
+    assert_eq!(k.decrypt_data_key(&keys.other, &other.wrapped).await.expect("decrypt under the other key"), other.plaintext);
+
+    let e = k.decrypt_data_key(&keys.other, &a.wrapped).await.expect_err("a blob of one key unwrapped by another");
+    named(&e, &keys.other, "decrypt with the wrong key");
+    let mut garbage = a.wrapped.clone();
+    let n = garbage.len();
+    garbage[n / 2] ^= 0x55;
+    garbage[n - 1] ^= 0x55;
+    let e = k.decrypt_data_key(&keys.key, &garbage).await.expect_err("a damaged wrapped key unwrapped");
+    named(&e, &keys.key, "decrypt a damaged blob");
+    let e = k.generate_data_key(&keys.missing).await.expect_err("a data key under a key that does not exist");
+    named(&e, &keys.missing, "generate under a missing key");
+    if let Some(disabled) = &keys.disabled {
+        let e = k.generate_data_key(disabled).await.expect_err("a data key under a disabled key");
+        named(&e, disabled, "generate under a disabled key");
+    }
 }

@@ -809,6 +809,7 @@ pub fn mem_engine(s3: std::sync::Arc<MemObjectStore>, config: tidemark_core::con
         control: std::sync::Arc::new(MemControlStore::new()),
         queue: std::sync::Arc::new(MemQueue::new()),
         clock: std::sync::Arc::new(tidemark_core::ports::SystemClock),
+        keys: std::sync::Arc::new(tidemark_core::memory::MemKeys::new()),
         config,
         queues: tidemark_core::engine::QueueUrls { work: "work".into(), delta: "delta".into(), restore: "restore".into() },
     }

@@ -27,3 +27,12 @@ async fn mem_queue_conforms() {
 async fn mem_control_store_conforms() {
     conformance::control_store(&MemControlStore::new(), "pk").await;
 }
+
+#[tokio::test]
+async fn mem_keys_conform() {
+    let k = tidemark_core::memory::MemKeys::new();
+    let (key, other, disabled) = (k.create_key(), k.create_key(), k.create_key());
+    k.set_enabled(&disabled, false);
+    let missing = "arn:aws:kms:us-east-1:000000000000:key/00000000-0000-0000-0000-000000000000".to_string();
+    conformance::key_service(&k, &conformance::TestKeys { key, other, disabled: Some(disabled), missing }).await;
+}

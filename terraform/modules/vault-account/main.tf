@@ -95,6 +95,8 @@ locals {
     TIDEMARK_ALL_VERSIONS       = var.all_versions
     TIDEMARK_PREFIX_CEILING_RPS = var.prefix_ceiling_rps > 0 ? var.prefix_ceiling_rps : ""
     TIDEMARK_BACKUP_SHARE       = var.backup_share
+    # Packs are sealed under data keys of the vault key, and vault writes name it for SSE-KMS.
+    TIDEMARK_KMS_KEY_ARN = aws_kms_key.vault.arn
   })
 
   function_environment = {

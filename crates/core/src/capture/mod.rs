@@ -245,7 +245,18 @@ pub async fn copy_to_vault(engine: &Engine, src: &ObjectRef, info: &ObjectInfo) 
     let key = vault::object_key(&src.bucket, &object_id);
     let if_match = Some(info.etag.as_str());
     if info.size < cfg.multipart_copy_threshold {
-        return Ok(match engine.vault.copy(src, if_match, &cfg.vault_bucket, &key).await? {
+        // With a vault key the copy names it (SSE-KMS), which only a copy that replaces the
+        // object's metadata can; the record keeps the source's metadata, which restores use.
+        let copied = match cfg.vault_sse() {
+            None => engine.vault.copy(src, if_match, &cfg.vault_bucket, &key).await?,
+            Some(sse) => {
+                let mut opts =
+                    PutOptions { content_type: info.content_type.clone(), metadata: info.metadata.clone(), ..Default::default() };
+                opts.attributes.sse = Some(sse);
+                engine.vault.copy_with(src, if_match, &cfg.vault_bucket, &key, &opts).await?
+            }
+        };
+        return Ok(match copied {
             // A single-part copy keeps the ETag, so a different one means the source changed under
             // us even if the server ignored the precondition; that copy is not recorded.
             Fetch::Found(w) if !info.etag.contains('-') && w.etag != info.etag => (Fetch::Changed, 1),
@@ -254,7 +265,8 @@ pub async fn copy_to_vault(engine: &Engine, src: &ObjectRef, info: &ObjectInfo) 
             Fetch::Changed => (Fetch::Changed, 1),
         });
     }
-    let opts = PutOptions { content_type: info.content_type.clone(), metadata: info.metadata.clone(), ..Default::default() };
+    let mut opts = PutOptions { content_type: info.content_type.clone(), metadata: info.metadata.clone(), ..Default::default() };
+    opts.attributes.sse = cfg.vault_sse();
     let upload = engine.vault.create_multipart(&cfg.vault_bucket, &key, &opts).await?;
     let ranges = vault::part_ranges(info.size, cfg.copy_part_bytes);
     let n = ranges.len() as u64;
@@ -334,7 +346,12 @@ pub async fn capture_batch(engine: &Engine, source: &dyn ObjectStore, bucket: &s
     }
     let new_pack = |engine: &Engine| {
         let key = vault::pack_key(bucket, engine.clock.now(), &new_id(engine.clock.now()));
-        PackSink::new(engine.vault.clone(), &cfg.vault_bucket, &key, cfg.pack_part_bytes, cfg.compress)
+        let sink =
+            PackSink::new(engine.vault.clone(), &cfg.vault_bucket, &key, cfg.pack_part_bytes, cfg.compress).with_sse(cfg.vault_sse());
+        match &cfg.kms_key_id {
+            Some(id) => sink.encrypted(engine.keys.clone(), id),
+            None => sink,
+        }
     };
     let mut pack = new_pack(engine);
     let reader = &reader;

@@ -175,7 +175,7 @@ pub async fn seal(engine: &Engine, bucket: &str, watermark: DateTime<Utc>, now: 
         segments,
         unprotected,
     };
-    point::write_point(engine.vault.as_ref(), vault_bucket, &point).await?;
+    point::write_point(engine.vault.as_ref(), vault_bucket, &point, engine.config.vault_sse()).await?;
     Ok(Sealed::New(point))
 }
 

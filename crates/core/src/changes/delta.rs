@@ -404,8 +404,16 @@ pub(crate) async fn write_registered_segment(
     counters: Counters,
 ) -> Result<SegmentMeta> {
     let captured = captured_facts(&records);
-    let meta =
-        segment::write(engine.vault.as_ref(), &engine.config.vault_bucket, bucket, SegmentKind::Delta, records, engine.clock.now()).await?;
+    let meta = segment::write(
+        engine.vault.as_ref(),
+        &engine.config.vault_bucket,
+        bucket,
+        SegmentKind::Delta,
+        records,
+        engine.clock.now(),
+        engine.config.vault_sse(),
+    )
+    .await?;
     let slot = crate::control::SegmentSlot { meta: meta.clone(), end_cursor: None, counters };
     engine.control().register_segment(bucket, &format!("{slot_kind}#{}", meta.key), &slot).await?;
     engine.control().settle_failures(bucket, &captured).await?;

@@ -54,6 +54,11 @@ pub struct EngineConfig {
     /// What to do with objects found in an archive tier.
     #[serde(default)]
     pub archived: ArchivedPolicy,
+    /// The vault's KMS key (ARN or id): packs are encrypted under data keys it wraps, and every
+    /// vault write names it for SSE-KMS. `None` writes plaintext packs, as builds before
+    /// encryption did, with the bucket's default encryption.
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
 }
 
 /// What capture does with an object in an archive tier (Glacier Flexible Retrieval, Deep
@@ -105,6 +110,17 @@ impl EngineConfig {
     /// The defaults of the configuration table for a vault bucket.
     pub fn new(vault_bucket: impl Into<String>) -> Self {
         settings::Settings::default().engine_config_unchecked(&vault_bucket.into())
+    }
+
+    /// The server-side encryption every vault write names: SSE-KMS with the vault's key, when
+    /// there is one (the vault bucket's policy refuses any other key).
+    pub fn vault_sse(&self) -> Option<crate::domain::Sse> {
+        self.kms_key_id.as_ref().map(|k| crate::domain::Sse {
+            algorithm: "aws:kms".into(),
+            kms_key_id: Some(k.clone()),
+            bucket_key: None,
+            customer_key: false,
+        })
     }
 
     /// Checks the values against S3's limits so a bad setting fails at start-up, not mid-run.

@@ -203,6 +203,8 @@ settings! {
     verify_sample: f64 = "TIDEMARK_VERIFY_SAMPLE", All, 1.0;
     /// Seconds one scrub invocation verifies before it leaves the rest of the vault to the next.
     verify_step_seconds: u64 = "TIDEMARK_VERIFY_STEP_SECONDS", Lambda, 600;
+    /// The vault's KMS key (ARN, id or alias): packs are encrypted with AES-256-GCM under data keys it wraps, and vault writes name it for SSE-KMS; unset writes plaintext packs (the CLI then uses the key `init --local` stored in the control table, if any).
+    kms_key_arn: Option<String> = "TIDEMARK_KMS_KEY_ARN", All, None;
     /// ARN of the SNS topic the alert function publishes one alert per dead-lettered message to.
     alert_topic_arn: Option<String> = "TIDEMARK_ALERT_TOPIC_ARN", Lambda, None;
     /// Comma-separated URLs of the dead-letter queues the alert function sweeps (it reads them and leaves every message there).
@@ -242,6 +244,7 @@ impl Settings {
             all_versions: self.all_versions,
             capture_acls: self.capture_acls,
             archived: crate::config::ArchivedPolicy::parse(&self.archived, self.archive_restore_days).unwrap_or_default(),
+            kms_key_id: self.kms_key_arn.clone(),
         }
     }
 
@@ -291,6 +294,11 @@ mod tests {
             let e = Settings::from_lookup(lookup(&[(var, raw)])).unwrap_err().to_string();
             assert!(e.contains(var) && e.contains(raw) && e.contains(says), "{e}");
         }
+        let arn = "arn:aws:kms:us-east-1:111122223333:key/k";
+        let c = Settings::from_lookup(lookup(&[("TIDEMARK_KMS_KEY_ARN", arn)])).unwrap().engine_config("v").unwrap();
+        let sse = c.vault_sse().unwrap();
+        assert_eq!((c.kms_key_id.as_deref(), sse.algorithm.as_str(), sse.kms_key_id.as_deref()), (Some(arn), "aws:kms", Some(arn)));
+        assert!(Settings::default().engine_config("v").unwrap().vault_sse().is_none(), "no key, no SSE named");
         let e = Settings::from_lookup(lookup(&[("TIDEMARK_COPY_PART_BYTES", "1024")])).unwrap().engine_config("v").unwrap_err();
         assert!(e.to_string().contains("5 MiB"), "{e}");
     }

@@ -62,7 +62,8 @@ async fn record(engine: &Engine, version: Option<u64>, state: &SourceState) -> R
         return Ok(false);
     }
     let body = Bytes::from(serde_json::to_vec_pretty(state).expect("source state serialises"));
-    let opts = PutOptions { content_type: Some("application/json".into()), ..Default::default() };
+    let mut opts = PutOptions { content_type: Some("application/json".into()), ..Default::default() };
+    opts.attributes.sse = engine.config.vault_sse();
     let key = lifecycle_key(&state.bucket, state.since, state.state, &state.prefix);
     engine.vault.put(&engine.config.vault_bucket, &key, body, &opts).await?;
     tracing::info!(bucket = %state.bucket, prefix = %state.prefix, state = ?state.state, since = %state.since, reason = %state.reason, "source lifecycle recorded");

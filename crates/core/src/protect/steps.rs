@@ -195,7 +195,8 @@ pub async fn summarise(engine: &Engine, run_id: &str, file: usize) -> Result<Ste
             .await?;
             let body = Bytes::from(serde_json::to_vec(&summary).expect("a summary serialises"));
             let size = body.len();
-            let opts = PutOptions { content_type: Some("application/json".into()), if_none_match: true, ..Default::default() };
+            let mut opts = PutOptions { content_type: Some("application/json".into()), if_none_match: true, ..Default::default() };
+            opts.attributes.sse = engine.config.vault_sse();
             if let Err(e) = engine.vault.put(vault, &key, body, &opts).await {
                 // A duplicate step stored the same summary first (summaries are deterministic).
                 if engine.vault.head(vault, &key, None).await?.is_none() {

@@ -196,7 +196,16 @@ async fn next_batch(engine: &Engine, source: &PacedStore, bucket: &str, msg: &Ta
         return Ok(Batch::Vanished { last, counters: batch.counters });
     }
     let captured = captured_facts(&batch.records);
-    let meta = segment::write(engine.vault.as_ref(), &engine.config.vault_bucket, bucket, SegmentKind::Seed, batch.records, now).await?;
+    let meta = segment::write(
+        engine.vault.as_ref(),
+        &engine.config.vault_bucket,
+        bucket,
+        SegmentKind::Seed,
+        batch.records,
+        now,
+        engine.config.vault_sse(),
+    )
+    .await?;
     batch.counters.vault_requests += 2;
     let slot = SegmentSlot { meta, end_cursor: Some(last), counters: batch.counters };
     let slot = control.register_segment(bucket, &slot_name, &slot).await?;

@@ -288,8 +288,14 @@ mod tests {
         };
         let located = |mut r: CaptureRecord| {
             let pack = format!("pack-of-{}", r.version_id.as_deref().unwrap_or(r.etag.as_deref().unwrap_or("")));
-            r.location =
-                Some(crate::domain::Location::Pack { pack, offset: 0, length: 1, raw_length: 1, codec: crate::domain::Codec::Raw });
+            r.location = Some(crate::domain::Location::Pack {
+                pack,
+                offset: 0,
+                length: 1,
+                raw_length: 1,
+                codec: crate::domain::Codec::Raw,
+                envelope: None,
+            });
             r
         };
         match v {

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 
 use crate::ports::{Fetch, ObjectRef, ObjectStore};
 use crate::restore::attributes::{write_options, AttributeRequest, NotApplied, WritePath};
-use crate::vault::pack::decode_blob;
+use crate::vault::pack::open_blob;
 use crate::vault::{self};
 use crate::{Error, Result};
 
@@ -168,7 +168,7 @@ impl Writer<'_> {
                 };
                 let start = (offset - read.offset) as usize;
                 let stored = data.slice(start..start + *length as usize);
-                let r = match decode_blob(&item.record, &stored) {
+                let r = match open_blob(self.engine.keys.as_ref(), &item.record, &stored).await {
                     Ok(blob) => {
                         let _p = permits.acquire().await.expect("the semaphore is never closed");
                         self.put_blob(&item, blob).await
@@ -230,7 +230,7 @@ impl Writer<'_> {
                     let _p = permits.acquire().await.expect("the semaphore is never closed");
                     self.engine.vault.get_range(&self.engine.config.vault_bucket, pack, None, *offset, *length).await?
                 };
-                let blob = decode_blob(rec, &stored)?;
+                let blob = open_blob(self.engine.keys.as_ref(), rec, &stored).await?;
                 let _p = permits.acquire().await.expect("the semaphore is never closed");
                 let w = self.put_blob(item, blob).await?;
                 Ok(Wrote { vault_requests: 1, target_requests: w.target_requests + 1, ..w })
@@ -318,7 +318,7 @@ mod tests {
 
     fn item(pack: &str, offset: u64, length: u64) -> Item {
         let mut record = CaptureRecord::delete("b", &format!("{pack}-{offset}"), Utc::now(), None, Utc::now());
-        record.location = Some(Location::Pack { pack: pack.into(), offset, length, raw_length: length, codec: Codec::Raw });
+        record.location = Some(Location::Pack { pack: pack.into(), offset, length, raw_length: length, codec: Codec::Raw, envelope: None });
         Item { target_key: record.key.clone(), record }
     }
 

@@ -1,6 +1,7 @@
 //! The vault format: key layout, packs, index segments and recovery points, and the verification
 //! of a vault from the vault alone.
 
+pub mod crypt;
 pub mod layout;
 pub mod pack;
 pub mod point;

@@ -107,9 +107,15 @@ pub async fn point_for(vault: &dyn ObjectStore, vault_bucket: &str, bucket: &str
 }
 
 /// Writes a recovery point to the vault under `points/<time>.json`.
-pub async fn write_point(vault: &dyn ObjectStore, vault_bucket: &str, point: &RecoveryPoint) -> Result<()> {
+pub async fn write_point(
+    vault: &dyn ObjectStore,
+    vault_bucket: &str,
+    point: &RecoveryPoint,
+    sse: Option<crate::domain::Sse>,
+) -> Result<()> {
     let body = Bytes::from(serde_json::to_vec_pretty(point).expect("point serialises"));
-    let opts = PutOptions { content_type: Some("application/json".into()), ..Default::default() };
+    let mut opts = PutOptions { content_type: Some("application/json".into()), ..Default::default() };
+    opts.attributes.sse = sse;
     vault.put(vault_bucket, &vault::point_key(&point.bucket, point.time), body, &opts).await?;
     Ok(())
 }

@@ -18,7 +18,10 @@ use crate::{Error, Result};
 
 /// The format version of the segments this code writes; it reads every version from 1 up to it.
 /// Version 2 records carry the attributes of `domain::ObjectAttributes`, `last_modified`, delete
-/// markers' version ids and purge records; the layout is version 1's.
+/// markers' version ids and purge records; the layout is version 1's. A record's pack location
+/// may carry an `envelope` (an encrypted blob, pack version 3); the segment version is left to
+/// the catalog's format change, so a build from before encryption reads such a segment and
+/// reports the encrypted blobs as damaged rather than refusing the segment's version.
 pub const FORMAT_VERSION: u32 = 2;
 
 /// What produced a segment.
@@ -147,10 +150,13 @@ pub async fn write(
     kind: SegmentKind,
     records: Vec<CaptureRecord>,
     now: DateTime<Utc>,
+    sse: Option<crate::domain::Sse>,
 ) -> Result<SegmentMeta> {
     let key = layout::segment_key(bucket, &new_id(now));
     let (bytes, meta) = encode(&key, bucket, kind, records)?;
-    let opts = PutOptions { content_type: Some("application/x-ndjson".into()), if_none_match: true, ..Default::default() };
+    let mut opts = PutOptions { content_type: Some("application/x-ndjson".into()), if_none_match: true, ..Default::default() };
+    // Segments stay plaintext JSON for the catalog's readers; at rest they are SSE-KMS.
+    opts.attributes.sse = sse;
     vault.put(vault_bucket, &key, Bytes::from(bytes), &opts).await?;
     Ok(meta)
 }

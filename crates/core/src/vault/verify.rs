@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{CaptureRecord, Location};
-use crate::ports::{list_all, ObjectStore};
+use crate::ports::{list_all, KeyService, ObjectStore};
 use crate::vault::{pack, point, segment};
 use crate::{Error, Result};
 
@@ -296,8 +296,10 @@ fn note<'a>(first: &mut Option<String>, bad: &mut Vec<&'a Reference>, detail: St
 /// so memory stays at one range per object in flight whatever the pack size.
 pub const RANGE_BYTES: u64 = 8 * 1024 * 1024;
 
+#[allow(clippy::too_many_arguments)]
 async fn check_pack(
     vault: &dyn ObjectStore,
+    keys: &dyn KeyService,
     vault_bucket: &str,
     bucket: &str,
     cat: &Catalog,
@@ -369,7 +371,12 @@ async fn check_pack(
             let (from, to) = ((o - start) as usize, (e - start) as usize);
             let verdict = match range.get(from..to) {
                 None => Some(format!("blob of {} at bytes {o}..{e} could not be read ({} bytes came back)", rs[0].record.key, range.len())),
-                Some(stored) => pack::decode_blob(&rs[0].record, stored).err().map(|err| format!("blob at bytes {o}..{e}: {err}")),
+                Some(stored) => match pack::open_blob(keys, &rs[0].record, stored).await {
+                    Ok(_) => None,
+                    // A key service that cannot answer now says nothing about the pack's bytes.
+                    Err(err) if err.is_transient() => return Err(err),
+                    Err(err) => Some(format!("blob at bytes {o}..{e}: {err}")),
+                },
             };
             if let Some(v) = verdict {
                 note(&mut first, &mut bad, v, rs);
@@ -445,6 +452,7 @@ async fn check_copy(
 /// Returns what this step found and where the next one continues, `None` when done.
 pub async fn verify_step(
     vault: &dyn ObjectStore,
+    keys: &dyn KeyService,
     vault_bucket: &str,
     opts: &VerifyOptions,
     cursor: Option<VerifyCursor>,
@@ -490,7 +498,7 @@ pub async fn verify_step(
                         if crate::vault::object_key_bucket(k).is_some() {
                             check_copy(vault, vault_bucket, bucket, cat, k, refs).await
                         } else {
-                            check_pack(vault, vault_bucket, bucket, cat, k, refs).await
+                            check_pack(vault, keys, vault_bucket, bucket, cat, k, refs).await
                         }
                     }
                 })
@@ -525,8 +533,8 @@ pub async fn verify_step(
 }
 
 /// Verifies everything `opts` names in one go (steps without a deadline).
-pub async fn verify(vault: &dyn ObjectStore, vault_bucket: &str, opts: &VerifyOptions) -> Result<VerifyReport> {
-    let (report, _) = verify_step(vault, vault_bucket, opts, None, None).await?;
+pub async fn verify(vault: &dyn ObjectStore, keys: &dyn KeyService, vault_bucket: &str, opts: &VerifyOptions) -> Result<VerifyReport> {
+    let (report, _) = verify_step(vault, keys, vault_bucket, opts, None, None).await?;
     Ok(report)
 }
 

@@ -64,6 +64,7 @@ async fn world() -> anyhow::Result<(Engine, Arc<HookedStore<Throttling>>, TaskMe
         control: Arc::new(MemControlStore::new()),
         queue,
         clock: Arc::new(SystemClock),
+        keys: Arc::new(tidemark_core::memory::MemKeys::new()),
         config,
         queues: QueueUrls { work: "work".into(), delta: "delta".into(), restore: "restore".into() },
     };

@@ -138,6 +138,7 @@ impl World {
             control: Arc::new(MemControlStore::new()),
             queue: Arc::new(MemQueue::new()),
             clock: Arc::new(SystemClock),
+            keys: Arc::new(tidemark_core::memory::MemKeys::new()),
             config,
             queues: QueueUrls::default(),
         };

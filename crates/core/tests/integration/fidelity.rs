@@ -64,6 +64,7 @@ impl World {
             control: Arc::new(MemControlStore::new()),
             queue: Arc::new(MemQueue::new()),
             clock: Arc::new(SystemClock),
+            keys: Arc::new(tidemark_core::memory::MemKeys::new()),
             config: cfg,
             queues: QueueUrls { work: "work".into(), delta: "delta".into(), restore: "restore".into() },
         };

@@ -31,6 +31,7 @@ fn engine(step_seconds: u64) -> (Engine, Arc<MemQueue>) {
         control: Arc::new(MemControlStore::new()),
         queue: queue.clone(),
         clock: Arc::new(SystemClock),
+        keys: Arc::new(tidemark_core::memory::MemKeys::new()),
         config,
         queues: QueueUrls { work: "work".into(), delta: "delta".into(), restore: "restore".into() },
     };

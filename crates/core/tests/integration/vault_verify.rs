@@ -54,7 +54,7 @@ async fn keys(s3: &MemObjectStore, prefix: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sound_vault_verifies_and_each_kind_of_damage_is_named_with_what_it_affects() {
     let (s3, t) = world().await;
-    let r = verify(s3.as_ref(), "vault", &opts()).await.unwrap();
+    let r = verify(s3.as_ref(), &tidemark_core::vault::crypt::NoKeys, "vault", &opts()).await.unwrap();
     assert!(r.ok(), "{:?}", r.problems);
     assert_eq!((r.buckets.clone(), r.points, r.large_objects, r.large_objects_total), (vec!["src".to_string()], 1, 3, 3));
     assert_eq!(r.blobs, 40);
@@ -80,7 +80,7 @@ async fn a_sound_vault_verifies_and_each_kind_of_damage_is_named_with_what_it_af
     let Fetch::Found((_, third)) = s3.get("vault", &packs[2], None, None).await.unwrap() else { panic!() };
     s3.damage("vault", &packs[2], third.len() - 1).unwrap();
 
-    let r = verify(s3.as_ref(), "vault", &opts()).await.unwrap();
+    let r = verify(s3.as_ref(), &tidemark_core::vault::crypt::NoKeys, "vault", &opts()).await.unwrap();
     assert!(!r.ok());
     let find =
         |object: &str| r.problems.iter().find(|p| p.object == object).unwrap_or_else(|| panic!("{object} not reported: {:?}", r.problems));
@@ -104,7 +104,7 @@ async fn a_sound_vault_verifies_and_each_kind_of_damage_is_named_with_what_it_af
     let Fetch::Found((_, body)) = s3.get("vault", &seg, None, None).await.unwrap() else { panic!() };
     let text = String::from_utf8(body.to_vec()).unwrap();
     s3.damage("vault", &seg, text.rfind("\"etag\":\"").unwrap() + 8).unwrap();
-    let r = verify(s3.as_ref(), "vault", &opts()).await.unwrap();
+    let r = verify(s3.as_ref(), &tidemark_core::vault::crypt::NoKeys, "vault", &opts()).await.unwrap();
     let p = r.problems.iter().find(|p| p.object == seg).expect("the segment is reported");
     assert_eq!((p.kind, p.recovery_points.clone()), (ProblemKind::Damaged, vec![t]));
     assert!(p.detail.contains("sha256"), "{}", p.detail);
@@ -117,13 +117,14 @@ async fn steps_out_of_time_continue_from_their_cursor_to_the_same_report() {
     let (s3, _) = world().await;
     let packs = keys(&s3, "v1/src/packs/").await;
     s3.damage("vault", &packs[packs.len() - 1], 0).unwrap();
-    let whole = verify(s3.as_ref(), "vault", &opts()).await.unwrap();
+    let whole = verify(s3.as_ref(), &tidemark_core::vault::crypt::NoKeys, "vault", &opts()).await.unwrap();
     let mut steps = 0;
     let mut total = VerifyReport::default();
     let mut cursor = None;
     loop {
         // A deadline already past: each step checks one round (two objects) and stops.
-        let (r, next) = verify_step(s3.as_ref(), "vault", &opts(), cursor, Some(Instant::now())).await.unwrap();
+        let (r, next) =
+            verify_step(s3.as_ref(), &tidemark_core::vault::crypt::NoKeys, "vault", &opts(), cursor, Some(Instant::now())).await.unwrap();
         total.absorb(r);
         steps += 1;
         match next {
@@ -143,10 +144,12 @@ async fn steps_out_of_time_continue_from_their_cursor_to_the_same_report() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_verify_requests_are_clear_errors() {
     let (s3, _) = world().await;
-    let e = verify(s3.as_ref(), "vault", &VerifyOptions { source: Some("other".into()), ..opts() }).await.unwrap_err();
+    let e = verify(s3.as_ref(), &tidemark_core::vault::crypt::NoKeys, "vault", &VerifyOptions { source: Some("other".into()), ..opts() })
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("holds nothing of s3://other"), "{e}");
-    let e = verify(s3.as_ref(), "no-vault", &opts()).await.unwrap_err();
+    let e = verify(s3.as_ref(), &tidemark_core::vault::crypt::NoKeys, "no-vault", &opts()).await.unwrap_err();
     assert!(e.to_string().contains("no-vault does not exist"), "{e}");
-    let e = verify(s3.as_ref(), "vault", &VerifyOptions { sample: 0.0, ..opts() }).await.unwrap_err();
+    let e = verify(s3.as_ref(), &tidemark_core::vault::crypt::NoKeys, "vault", &VerifyOptions { sample: 0.0, ..opts() }).await.unwrap_err();
     assert!(e.to_string().contains("not a fraction"), "{e}");
 }
