@@ -28,6 +28,18 @@ pub fn segment_key(bucket: &str, id: &str) -> String {
     format!("v1/{bucket}/index/{id}.idx")
 }
 
+/// Key of the records of an index segment of format version 3: `catalog/<bucket>/<id>.ndjson`.
+///
+/// The records live apart from the segment's header, under one prefix for every source bucket,
+/// so that DuckDB or an Athena table over `catalog/` reads records and nothing else (docs/catalog.md).
+/// The prefix is outside `v1/<bucket>/` because a source bucket may itself be named `catalog`.
+pub fn catalog_key(bucket: &str, id: &str) -> String {
+    format!("catalog/{bucket}/{id}.ndjson")
+}
+
+/// The prefix of every catalog object (the Athena table's location).
+pub const CATALOG_PREFIX: &str = "catalog/";
+
 /// Prefix under which recovery points live.
 pub fn points_prefix(bucket: &str) -> String {
     format!("v1/{bucket}/points/")
@@ -70,6 +82,8 @@ mod tests {
         assert_eq!(object_key_bucket("v1/acme-data/packs/2024-01-01/x.pack"), None);
         assert_eq!(object_key_bucket("v1/acme-data/index/x.idx"), None);
         assert_eq!(object_key_bucket("objects/ab"), None);
+        assert_eq!(object_key_bucket(&catalog_key("acme-data", "abc")), None);
+        assert!(catalog_key("acme-data", "abc").starts_with(CATALOG_PREFIX));
     }
 
     #[test]
