@@ -2,8 +2,8 @@
 
 Usage: query.py DIR --bucket B --key K --prefix P --since T1 --until T2
 
-DIR holds copies of the vault's ``catalog/`` objects (any depth; every ``*.ndjson`` file is
-read). The columns and their types come from the schema table of docs/catalog.md, the one
+DIR holds copies of the vault's catalog objects (``v1/<bucket>/catalog/*.ndjson``, at any
+depth; every ``*.ndjson`` file is read). The columns and their types come from the schema table of docs/catalog.md, the one
 description of the catalog, translated from Glue's spelling to DuckDB's. Before DuckDB reads
 anything, every line of every file is checked to hold only fields the schema names (nested
 ones too), so a line of another shape (the header line of a version-1 or version-2 segment,

@@ -1,7 +1,7 @@
 //! The catalog end to end: a versioned bucket on moto protected by the real `tidemark` CLI, a
 //! known history of a key K and of changes under a prefix P, then DuckDB (`.venv-catalog`,
 //! tests/catalog/query.py, with the schema of docs/catalog.md) over local copies of the vault's
-//! `catalog/` objects answers "which versions of K exist and when" and "what changed under P
+//! catalog objects (`v1/<bucket>/catalog/`) answers "which versions of K exist and when" and "what changed under P
 //! between T1 and T2"; both answers are checked against the source bucket's own version listing.
 //!
 //! moto sends no event for a delete marker, so `sync --reconcile` captures the markers at their
@@ -87,12 +87,13 @@ async fn history(c: &aws_sdk_s3::Client) -> Result<Vec<Seen>> {
     Ok(out)
 }
 
-/// Copies every object under the vault's `catalog/` into `dir` (keys as paths); returns their keys.
+/// Copies every catalog object of the source into `dir` (keys as paths); returns their keys.
 async fn download_catalog(c: &aws_sdk_s3::Client, dir: &Path) -> Result<Vec<String>> {
     let mut keys = Vec::new();
     let mut token = None;
     loop {
-        let page = c.list_objects_v2().bucket(VAULT).prefix("catalog/").set_continuation_token(token.clone()).send().await?;
+        let page =
+            c.list_objects_v2().bucket(VAULT).prefix(format!("v1/{SRC}/catalog/")).set_continuation_token(token.clone()).send().await?;
         for o in page.contents() {
             let key = o.key().context("key")?.to_string();
             let body = c.get_object().bucket(VAULT).key(&key).send().await?.body.collect().await?.into_bytes();
@@ -192,7 +193,7 @@ async fn duckdb_answers_versions_of_a_key_and_changes_under_a_prefix_as_the_sour
     let keys = download_catalog(&c, dir.path()).await?;
     let segments = c.list_objects_v2().bucket(VAULT).prefix(format!("v1/{SRC}/index/")).send().await?.key_count().unwrap_or(0);
     assert!(!keys.is_empty(), "the vault has catalog objects");
-    assert!(keys.iter().all(|k| k.starts_with(&format!("catalog/{SRC}/")) && k.ends_with(".ndjson")), "{keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with(&format!("v1/{SRC}/catalog/")) && k.ends_with(".ndjson")), "{keys:?}");
     assert_eq!(keys.len() as i32, segments, "one catalog object per index segment: {keys:?}");
 
     let out = query(dir.path(), K, P, &t1, &t2)?;

@@ -1,11 +1,12 @@
 """The catalog's Athena/Glue table: both IaC sides define it with the schema docs/catalog.md documents.
 
 docs/catalog.md's schema table is the one description of the catalog's columns (the capture
-records of index segments of format version 3, under ``catalog/`` in the vault); DuckDB reads
-the catalog with it (tests/catalog/query.py), and here the Glue table of
+records of index segments of format version 3, under ``v1/<bucket>/catalog/`` in the vault);
+DuckDB reads the catalog with it (tests/catalog/query.py), and here the Glue table of
 terraform/modules/vault-account/catalog.tf and the one of cloudformation/vault-account.yaml must
-have exactly its columns, in its order, with its types, over the same location and with the same
-JSON reader. The last test proves the comparison notices a column that one side lacks.
+have exactly its columns, in its order, with its types, over the same location, partitioned the
+same way and with the same JSON reader. The last test proves the comparison notices a column
+that one side lacks.
 """
 
 from __future__ import annotations
@@ -56,7 +57,13 @@ def terraform_table(path: Path = TF) -> dict:
     (body,) = tables[0].values()
     sd = _one(body["storage_descriptor"])
     serde = _one(sd["ser_de_info"])
+    params = {_unquote(k): _unquote(v) for k, v in body["parameters"].items()}
     return {
+        "partitions": [(_unquote(p["name"]), _unquote(p["type"])) for p in body["partition_keys"]],
+        "projection": params.get("projection.enabled"),
+        "projection_type": params.get("projection.source.type"),
+        "projection_values": params.get("projection.source.values"),
+        "template": params.get("storage.location.template", "").replace("$${", "${"),
         "name": _unquote(body["name"]),
         "table_type": _unquote(body["table_type"]),
         "classification": _unquote(body["parameters"]["classification"]),
@@ -75,7 +82,14 @@ def cloudformation_table(path: Path = CFN) -> dict:
     ti = tables[0]["Properties"]["TableInput"]
     sd = ti["StorageDescriptor"]
     loc = sd["Location"]
+    params = ti["Parameters"]
+    template = params.get("storage.location.template", {})
     return {
+        "partitions": [(p["Name"], p["Type"]) for p in ti["PartitionKeys"]],
+        "projection": params.get("projection.enabled"),
+        "projection_type": params.get("projection.source.type"),
+        "projection_values": params.get("projection.source.values"),
+        "template": (template["Fn::Sub"] if isinstance(template, dict) else template).replace("${!", "${"),
         "name": ti["Name"],
         "table_type": ti["TableType"],
         "classification": ti["Parameters"]["classification"],
@@ -106,12 +120,19 @@ def test_both_tables_have_the_documented_columns():
 def test_both_tables_read_the_same_objects_the_same_way():
     tf, cfn = terraform_table(), cloudformation_table()
     for side, t in [("terraform", tf), ("cloudformation", cfn)]:
-        # The vault bucket's catalog prefix: every object there is records, nothing else.
-        assert re.fullmatch(r"s3://\$\{[^}]+\}/catalog/", t["location"]), f"{side}: location {t['location']}"
+        # Each protected bucket's catalog prefix is one partition: every object there is records.
+        assert re.fullmatch(r"s3://\$\{[^}]+\}/v1/\$\{source\}/catalog/", t["template"]), f"{side}: template {t['template']}"
+        assert re.fullmatch(r"s3://\$\{[^}]+\}/v1/", t["location"]), f"{side}: location {t['location']}"
+        assert t["partitions"] == [("source", "string")], f"{side}: {t['partitions']}"
+        assert (t["projection"], t["projection_type"]) == ("true", "enum"), f"{side}: {t}"
         assert t["serde"] == "org.openx.data.jsonserde.JsonSerDe", f"{side}: {t['serde']}"
-    assert tf["location"] == "s3://${aws_s3_bucket.vault.bucket}/catalog/"
-    assert cfn["location"] == "s3://${VaultBucket}/catalog/"
-    for k in ["name", "table_type", "classification", "input_format", "output_format", "serde"]:
+        assert "source" not in [c for c, _ in t["columns"]], f"{side}: the partition key is no column of the records"
+    assert tf["template"] == "s3://${aws_s3_bucket.vault.bucket}/v1/${source}/catalog/", tf["template"]
+    assert cfn["template"] == "s3://${VaultBucket}/v1/${source}/catalog/", cfn["template"]
+    # The partitions are the protected buckets, the same variable on both sides.
+    assert tf["projection_values"] == '${join(",", var.protected_bucket_names)}', tf["projection_values"]
+    assert cfn["projection_values"] == {"Fn::Join": [",", {"Ref": "ProtectedBucketNames"}]}, cfn["projection_values"]
+    for k in ["name", "table_type", "classification", "input_format", "output_format", "serde", "partitions"]:
         assert tf[k] == cfn[k], f"{k}: terraform {tf[k]!r}, cloudformation {cfn[k]!r}"
 
 

@@ -1,6 +1,8 @@
-# The catalog (docs/catalog.md): an Athena/Glue table over s3://<vault>/catalog/, where index
-# segments of format version 3 keep their capture records, one JSON record a line and nothing
-# else, so Athena reads the vault's history with the one schema docs/catalog.md documents.
+# The catalog (docs/catalog.md): an Athena/Glue table over s3://<vault>/v1/<source>/catalog/,
+# where index segments of format version 3 keep their capture records, one JSON record a line
+# and nothing else, so Athena reads the vault's history with the one schema docs/catalog.md
+# documents. One partition per protected bucket, projected from their names, so that no crawler
+# or MSCK REPAIR has to find them.
 # Mirrors CatalogDatabase and CatalogTable in cloudformation/vault-account.yaml;
 # tests/iac/test_catalog.py checks both sides' columns against the document.
 
@@ -17,12 +19,22 @@ resource "aws_glue_catalog_table" "catalog" {
   table_type    = "EXTERNAL_TABLE"
 
   parameters = {
-    classification = "json"
-    EXTERNAL       = "TRUE"
+    classification              = "json"
+    EXTERNAL                    = "TRUE"
+    "projection.enabled"        = "true"
+    "projection.source.type"    = "enum"
+    "projection.source.values"  = join(",", var.protected_bucket_names)
+    "storage.location.template" = "s3://${aws_s3_bucket.vault.bucket}/v1/$${source}/catalog/"
+  }
+
+  partition_keys {
+    name    = "source"
+    type    = "string"
+    comment = "The source bucket (equal to the records' bucket): one partition per protected bucket."
   }
 
   storage_descriptor {
-    location      = "s3://${aws_s3_bucket.vault.bucket}/catalog/"
+    location      = "s3://${aws_s3_bucket.vault.bucket}/v1/"
     input_format  = "org.apache.hadoop.mapred.TextInputFormat"
     output_format = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"
 

@@ -5,7 +5,7 @@
 //! body) and a body of newline-delimited JSON, one capture record a line, sorted by (key, event
 //! time, sequencer, captured-at). Version 3, which this code writes, keeps them apart: the
 //! segment's key (`v1/<bucket>/index/<id>.idx`) holds the header line alone, naming in `body` the
-//! catalog object (`catalog/<bucket>/<id>.ndjson`) that holds the records alone, so that DuckDB
+//! catalog object (`v1/<bucket>/catalog/<id>.ndjson`) that holds the records alone, so that DuckDB
 //! and Athena read the catalog with one schema and no header to skip. Versions 1 and 2 (still
 //! read) hold the header as the first line of the segment object, followed by the body.
 
@@ -529,7 +529,7 @@ mod tests {
 
     #[test]
     fn segments_round_trip_sorted_and_detect_tampering() {
-        let e = encode("k", "catalog/b/x.ndjson", "b", SegmentKind::Delta, two()).unwrap();
+        let e = encode("k", "v1/b/catalog/x.ndjson", "b", SegmentKind::Delta, two()).unwrap();
         let meta = e.meta.clone();
         assert_eq!((meta.min_key.as_str(), meta.max_key.as_str(), meta.count), ("a", "z", 2));
         let (m2, back) = decode_apart("k", &e.header, &e.body).unwrap();
@@ -539,15 +539,15 @@ mod tests {
         let n = bad.len();
         bad[n - 3] ^= 1;
         let err = decode_apart("k", &e.header, &bad).unwrap_err().to_string();
-        assert!(err.contains("sha256") && err.contains("catalog/b/x.ndjson"), "{err}");
+        assert!(err.contains("sha256") && err.contains("v1/b/catalog/x.ndjson"), "{err}");
     }
 
     #[test]
     fn the_header_stands_alone_and_the_body_is_records_only() {
-        let e = encode("k", "catalog/b/x.ndjson", "b", SegmentKind::Delta, two()).unwrap();
+        let e = encode("k", "v1/b/catalog/x.ndjson", "b", SegmentKind::Delta, two()).unwrap();
         assert_eq!(e.header.iter().filter(|b| **b == b'\n').count(), 1, "one header line");
         let h: serde_json::Value = serde_json::from_slice(&e.header).unwrap();
-        assert_eq!((h["version"].as_u64(), h["body"].as_str()), (Some(3), Some("catalog/b/x.ndjson")), "{h}");
+        assert_eq!((h["version"].as_u64(), h["body"].as_str()), (Some(3), Some("v1/b/catalog/x.ndjson")), "{h}");
         // Every line of the body is a capture record: a reader needs no header to skip.
         for line in e.body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let v: serde_json::Value = serde_json::from_slice(line).unwrap();
@@ -555,7 +555,7 @@ mod tests {
         }
         // A v3 header is not a whole segment: `decode` says where its records are.
         let err = decode("k", &e.header).unwrap_err().to_string();
-        assert!(err.contains("catalog/b/x.ndjson"), "{err}");
+        assert!(err.contains("v1/b/catalog/x.ndjson"), "{err}");
         // Nor does it carry a body of its own.
         let mut glued = e.header.clone();
         glued.extend_from_slice(&e.body);
@@ -582,18 +582,18 @@ mod tests {
 
     #[test]
     fn header_first_segments_of_versions_1_and_2_still_decode() {
-        let e = encode("k", "catalog/b/x.ndjson", "b", SegmentKind::Seed, two()).unwrap();
+        let e = encode("k", "v1/b/catalog/x.ndjson", "b", SegmentKind::Seed, two()).unwrap();
         for v in [1, 2] {
             let (meta, recs) = decode("k", &inline(v, &e.body, None)).unwrap();
             assert_eq!((meta.count, recs.len(), recs[0].key.as_str()), (2, 2, "a"), "v{v}");
         }
-        let err = decode("k", &inline(2, &e.body, Some("catalog/b/x.ndjson"))).unwrap_err().to_string();
+        let err = decode("k", &inline(2, &e.body, Some("v1/b/catalog/x.ndjson"))).unwrap_err().to_string();
         assert!(err.contains("v2 header names a body"), "{err}");
     }
 
     #[test]
     fn an_unknown_version_is_refused_by_name() {
-        let e = encode("v1/b/index/x.idx", "catalog/b/x.ndjson", "b", SegmentKind::Seed, two()).unwrap();
+        let e = encode("v1/b/index/x.idx", "v1/b/catalog/x.ndjson", "b", SegmentKind::Seed, two()).unwrap();
         // A later version may change any field; the version alone decides.
         let future = br#"{"format":"tidemark-segment","version":4,"records_at":"elsewhere"}
 "#;

@@ -104,7 +104,7 @@ async fn a_sound_vault_verifies_and_each_kind_of_damage_is_named_with_what_it_af
     let seg = keys(&s3, "v1/src/index/").await.remove(0);
     let Fetch::Found((_, header)) = s3.get("vault", &seg, None, None).await.unwrap() else { panic!() };
     let body_key = segment::records_object(s3.as_ref(), "vault", &seg).await.unwrap();
-    assert!(body_key.starts_with("catalog/src/"), "{body_key}");
+    assert!(body_key.starts_with("v1/src/catalog/"), "{body_key}");
     let Fetch::Found((_, body)) = s3.get("vault", &body_key, None, None).await.unwrap() else { panic!() };
     let text = String::from_utf8(body.to_vec()).unwrap();
     s3.damage("vault", &body_key, text.rfind("\"etag\":\"").unwrap() + 8).unwrap();
