@@ -154,3 +154,18 @@ async fn bad_verify_requests_are_clear_errors() {
     let e = verify(s3.as_ref(), "vault", &VerifyOptions { sample: 0.0, ..opts() }).await.unwrap_err();
     assert!(e.to_string().contains("not a fraction"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_segment_whose_catalog_object_is_gone_is_named_with_the_missing_object() {
+    let (s3, t) = world().await;
+    let seg = keys(&s3, "v1/src/index/").await.remove(0);
+    let body_key = segment::records_object(s3.as_ref(), "vault", &seg).await.unwrap();
+    s3.delete("vault", &body_key).await.unwrap();
+    let r = verify(s3.as_ref(), "vault", &opts()).await.unwrap();
+    let p = r.problems.iter().find(|p| p.object == seg).expect("the segment is reported");
+    assert_eq!((p.kind, p.recovery_points.clone()), (ProblemKind::Damaged, vec![t]));
+    assert!(p.detail.contains(&body_key) && p.detail.contains("missing"), "{}", p.detail);
+    // The streaming reader a restore uses says the same.
+    let err = segment::SegmentStream::open(s3.as_ref(), "vault", &seg, 4096).await.err().expect("no stream without its records");
+    assert!(err.to_string().contains(&body_key), "{err}");
+}
