@@ -24,8 +24,9 @@ demo: venv
 	$(CARGO) build -p tidemark-cli -p tidemark-e2e --bins
 	$(CARGO_TARGET_DIR)/debug/tidemark-demo
 
-## Everything CI checks (the e2e API test runs schemathesis from .venv-api).
-test: venv api-venv fmt-check test-rust iac-test
+## Everything CI checks (the e2e API test runs schemathesis from .venv-api, the catalog test
+## DuckDB from .venv-catalog).
+test: venv api-venv catalog-venv fmt-check test-rust iac-test
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -52,3 +53,4 @@ bench-delta: venv
 
 include infra/iac.mk
 include infra/api.mk
+include infra/catalog.mk

@@ -66,6 +66,8 @@ CFN_KINDS = {
     "AWS::CloudWatch::Dashboard": "dashboard",
     "AWS::CloudWatch::Alarm": "alarm",
     "Custom::TidemarkBucketSetup": "bucket-setup-invocation",
+    "AWS::Glue::Database": "glue-database",
+    "AWS::Glue::Table": "glue-table",
 }
 
 # None: an aspect of a bucket that CloudFormation sets as a property of AWS::S3::Bucket.
@@ -112,6 +114,8 @@ TF_KINDS = {
     "aws_cloudwatch_dashboard": "dashboard",
     "aws_cloudwatch_metric_alarm": "alarm",
     "aws_lambda_invocation": "bucket-setup-invocation",
+    "aws_glue_catalog_database": "glue-database",
+    "aws_glue_catalog_table": "glue-table",
 }
 
 # ---------------------------------------------------------------------------------- model

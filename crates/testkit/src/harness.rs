@@ -40,6 +40,15 @@ pub fn api_venv_bin(name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
+/// A program from the repository's catalog-test virtual environment (`.venv-catalog`, DuckDB).
+pub fn catalog_venv_bin(name: &str) -> Result<PathBuf> {
+    let p = repo_root().join(".venv-catalog/bin").join(name);
+    if !p.exists() {
+        bail!("{} is missing: run `make catalog-venv` (or `make test`, which does it) to install DuckDB", p.display());
+    }
+    Ok(p)
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind loopback").local_addr().expect("local addr").port()

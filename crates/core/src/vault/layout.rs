@@ -28,6 +28,22 @@ pub fn segment_key(bucket: &str, id: &str) -> String {
     format!("v1/{bucket}/index/{id}.idx")
 }
 
+/// Key of the records of an index segment of format version 3: `v1/<bucket>/catalog/<id>.ndjson`.
+///
+/// The records live apart from the segment's header, under a prefix that holds records and
+/// nothing else, so that DuckDB or the Athena table (one partition per source bucket) reads
+/// them with one schema (docs/catalog.md). The prefix is inside `v1/<bucket>/`, where every
+/// function role may already read and write, and where a source read role's grant on
+/// `v1/*/objects/*` does not reach.
+pub fn catalog_key(bucket: &str, id: &str) -> String {
+    format!("v1/{bucket}/catalog/{id}.ndjson")
+}
+
+/// Prefix under which `bucket`'s catalog objects live.
+pub fn catalog_prefix(bucket: &str) -> String {
+    format!("v1/{bucket}/catalog/")
+}
+
 /// Prefix under which recovery points live.
 pub fn points_prefix(bucket: &str) -> String {
     format!("v1/{bucket}/points/")
@@ -70,6 +86,8 @@ mod tests {
         assert_eq!(object_key_bucket("v1/acme-data/packs/2024-01-01/x.pack"), None);
         assert_eq!(object_key_bucket("v1/acme-data/index/x.idx"), None);
         assert_eq!(object_key_bucket("objects/ab"), None);
+        assert_eq!(object_key_bucket(&catalog_key("acme-data", "abc")), None);
+        assert!(catalog_key("acme-data", "abc").starts_with(&catalog_prefix("acme-data")));
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! Index segments: immutable, sorted files of capture records in the vault, and their reads and writes.
 //!
-//! Encoding (documented in ARCHITECTURE.md): newline-delimited JSON. The first line is a header
-//! (`format`, `version`, `segment_id`, `bucket`, `kind`, `count`, `min_key`, `max_key`,
-//! `min_time`, `max_time`, `sha256` of the body); every further line is one capture record, sorted
-//! by (key, event time, sequencer, captured-at). DuckDB or Athena read it as JSON lines.
+//! Encoding (documented in ARCHITECTURE.md and docs/catalog.md): a header (`format`, `version`,
+//! `key`, `bucket`, `kind`, `count`, `min_key`, `max_key`, `min_time`, `max_time`, `sha256` of the
+//! body) and a body of newline-delimited JSON, one capture record a line, sorted by (key, event
+//! time, sequencer, captured-at). Version 3, which this code writes, keeps them apart: the
+//! segment's key (`v1/<bucket>/index/<id>.idx`) holds the header line alone, naming in `body` the
+//! catalog object (`v1/<bucket>/catalog/<id>.ndjson`) that holds the records alone, and in
+//! `body_size` its length, so that DuckDB and Athena read the catalog with one schema and no
+//! header to skip. Versions 1 and 2 (still
+//! read) hold the header as the first line of the segment object, followed by the body.
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -18,11 +23,13 @@ use crate::{Error, Result};
 
 /// The format version of the segments this code writes; it reads every version from 1 up to it.
 /// Version 2 records carry the attributes of `domain::ObjectAttributes`, `last_modified`, delete
-/// markers' version ids and purge records; the layout is version 1's. A record's pack location
-/// may carry an `envelope` (an encrypted blob, pack version 3); the segment version is left to
-/// the catalog's format change, so a build from before encryption reads such a segment and
-/// reports the encrypted blobs as damaged rather than refusing the segment's version.
-pub const FORMAT_VERSION: u32 = 2;
+/// markers' version ids and purge records; the layout is version 1's. Version 3 has version 2's
+/// records and header fields, with the body in a catalog object of its own (`body`). A record's
+/// pack location may carry an `envelope` (an encrypted blob, pack version 3).
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The first version whose body lives apart from its header.
+const BODY_APART_SINCE: u32 = 3;
 
 /// What produced a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +67,14 @@ impl SegmentMeta {
     }
 }
 
+/// The two fields every version's header has, read first so that a header of a version this
+/// build does not know is refused by its version rather than by whatever field it lacks.
+#[derive(Deserialize)]
+struct Version {
+    format: String,
+    version: u32,
+}
+
 #[derive(Serialize, Deserialize)]
 struct Header {
     format: String,
@@ -68,10 +83,31 @@ struct Header {
     meta: SegmentMeta,
     bucket: String,
     sha256: String,
+    /// The key of the catalog object that holds the body (version 3 on); versions 1 and 2 have
+    /// none, their body follows the header line in the segment object itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    body: Option<String>,
+    /// The body's length in bytes (version 3 on), so that a streaming reader needs no HEAD of the
+    /// catalog object (one request fewer per segment, and no trust in a length a HEAD may omit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    body_size: Option<u64>,
 }
 
-/// Encodes records (in any order) as a segment; returns its bytes and metadata.
-pub fn encode(key: &str, bucket: &str, kind: SegmentKind, mut records: Vec<CaptureRecord>) -> Result<(Vec<u8>, SegmentMeta)> {
+/// A segment as [`encode`] makes it: the header object, the body (the catalog object) and what
+/// recovery points say of it.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// The bytes of the segment object: the header line.
+    pub header: Vec<u8>,
+    /// The key of the catalog object, named by the header.
+    pub body_key: String,
+    /// The bytes of the catalog object: one record a line, sorted, nothing else.
+    pub body: Vec<u8>,
+    pub meta: SegmentMeta,
+}
+
+/// Encodes records (in any order) as a segment of key `key` whose body is written at `body_key`.
+pub fn encode(key: &str, body_key: &str, bucket: &str, kind: SegmentKind, mut records: Vec<CaptureRecord>) -> Result<Encoded> {
     if records.is_empty() {
         return Err(Error::Invalid("a segment needs at least one capture record".into()));
     }
@@ -96,52 +132,107 @@ pub fn encode(key: &str, bucket: &str, kind: SegmentKind, mut records: Vec<Captu
         meta: meta.clone(),
         bucket: bucket.into(),
         sha256: hex::encode(Sha256::digest(&body)),
+        body: Some(body_key.into()),
+        body_size: Some(body.len() as u64),
     };
     let mut out = serde_json::to_vec(&header).expect("header serialises");
     out.push(b'\n');
-    out.extend_from_slice(&body);
-    Ok((out, meta))
+    Ok(Encoded { header: out, body_key: body_key.into(), body, meta })
 }
 
-/// Refuses a header this build cannot read; every earlier format version stays readable, so a vault
-/// written by an older build restores after an upgrade.
-fn check_format(header: &Header) -> std::result::Result<(), String> {
-    if header.format != "tidemark-segment" || !(1..=FORMAT_VERSION).contains(&header.version) {
-        return Err(format!(
-            "unsupported format {} v{} (this build reads tidemark-segment v1 to v{FORMAT_VERSION})",
-            header.format, header.version
-        ));
+/// Parses a header line, refusing a format or version this build cannot read; every earlier
+/// format version stays readable, so a vault written by an older build restores after an upgrade.
+fn parse_header(line: &[u8]) -> std::result::Result<Header, String> {
+    let v: Version = serde_json::from_slice(line).map_err(|e| format!("header: {e}"))?;
+    if v.format != "tidemark-segment" || !(1..=FORMAT_VERSION).contains(&v.version) {
+        return Err(format!("unsupported format {} v{} (this build reads tidemark-segment v1 to v{FORMAT_VERSION})", v.format, v.version));
     }
-    Ok(())
+    let header: Header = serde_json::from_slice(line).map_err(|e| format!("header: {e}"))?;
+    match (&header.body, header.body_size, header.version >= BODY_APART_SINCE) {
+        (None, _, true) | (_, None, true) => Err(format!("a v{} header names no body and its size", header.version)),
+        (Some(_), _, false) | (_, Some(_), false) => {
+            Err(format!("a v{} header names a body, which only v{BODY_APART_SINCE} on have", header.version))
+        }
+        _ => Ok(header),
+    }
 }
 
-/// Decodes and verifies a segment.
-pub fn decode(key: &str, bytes: &[u8]) -> Result<(SegmentMeta, Vec<CaptureRecord>)> {
+/// A segment object split into its header and, for versions 1 and 2, the body that follows it.
+struct Split<'a> {
+    header: Header,
+    /// The body inside the segment object (versions 1 and 2); `None` when the header names a
+    /// catalog object instead.
+    inline: Option<&'a [u8]>,
+}
+
+fn split<'a>(key: &str, bytes: &'a [u8]) -> Result<Split<'a>> {
     let bad = |d: String| Error::corrupt(format!("segment {key}"), d);
     let nl = bytes.iter().position(|b| *b == b'\n').ok_or_else(|| bad("no header line".into()))?;
-    let header: Header = serde_json::from_slice(&bytes[..nl]).map_err(|e| bad(format!("header: {e}")))?;
-    check_format(&header).map_err(bad)?;
-    let body = &bytes[nl + 1..];
+    let header = parse_header(&bytes[..nl]).map_err(bad)?;
+    let rest = &bytes[nl + 1..];
+    if header.body.is_some() {
+        if !rest.is_empty() {
+            return Err(bad(format!("{} bytes follow a v{} header, which stands alone", rest.len(), header.version)));
+        }
+        return Ok(Split { header, inline: None });
+    }
+    Ok(Split { header, inline: Some(rest) })
+}
+
+/// Checks a body against its header (SHA-256, record count) and parses its records. `first_line`
+/// is the line number of the body's first line in its object, for errors.
+fn decode_body(key: &str, header: &Header, body: &[u8], first_line: usize) -> Result<Vec<CaptureRecord>> {
+    let bad = |d: String| Error::corrupt(format!("segment {key}"), d);
+    if let (Some(of), Some(size)) = (&header.body, header.body_size) {
+        if body.len() as u64 != size {
+            return Err(bad(format!("body ({of}) is {} bytes, header says {size}", body.len())));
+        }
+    }
     let actual = hex::encode(Sha256::digest(body));
     if actual != header.sha256 {
-        return Err(bad(format!("body sha256 {actual} does not match header {}", header.sha256)));
+        let of = header.body.as_deref().map(|b| format!(" ({b})")).unwrap_or_default();
+        return Err(bad(format!("body{of} sha256 {actual} does not match header {}", header.sha256)));
     }
     let mut records = Vec::with_capacity(header.meta.count as usize);
     for (i, line) in body.split(|b| *b == b'\n').enumerate() {
         if line.is_empty() {
             continue;
         }
-        records.push(serde_json::from_slice(line).map_err(|e| bad(format!("line {}: {e}", i + 2)))?);
+        records.push(serde_json::from_slice(line).map_err(|e| bad(format!("line {}: {e}", i + first_line)))?);
     }
     if records.len() as u64 != header.meta.count {
         return Err(bad(format!("{} records, header says {}", records.len(), header.meta.count)));
     }
-    Ok((header.meta, records))
+    Ok(records)
+}
+
+/// Decodes and verifies a segment of version 1 or 2, whose object holds header and body. A
+/// version-3 segment's records are elsewhere: [`decode_apart`] decodes it, [`read`] fetches both.
+pub fn decode(key: &str, bytes: &[u8]) -> Result<(SegmentMeta, Vec<CaptureRecord>)> {
+    let s = split(key, bytes)?;
+    let Some(body) = s.inline else {
+        return Err(Error::corrupt(
+            format!("segment {key}"),
+            format!("a v{} header whose records are in {}: decode it with its body", s.header.version, s.header.body.unwrap_or_default()),
+        ));
+    };
+    let records = decode_body(key, &s.header, body, 2)?;
+    Ok((s.header.meta, records))
+}
+
+/// Decodes and verifies a segment of version 3 from its header object and its catalog object.
+pub fn decode_apart(key: &str, header: &[u8], body: &[u8]) -> Result<(SegmentMeta, Vec<CaptureRecord>)> {
+    let s = split(key, header)?;
+    if s.inline.is_some() {
+        return Err(Error::corrupt(format!("segment {key}"), format!("a v{} header with its body inline", s.header.version)));
+    }
+    let records = decode_body(key, &s.header, body, 1)?;
+    Ok((s.header.meta, records))
 }
 
 /// Writes records as a new segment of `bucket`'s index in the vault and returns its metadata.
 ///
-/// The key is new (an id from `now`), and the write refuses to replace an existing object, so a
+/// The keys are new (an id from `now`), and the writes refuse to replace an existing object, so a
 /// segment is written once and never changed.
 pub async fn write(
     vault: &dyn ObjectStore,
@@ -152,13 +243,20 @@ pub async fn write(
     now: DateTime<Utc>,
     sse: Option<crate::domain::Sse>,
 ) -> Result<SegmentMeta> {
-    let key = layout::segment_key(bucket, &new_id(now));
-    let (bytes, meta) = encode(&key, bucket, kind, records)?;
-    let mut opts = PutOptions { content_type: Some("application/x-ndjson".into()), if_none_match: true, ..Default::default() };
-    // Segments stay plaintext JSON for the catalog's readers; at rest they are SSE-KMS.
-    opts.attributes.sse = sse;
-    vault.put(vault_bucket, &key, Bytes::from(bytes), &opts).await?;
-    Ok(meta)
+    let id = new_id(now);
+    let key = layout::segment_key(bucket, &id);
+    let e = encode(&key, &layout::catalog_key(bucket, &id), bucket, kind, records)?;
+    // The body goes first: a header is only ever seen once the records it names are there, and
+    // a writer killed between the two leaves a catalog object no segment names, which nothing
+    // reads but a catalog query (docs/catalog.md says why such rows are duplicates, never news).
+    // Both stay plaintext JSON for the catalog's readers; at rest they are SSE-KMS.
+    let mut body = PutOptions { content_type: Some("application/x-ndjson".into()), if_none_match: true, ..Default::default() };
+    body.attributes.sse = sse.clone();
+    vault.put(vault_bucket, &e.body_key, Bytes::from(e.body), &body).await?;
+    let mut header = PutOptions { content_type: Some("application/json".into()), if_none_match: true, ..Default::default() };
+    header.attributes.sse = sse;
+    vault.put(vault_bucket, &key, Bytes::from(e.header), &header).await?;
+    Ok(e.meta)
 }
 
 /// Reads and verifies one segment from the vault.
@@ -166,11 +264,34 @@ pub async fn read(vault: &dyn ObjectStore, vault_bucket: &str, key: &str) -> Res
     Ok(read_with_meta(vault, vault_bucket, key).await?.1)
 }
 
-/// Reads and verifies one segment from the vault, with its header.
+/// Reads and verifies one segment from the vault, with its header: the segment object and, for
+/// version 3, the catalog object its header names.
 pub async fn read_with_meta(vault: &dyn ObjectStore, vault_bucket: &str, key: &str) -> Result<(SegmentMeta, Vec<CaptureRecord>)> {
+    let bytes = match vault.get(vault_bucket, key, None, None).await? {
+        Fetch::Found((_, bytes)) => bytes,
+        _ => return Err(Error::corrupt(format!("segment {key}"), "named by a recovery point but missing from the vault")),
+    };
+    let s = split(key, &bytes)?;
+    if let Some(body) = s.inline {
+        let records = decode_body(key, &s.header, body, 2)?;
+        return Ok((s.header.meta, records));
+    }
+    let body_key = s.header.body.clone().expect("a header without an inline body names one");
+    let body = match vault.get(vault_bucket, &body_key, None, None).await? {
+        Fetch::Found((_, bytes)) => bytes,
+        _ => return Err(Error::corrupt(format!("segment {key}"), format!("its records {body_key} are missing from the vault"))),
+    };
+    let records = decode_body(key, &s.header, &body, 1)?;
+    Ok((s.header.meta, records))
+}
+
+/// The key of the object that holds segment `key`'s records: the catalog object its header names
+/// (version 3), or the segment object itself (versions 1 and 2). The header is parsed, not verified
+/// against the body.
+pub async fn records_object(vault: &dyn ObjectStore, vault_bucket: &str, key: &str) -> Result<String> {
     match vault.get(vault_bucket, key, None, None).await? {
-        Fetch::Found((_, bytes)) => decode(key, &bytes),
-        _ => Err(Error::corrupt(format!("segment {key}"), "named by a recovery point but missing from the vault")),
+        Fetch::Found((_, bytes)) => Ok(split(key, &bytes)?.header.body.unwrap_or_else(|| key.to_string())),
+        _ => Err(Error::corrupt(format!("segment {key}"), "missing from the vault")),
     }
 }
 
@@ -192,11 +313,14 @@ pub async fn read_many(
 /// A stream opened at the start of the body hashes every byte it reads and, once it reaches the
 /// end, checks the body's SHA-256 and record count against the header: a damaged segment is an
 /// error, never silently shorter. A stream opened at an offset (a restore task resuming inside a
-/// segment the planner has already verified) skips that check.
+/// segment the planner has already verified) skips that check. Offsets are bytes of the object
+/// that holds the body: the segment object for versions 1 and 2, the catalog object for version 3.
 pub struct SegmentStream<'a> {
     vault: &'a dyn ObjectStore,
     vault_bucket: &'a str,
     key: String,
+    /// The object the body is read from: `key` itself (versions 1 and 2) or the catalog object.
+    object: String,
     meta: SegmentMeta,
     sha256: String,
     /// The object's size in bytes.
@@ -243,23 +367,58 @@ impl<'a> SegmentStream<'a> {
                 break nl;
             }
         };
-        let header: Header = serde_json::from_slice(&head[..nl]).map_err(|e| bad(format!("header: {e}")))?;
-        check_format(&header).map_err(bad)?;
-        let body_start = nl as u64 + 1;
-        let mut stream = SegmentStream {
-            vault,
-            vault_bucket,
-            key: key.to_string(),
-            meta: header.meta,
-            sha256: header.sha256,
-            size: info.size,
-            fetched: head.len() as u64,
-            buf: head.split_off(nl + 1),
-            offset: body_start,
-            chunk,
-            hasher: Some(Sha256::new()),
-            records: 0,
+        let header = parse_header(&head[..nl]).map_err(bad)?;
+        let mut stream = match header.body.clone() {
+            None => {
+                let body_start = nl as u64 + 1;
+                SegmentStream {
+                    vault,
+                    vault_bucket,
+                    key: key.to_string(),
+                    object: key.to_string(),
+                    meta: header.meta,
+                    sha256: header.sha256,
+                    size: info.size,
+                    fetched: head.len() as u64,
+                    buf: head.split_off(nl + 1),
+                    offset: body_start,
+                    chunk,
+                    hasher: Some(Sha256::new()),
+                    records: 0,
+                }
+            }
+            Some(body) => {
+                if info.size > nl as u64 + 1 {
+                    return Err(bad(format!(
+                        "{} bytes follow a v{} header, which stands alone",
+                        info.size - nl as u64 - 1,
+                        header.version
+                    )));
+                }
+                // The header's length of the body stands in for a HEAD: a shorter object ends
+                // the stream with an error, a longer one fails the hash.
+                let size = header.body_size.expect("parse_header checks a v3 header names its body's size");
+                if vault.head(vault_bucket, &body, None).await?.is_none() {
+                    return Err(bad(format!("its records {body} are missing from the vault")));
+                }
+                SegmentStream {
+                    vault,
+                    vault_bucket,
+                    key: key.to_string(),
+                    object: body,
+                    meta: header.meta,
+                    sha256: header.sha256,
+                    size,
+                    fetched: 0,
+                    buf: Vec::new(),
+                    offset: 0,
+                    chunk,
+                    hasher: Some(Sha256::new()),
+                    records: 0,
+                }
+            }
         };
+        let body_start = stream.offset;
         if let Some(h) = stream.hasher.as_mut() {
             h.update(&stream.buf);
         }
@@ -322,7 +481,7 @@ impl<'a> SegmentStream<'a> {
                 return Ok(None);
             }
             let len = self.chunk.min(self.size - self.fetched);
-            let part = self.vault.get_range(self.vault_bucket, &self.key, None, self.fetched, len).await?;
+            let part = self.vault.get_range(self.vault_bucket, &self.object, None, self.fetched, len).await?;
             if part.is_empty() {
                 return Err(Error::corrupt(
                     format!("segment {}", self.key),
@@ -347,7 +506,7 @@ impl<'a> SegmentStream<'a> {
         }
         while self.fetched < self.size {
             let len = self.chunk.min(self.size - self.fetched);
-            match self.vault.get_range(self.vault_bucket, &self.key, None, self.fetched, len).await {
+            match self.vault.get_range(self.vault_bucket, &self.object, None, self.fetched, len).await {
                 Ok(part) if !part.is_empty() => {
                     if let Some(h) = self.hasher.as_mut() {
                         h.update(&part);
@@ -384,19 +543,93 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    fn two() -> Vec<CaptureRecord> {
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        vec![CaptureRecord::delete("b", "z", t, None, t), CaptureRecord::delete("b", "a", t, None, t)]
+    }
+
     #[test]
     fn segments_round_trip_sorted_and_detect_tampering() {
-        let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        let recs = vec![CaptureRecord::delete("b", "z", t, None, t), CaptureRecord::delete("b", "a", t, None, t)];
-        let (bytes, meta) = encode("k", "b", SegmentKind::Delta, recs).unwrap();
+        let e = encode("k", "v1/b/catalog/x.ndjson", "b", SegmentKind::Delta, two()).unwrap();
+        let meta = e.meta.clone();
         assert_eq!((meta.min_key.as_str(), meta.max_key.as_str(), meta.count), ("a", "z", 2));
-        let (m2, back) = decode("k", &bytes).unwrap();
+        let (m2, back) = decode_apart("k", &e.header, &e.body).unwrap();
         assert_eq!(m2, meta);
         assert_eq!(back[0].key, "a");
-        let mut bad = bytes.clone();
+        let mut bad = e.body.clone();
         let n = bad.len();
         bad[n - 3] ^= 1;
-        assert!(decode("k", &bad).unwrap_err().to_string().contains("sha256"));
+        let err = decode_apart("k", &e.header, &bad).unwrap_err().to_string();
+        assert!(err.contains("sha256") && err.contains("v1/b/catalog/x.ndjson"), "{err}");
+    }
+
+    #[test]
+    fn the_header_stands_alone_and_the_body_is_records_only() {
+        let e = encode("k", "v1/b/catalog/x.ndjson", "b", SegmentKind::Delta, two()).unwrap();
+        assert_eq!(e.header.iter().filter(|b| **b == b'\n').count(), 1, "one header line");
+        let h: serde_json::Value = serde_json::from_slice(&e.header).unwrap();
+        assert_eq!((h["version"].as_u64(), h["body"].as_str()), (Some(3), Some("v1/b/catalog/x.ndjson")), "{h}");
+        // Every line of the body is a capture record: a reader needs no header to skip.
+        for line in e.body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+            assert!(v.get("format").is_none() && v["key"].is_string() && v["kind"] == "delete", "{v}");
+        }
+        // A v3 header is not a whole segment: `decode` says where its records are.
+        let err = decode("k", &e.header).unwrap_err().to_string();
+        assert!(err.contains("v1/b/catalog/x.ndjson"), "{err}");
+        // Nor does it carry a body of its own.
+        let mut glued = e.header.clone();
+        glued.extend_from_slice(&e.body);
+        let err = decode_apart("k", &glued, &e.body).unwrap_err().to_string();
+        assert!(err.contains("stands alone"), "{err}");
+    }
+
+    /// A segment as versions 1 and 2 wrote it: the header line, then the body, in one object.
+    fn inline(version: u32, body: &[u8], named_body: Option<&str>) -> Vec<u8> {
+        let t = "2026-01-01T00:00:00Z";
+        let mut h = serde_json::json!({
+            "format": "tidemark-segment", "version": version, "key": "k", "kind": "seed", "count": 2,
+            "min_key": "a", "max_key": "z", "min_time": t, "max_time": t, "bucket": "b",
+            "sha256": hex::encode(Sha256::digest(body)),
+        });
+        if let Some(b) = named_body {
+            h["body"] = b.into();
+        }
+        let mut out = serde_json::to_vec(&h).unwrap();
+        out.push(b'\n');
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn header_first_segments_of_versions_1_and_2_still_decode() {
+        let e = encode("k", "v1/b/catalog/x.ndjson", "b", SegmentKind::Seed, two()).unwrap();
+        for v in [1, 2] {
+            let (meta, recs) = decode("k", &inline(v, &e.body, None)).unwrap();
+            assert_eq!((meta.count, recs.len(), recs[0].key.as_str()), (2, 2, "a"), "v{v}");
+        }
+        let err = decode("k", &inline(2, &e.body, Some("v1/b/catalog/x.ndjson"))).unwrap_err().to_string();
+        assert!(err.contains("v2 header names a body"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_version_is_refused_by_name() {
+        let e = encode("v1/b/index/x.idx", "v1/b/catalog/x.ndjson", "b", SegmentKind::Seed, two()).unwrap();
+        // A later version may change any field; the version alone decides.
+        let future = br#"{"format":"tidemark-segment","version":4,"records_at":"elsewhere"}
+"#;
+        for err in [decode("v1/b/index/x.idx", future), decode_apart("v1/b/index/x.idx", future, &e.body)] {
+            let err = err.unwrap_err().to_string();
+            assert!(err.contains("v1/b/index/x.idx") && err.contains("tidemark-segment v4"), "{err}");
+            assert!(err.contains("reads tidemark-segment v1 to v3"), "{err}");
+        }
+        let err = decode("k", &inline(3, &e.body, None)).unwrap_err().to_string();
+        assert!(err.contains("v3 header names no body"), "{err}");
+        // A body of another length than its header says is named as such.
+        let mut short = e.body.clone();
+        short.pop();
+        let err = decode_apart("k", &e.header, &short).unwrap_err().to_string();
+        assert!(err.contains("header says") && err.contains("v1/b/catalog/x.ndjson"), "{err}");
     }
 
     #[test]

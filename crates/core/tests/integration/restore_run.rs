@@ -254,14 +254,16 @@ async fn a_damaged_segment_fails_the_run_before_the_target_is_written() {
     let (w, t1, _) = world().await;
     let point = tidemark_core::vault::point::point_for(w.s3.as_ref(), "vault", "src", t1).await.unwrap();
     let seg = &point.segments[0].key;
-    let bytes = match w.s3.get("vault", seg, None, None).await.unwrap() {
+    let records = tidemark_core::vault::segment::records_object(w.s3.as_ref(), "vault", seg).await.unwrap();
+    assert_ne!(&records, seg, "a version-3 segment keeps its records in a catalog object");
+    let bytes = match w.s3.get("vault", &records, None, None).await.unwrap() {
         Fetch::Found((_, b)) => b.to_vec(),
         _ => panic!("segment missing"),
     };
     // A hex digit of the last record's ETag: still valid JSON, so only the hash can tell.
     let text = String::from_utf8(bytes).unwrap();
     let at = text.rfind("\"etag\":\"").unwrap() + "\"etag\":\"".len();
-    w.s3.damage("vault", seg, at).unwrap();
+    w.s3.damage("vault", &records, at).unwrap();
     let s = restore(&w, request("", t1, "out-damaged", "", RestoreMode::Copy)).await;
     assert_eq!(s.run.state, RestoreState::Failed);
     let error = s.run.error.unwrap_or_default();

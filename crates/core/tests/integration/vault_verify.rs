@@ -100,15 +100,19 @@ async fn a_sound_vault_verifies_and_each_kind_of_damage_is_named_with_what_it_af
     assert_eq!(r.problems.len(), 4, "{:?}", r.problems);
 
     // A damaged segment: named with its key range and the point.
+    // Its records live in the catalog object its header names; damage is found there.
     let seg = keys(&s3, "v1/src/index/").await.remove(0);
-    let Fetch::Found((_, body)) = s3.get("vault", &seg, None, None).await.unwrap() else { panic!() };
+    let Fetch::Found((_, header)) = s3.get("vault", &seg, None, None).await.unwrap() else { panic!() };
+    let body_key = segment::records_object(s3.as_ref(), "vault", &seg).await.unwrap();
+    assert!(body_key.starts_with("v1/src/catalog/"), "{body_key}");
+    let Fetch::Found((_, body)) = s3.get("vault", &body_key, None, None).await.unwrap() else { panic!() };
     let text = String::from_utf8(body.to_vec()).unwrap();
-    s3.damage("vault", &seg, text.rfind("\"etag\":\"").unwrap() + 8).unwrap();
+    s3.damage("vault", &body_key, text.rfind("\"etag\":\"").unwrap() + 8).unwrap();
     let r = verify(s3.as_ref(), &tidemark_core::vault::crypt::NoKeys, "vault", &opts()).await.unwrap();
     let p = r.problems.iter().find(|p| p.object == seg).expect("the segment is reported");
     assert_eq!((p.kind, p.recovery_points.clone()), (ProblemKind::Damaged, vec![t]));
-    assert!(p.detail.contains("sha256"), "{}", p.detail);
-    let (_, recs) = segment::decode(&seg, text.as_bytes()).unwrap();
+    assert!(p.detail.contains("sha256") && p.detail.contains(&body_key), "{}", p.detail);
+    let (_, recs) = segment::decode_apart(&seg, &header, text.as_bytes()).unwrap();
     assert_eq!(p.source_keys.first(), Some(&recs[0].key));
 }
 
@@ -152,4 +156,19 @@ async fn bad_verify_requests_are_clear_errors() {
     assert!(e.to_string().contains("no-vault does not exist"), "{e}");
     let e = verify(s3.as_ref(), &tidemark_core::vault::crypt::NoKeys, "vault", &VerifyOptions { sample: 0.0, ..opts() }).await.unwrap_err();
     assert!(e.to_string().contains("not a fraction"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_segment_whose_catalog_object_is_gone_is_named_with_the_missing_object() {
+    let (s3, t) = world().await;
+    let seg = keys(&s3, "v1/src/index/").await.remove(0);
+    let body_key = segment::records_object(s3.as_ref(), "vault", &seg).await.unwrap();
+    s3.delete("vault", &body_key).await.unwrap();
+    let r = verify(s3.as_ref(), &tidemark_core::vault::crypt::NoKeys, "vault", &opts()).await.unwrap();
+    let p = r.problems.iter().find(|p| p.object == seg).expect("the segment is reported");
+    assert_eq!((p.kind, p.recovery_points.clone()), (ProblemKind::Damaged, vec![t]));
+    assert!(p.detail.contains(&body_key) && p.detail.contains("missing"), "{}", p.detail);
+    // The streaming reader a restore uses says the same.
+    let err = segment::SegmentStream::open(s3.as_ref(), "vault", &seg, 4096).await.err().expect("no stream without its records");
+    assert!(err.to_string().contains(&body_key), "{err}");
 }
