@@ -105,7 +105,7 @@ resource "aws_glue_catalog_table" "catalog" {
 
     columns {
       name = "location"
-      type = "struct<type:string,pack:string,offset:bigint,length:bigint,raw_length:bigint,codec:string,key:string,version_id:string,etag:string,part_size:bigint>"
+      type = "struct<type:string,pack:string,offset:bigint,length:bigint,raw_length:bigint,codec:string,envelope:struct<key_id:string,wrapped_key:string>,key:string,version_id:string,etag:string,part_size:bigint>"
     }
 
     columns {
