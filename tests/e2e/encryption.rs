@@ -85,6 +85,9 @@ async fn a_protected_vault_holds_no_plaintext_and_restores_from_the_vault_and_ke
     assert_eq!(again["kms_key"].as_str(), Some(key.as_str()), "a second init keeps the stored key");
     let small = bodies("secret");
     fill(&c, "enc-src", &small).await?;
+    // Past the late-event allowance (2 s on the local stack): a point sealed sooner lies before the
+    // last puts, and the restore as of it rightly leaves them out.
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     let p = tidemark_json(ep, &env, &["protect", "--source", "s3://enc-src", "--vault", "s3://enc-vault", "--wait", "--json"])?;
     let point = p["recovery_point"].as_str().context("protect sealed no point")?.to_string();
     let expected = snapshot(&c, "enc-src", "").await?;
