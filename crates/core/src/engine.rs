@@ -33,6 +33,19 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Writes records as a new index segment of `bucket` into this engine's vault, with the
+    /// vault's configured encryption (`vault::segment::write`).
+    pub async fn write_segment(
+        &self,
+        bucket: &str,
+        kind: crate::vault::segment::SegmentKind,
+        records: Vec<crate::domain::CaptureRecord>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::Result<crate::vault::segment::SegmentMeta> {
+        crate::vault::segment::write(self.vault.as_ref(), &self.config.vault_bucket, bucket, kind, records, now, self.config.vault_sse())
+            .await
+    }
+
     /// Typed control-state access for this engine's vault.
     pub fn control(&self) -> crate::control::Control<'_> {
         crate::control::Control::new(self.control.as_ref() as &dyn ControlStore, &self.config.vault_bucket)

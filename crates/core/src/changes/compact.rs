@@ -101,16 +101,7 @@ pub async fn compact(engine: &Engine, bucket: &str, opts: &CompactOptions) -> Re
         let records_in: u64 = inputs.iter().map(|r| r.len() as u64).sum();
         let merged = merge_records(inputs);
         let records_out = merged.len() as u64;
-        let meta = segment::write(
-            engine.vault.as_ref(),
-            &engine.config.vault_bucket,
-            bucket,
-            SegmentKind::Compacted,
-            merged,
-            engine.clock.now(),
-            engine.config.vault_sse(),
-        )
-        .await?;
+        let meta = engine.write_segment(bucket, SegmentKind::Compacted, merged, engine.clock.now()).await?;
         // The slot name derives from the replaced set, so two passes over the same group (a retry,
         // or two operators at once) commit at most one of their segments; the loser's segment is
         // left unreferenced.

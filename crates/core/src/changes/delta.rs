@@ -19,7 +19,7 @@ use crate::domain::ObjectInfo;
 use crate::engine::Engine;
 use crate::ports::{key_versions, ObjectStore};
 use crate::scheduler::source::PacedStore;
-use crate::vault::segment::{self, SegmentKind, SegmentMeta};
+use crate::vault::segment::{SegmentKind, SegmentMeta};
 use crate::Result;
 
 /// One message of a delta batch.
@@ -404,16 +404,7 @@ pub(crate) async fn write_registered_segment(
     counters: Counters,
 ) -> Result<SegmentMeta> {
     let captured = captured_facts(&records);
-    let meta = segment::write(
-        engine.vault.as_ref(),
-        &engine.config.vault_bucket,
-        bucket,
-        SegmentKind::Delta,
-        records,
-        engine.clock.now(),
-        engine.config.vault_sse(),
-    )
-    .await?;
+    let meta = engine.write_segment(bucket, SegmentKind::Delta, records, engine.clock.now()).await?;
     let slot = crate::control::SegmentSlot { meta: meta.clone(), end_cursor: None, counters };
     engine.control().register_segment(bucket, &format!("{slot_kind}#{}", meta.key), &slot).await?;
     engine.control().settle_failures(bucket, &captured).await?;

@@ -17,7 +17,7 @@ use crate::scheduler::fleet::{millis, top_prefix};
 use crate::scheduler::gate::Gate;
 use crate::scheduler::source::PacedStore;
 use crate::scheduler::Admission;
-use crate::vault::segment::{self, SegmentKind};
+use crate::vault::segment::SegmentKind;
 use crate::{Error, Result};
 
 /// What handling a task message did.
@@ -196,16 +196,7 @@ async fn next_batch(engine: &Engine, source: &PacedStore, bucket: &str, msg: &Ta
         return Ok(Batch::Vanished { last, counters: batch.counters });
     }
     let captured = captured_facts(&batch.records);
-    let meta = segment::write(
-        engine.vault.as_ref(),
-        &engine.config.vault_bucket,
-        bucket,
-        SegmentKind::Seed,
-        batch.records,
-        now,
-        engine.config.vault_sse(),
-    )
-    .await?;
+    let meta = engine.write_segment(bucket, SegmentKind::Seed, batch.records, now).await?;
     batch.counters.vault_requests += 2;
     let slot = SegmentSlot { meta, end_cursor: Some(last), counters: batch.counters };
     let slot = control.register_segment(bucket, &slot_name, &slot).await?;
