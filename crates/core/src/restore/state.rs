@@ -142,9 +142,8 @@ impl<'a> StateStream<'a> {
     /// that the heap's top is the smallest key of all segments.
     async fn prime(&mut self) -> Result<()> {
         loop {
-            let top = self.heap.peek().map(|Reverse((k, _))| k.clone());
-            let due = match (self.pending.front(), &top) {
-                (Some(p), Some(t)) => p.min_key <= *t,
+            let due = match (self.pending.front(), self.heap.peek()) {
+                (Some(p), Some(Reverse((t, _)))) => p.min_key <= *t,
                 (Some(_), None) => true,
                 (None, _) => false,
             };
@@ -177,25 +176,22 @@ impl<'a> StateStream<'a> {
             return Ok(None);
         }
         let mut records = Vec::new();
-        while let Some(Reverse((k, idx))) = self.heap.peek().cloned() {
-            if k != key {
-                break;
-            }
-            self.heap.pop();
+        while self.heap.peek().is_some_and(|Reverse((k, _))| *k == key) {
+            let Some(Reverse((_, idx))) = self.heap.pop() else { break };
             let mut open = self.open[idx].take().expect("a heap entry names an open segment");
-            records.push(open.head.clone());
             // Take this segment's further records of the same key, then push its next head.
             loop {
                 let at = open.stream.offset();
                 match open.stream.next().await? {
                     None => {
+                        records.push(open.head);
                         self.finished += 1;
                         break;
                     }
-                    Some(rec) if rec.key == key => records.push(rec),
+                    Some(rec) if rec.key == key => records.push(std::mem::replace(&mut open.head, rec)),
                     Some(rec) => {
                         self.heap.push(Reverse((rec.key.clone(), idx)));
-                        open.head = rec;
+                        records.push(std::mem::replace(&mut open.head, rec));
                         open.head_offset = at;
                         self.open[idx] = Some(open);
                         break;

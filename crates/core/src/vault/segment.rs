@@ -327,14 +327,27 @@ pub struct SegmentStream<'a> {
     size: u64,
     /// The offset of the first byte not yet fetched.
     fetched: u64,
-    /// Fetched bytes not yet parsed, starting at `offset`.
+    /// Fetched bytes; those from `pos` on are not parsed yet and start at `offset`.
     buf: Vec<u8>,
+    /// How many bytes at the front of `buf` are parsed. Lines are taken by moving this cursor,
+    /// not by draining the buffer, which would move the rest of the chunk for every record.
+    pos: usize,
     /// The offset of the next record not yet returned.
     offset: u64,
     chunk: u64,
     /// The running hash of the body, when the stream started at the body's start.
     hasher: Option<Sha256>,
     records: u64,
+    /// The read of the chunk after the one being parsed, started as soon as that one arrived, so
+    /// that its round trip overlaps the parsing instead of following it.
+    ahead: Option<Ahead<'a>>,
+}
+
+/// A chunk read that runs ahead of the parser: the future, polled once per record handed out,
+/// and its result once it is there.
+struct Ahead<'a> {
+    read: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes>> + Send + 'a>>,
+    done: Option<Result<Bytes>>,
 }
 
 impl<'a> SegmentStream<'a> {
@@ -381,10 +394,12 @@ impl<'a> SegmentStream<'a> {
                     size: info.size,
                     fetched: head.len() as u64,
                     buf: head.split_off(nl + 1),
+                    pos: 0,
                     offset: body_start,
                     chunk,
                     hasher: Some(Sha256::new()),
                     records: 0,
+                    ahead: None,
                 }
             }
             Some(body) => {
@@ -411,10 +426,12 @@ impl<'a> SegmentStream<'a> {
                     size,
                     fetched: 0,
                     buf: Vec::new(),
+                    pos: 0,
                     offset: 0,
                     chunk,
                     hasher: Some(Sha256::new()),
                     records: 0,
+                    ahead: None,
                 }
             }
         };
@@ -460,19 +477,29 @@ impl<'a> SegmentStream<'a> {
     /// The next record, or `None` at the end (after checking the body's hash and count when
     /// the stream read the whole body).
     pub async fn next(&mut self) -> Result<Option<CaptureRecord>> {
+        if let Some(a) = self.ahead.as_mut().filter(|a| a.done.is_none()) {
+            if let std::task::Poll::Ready(r) = futures::poll!(a.read.as_mut()) {
+                a.done = Some(r);
+            }
+        }
         loop {
-            if let Some(nl) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=nl).collect();
-                self.offset += line.len() as u64;
-                if line.len() == 1 {
+            if let Some(rel) = self.buf[self.pos..].iter().position(|b| *b == b'\n') {
+                let (start, end) = (self.pos, self.pos + rel);
+                self.pos = end + 1;
+                self.offset += (end + 1 - start) as u64;
+                if end == start {
                     continue;
                 }
                 self.records += 1;
-                match serde_json::from_slice(&line[..line.len() - 1]) {
+                let parsed = serde_json::from_slice(&self.buf[start..end]);
+                match parsed {
                     Ok(rec) => return Ok(Some(rec)),
                     Err(e) => return Err(self.unreadable(format!("record at byte {}: {e}", self.offset)).await),
                 }
             }
+            // Only an unfinished line is left: keep it at the front and fetch the next chunk.
+            self.buf.drain(..self.pos);
+            self.pos = 0;
             if self.fetched >= self.size {
                 if !self.buf.is_empty() {
                     return Err(Error::corrupt(format!("segment {}", self.key), "the last record has no newline"));
@@ -480,8 +507,11 @@ impl<'a> SegmentStream<'a> {
                 self.finish()?;
                 return Ok(None);
             }
-            let len = self.chunk.min(self.size - self.fetched);
-            let part = self.vault.get_range(self.vault_bucket, &self.object, None, self.fetched, len).await?;
+            let part = match self.ahead.take() {
+                Some(Ahead { done: Some(r), .. }) => r?,
+                Some(Ahead { read, done: None }) => read.await?,
+                None => self.read_at(self.fetched).await?,
+            };
             if part.is_empty() {
                 return Err(Error::corrupt(
                     format!("segment {}", self.key),
@@ -493,7 +523,17 @@ impl<'a> SegmentStream<'a> {
             }
             self.fetched += part.len() as u64;
             self.buf.extend_from_slice(&part);
+            if self.fetched < self.size {
+                self.ahead = Some(Ahead { read: self.read_at(self.fetched), done: None });
+            }
         }
+    }
+
+    /// The read of the chunk at `from`, as a future that borrows nothing from the stream.
+    fn read_at(&self, from: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes>> + Send + 'a>> {
+        let (vault, bucket, object) = (self.vault, self.vault_bucket, self.object.clone());
+        let len = self.chunk.min(self.size - from);
+        Box::pin(async move { vault.get_range(bucket, &object, None, from, len).await })
     }
 
     /// The error for a record that does not parse. Damaged bytes are the likelier cause than a
@@ -504,6 +544,8 @@ impl<'a> SegmentStream<'a> {
         if self.hasher.is_none() {
             return bad(detail);
         }
+        // The read ahead is dropped: the loop below reads from the first byte not yet hashed.
+        self.ahead = None;
         while self.fetched < self.size {
             let len = self.chunk.min(self.size - self.fetched);
             match self.vault.get_range(self.vault_bucket, &self.object, None, self.fetched, len).await {
