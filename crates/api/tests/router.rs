@@ -99,8 +99,8 @@ async fn a_restore_started_through_the_api_completes_and_shows_in_status_and_lis
     let (status, planning, _) = call(&app, "GET", &format!("/v1/restores/{id}"), "").await;
     assert_eq!((status, planning["state"].as_str()), (StatusCode::OK, Some("planning")));
 
-    let targets = SameStore(w.s3.clone());
-    let done = drive_restore(&w.engine, &targets, &id, 2, "test", |_| {}).await.unwrap();
+    let targets = Arc::new(SameStore(w.s3.clone()));
+    let done = drive_restore(&w.engine, targets, &id, 2, "test", |_| {}).await.unwrap();
     let (status, shown, _) = call(&app, "GET", &format!("/v1/restores/{id}"), "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(shown, tidemark_api::status_json(&done), "the API shows what the CLI's status --json prints");

@@ -126,7 +126,7 @@ async fn finish(ctx: &Context, engine: &Engine, id: &str, wait: bool, workers: u
     let targets = ctx.targets(engine);
     let owner = format!("local-{}", std::process::id());
     let mut progress = Progress::new(json);
-    let s = drive_restore(engine, targets.as_ref(), id, workers, &owner, |s| progress.show(s)).await?;
+    let s = drive_restore(engine, targets, id, workers, &owner, |s| progress.show(s)).await?;
     progress.done();
     print(json, &s, Some(started))?;
     if s.run.state == RestoreState::Failed {

@@ -4,12 +4,14 @@
 //! Several loops each receive one message at a time and hand it to [`dispatch_restore`]; a done
 //! message is deleted, a retried one made visible again after its delay, a failed one left for
 //! the queue's retries and dead-letter queue (its run is already marked failed). A monitor reads
-//! the run's status every half second for the caller and stops the loops once the run ended.
+//! the run's status every half second (sooner once a message was handled) for the caller, ends
+//! the run as soon as its last task is done, and stops the loops once the run ended.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use tokio::sync::Notify;
 
 use crate::engine::Engine;
 use std::sync::Arc;
@@ -17,16 +19,24 @@ use std::sync::Arc;
 use crate::ports::{ObjectStore, SameStore, Targets};
 use crate::protocol::dispatch::{dispatch_restore, RestoreDisposition};
 use crate::restore::request::{RestoreReport, RestoreRequest};
-use crate::restore::run::{self, Failure, RestoreStatus};
-use crate::Result;
+use crate::restore::run::{self, Failure, RestoreState, RestoreStatus};
+use crate::{Error, Result};
 
 /// How often the monitor reads the run's status.
 const STATUS_EVERY: Duration = Duration::from_millis(500);
+
+/// The shortest time between two status reads, however many messages are handled.
+const STATUS_SOONEST: Duration = Duration::from_millis(100);
 
 /// Receives restore-queue messages one at a time and hands each to [`dispatch_restore`] until
 /// `stop` is set: what the CLI's `restore --wait` runs for one run and `tidemark serve` runs for
 /// every run. A queue error ends the loop with it (the caller decides whether to go on).
 pub async fn work_restore_queue(engine: &Engine, targets: &dyn Targets, owner: &str, stop: &AtomicBool) -> Result<()> {
+    work_loop(engine, targets, owner, stop, None).await
+}
+
+/// [`work_restore_queue`], telling `handled` after each message it handled.
+async fn work_loop(engine: &Engine, targets: &dyn Targets, owner: &str, stop: &AtomicBool, handled: Option<&Notify>) -> Result<()> {
     let visibility = (engine.config.lease_seconds * 2).clamp(10, 43_200) as i32;
     while !stop.load(Ordering::SeqCst) {
         let msgs = engine.queue.receive(&engine.queues.restore, 1, 1, visibility).await?;
@@ -44,6 +54,9 @@ pub async fn work_restore_queue(engine: &Engine, targets: &dyn Targets, owner: &
                 }
                 RestoreDisposition::Failed { .. } => {}
             }
+            if let Some(n) = handled {
+                n.notify_one();
+            }
         }
     }
     Ok(())
@@ -51,23 +64,33 @@ pub async fn work_restore_queue(engine: &Engine, targets: &dyn Targets, owner: &
 
 /// Handles restore-queue messages with `workers` loops until run `id` ends; calls `on_status`
 /// with each status read, and returns the last one.
+///
+/// Each loop is a task of its own, so that the loops' request building, signing and checking
+/// run on every thread of the runtime rather than on the caller's one; the tasks are aborted if
+/// the caller stops waiting.
 pub async fn drive_restore(
     engine: &Engine,
-    targets: &dyn Targets,
+    targets: Arc<dyn Targets>,
     id: &str,
     workers: usize,
     owner: &str,
     mut on_status: impl FnMut(&RestoreStatus),
 ) -> Result<RestoreStatus> {
-    let stop = AtomicBool::new(false);
-    let worker = |i: usize| {
-        let (stop, owner) = (&stop, format!("{owner}-{i}"));
-        async move { work_restore_queue(engine, targets, &owner, stop).await }
-    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let handled = Arc::new(Notify::new());
+    let mut loops = Loops(
+        (0..workers.max(1))
+            .map(|i| {
+                let (engine, targets, stop, handled) = (engine.clone(), targets.clone(), stop.clone(), handled.clone());
+                let owner = format!("{owner}-{i}");
+                tokio::spawn(async move { work_loop(&engine, targets.as_ref(), &owner, &stop, Some(&handled)).await })
+            })
+            .collect(),
+    );
     let monitor = async {
         let status = loop {
-            let status = run::status(engine, id).await;
-            match status {
+            let read = Instant::now();
+            match monitor_step(engine, targets.as_ref(), id).await {
                 Ok(s) => {
                     on_status(&s);
                     if s.run.state.is_final() {
@@ -76,17 +99,48 @@ pub async fn drive_restore(
                 }
                 Err(e) => break Err(e),
             }
-            tokio::time::sleep(STATUS_EVERY).await;
+            // A handled message (a task done, a step taken) is worth a look sooner than the
+            // next tick, but never sooner than STATUS_SOONEST after the last read: a run of many
+            // small tasks must not turn the monitor into a loop of partition reads.
+            tokio::select! {
+                _ = tokio::time::sleep(STATUS_EVERY) => {}
+                _ = handled.notified() => tokio::time::sleep(STATUS_SOONEST.saturating_sub(read.elapsed())).await,
+            }
         };
         stop.store(true, Ordering::SeqCst);
         status
     };
-    let loops = join_all((0..workers.max(1)).map(worker));
-    let (status, results) = tokio::join!(monitor, loops);
+    let (status, results) = tokio::join!(monitor, join_all(loops.0.iter_mut()));
     for r in results {
-        r?;
+        r.map_err(|e| Error::port("restore worker loop", format!("ended abnormally: {e}"), false))??;
     }
     status
+}
+
+/// The worker loops' tasks, aborted when dropped (a finished task ignores the abort).
+struct Loops(Vec<tokio::task::JoinHandle<Result<()>>>);
+
+impl Drop for Loops {
+    fn drop(&mut self) {
+        self.0.iter().for_each(|h| h.abort());
+    }
+}
+
+/// Reads run `id`'s status; when every task is done and the run has not ended yet, ends it
+/// first, as the finish step would once its delayed message came back (it still comes back, and
+/// then finds the run ended). The run's last seconds are then not spent waiting for that message.
+async fn monitor_step(engine: &Engine, targets: &dyn Targets, id: &str) -> Result<RestoreStatus> {
+    let s = run::status(engine, id).await?;
+    let r = &s.run;
+    let complete = r.state == RestoreState::Restoring && r.enqueued >= r.plan.tasks && s.tasks >= r.plan.tasks && s.tasks_done >= s.tasks;
+    if !complete {
+        return Ok(s);
+    }
+    let target = targets.store(r.request.target_role_arn.as_deref()).await?;
+    if run::finish_if_complete(engine, target.as_ref(), id).await?.state.is_final() {
+        return run::status(engine, id).await;
+    }
+    Ok(s)
 }
 
 /// Restores `req` into `target` in this process and waits for it: a run started, planned and
@@ -94,7 +148,7 @@ pub async fn drive_restore(
 /// For tools and tests that want a restore's outcome in one call; the run is as resumable as any.
 pub async fn restore_here(engine: &Engine, target: Arc<dyn ObjectStore>, req: RestoreRequest, workers: usize) -> Result<RestoreReport> {
     let (started, _) = run::start(engine, target.as_ref(), req).await?;
-    let s = drive_restore(engine, &SameStore(target), &started.restore_id, workers, "restore-here", |_| {}).await?;
+    let s = drive_restore(engine, Arc::new(SameStore(target)), &started.restore_id, workers, "restore-here", |_| {}).await?;
     let c = &s.counters;
     let pairs = |v: &[Failure]| v.iter().map(|f| (f.key.clone(), f.reason.clone())).collect::<Vec<_>>();
     Ok(RestoreReport {

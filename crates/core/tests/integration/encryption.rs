@@ -148,7 +148,7 @@ async fn restored(s3: &MemObjectStore, target: &str) -> BTreeMap<String, Vec<u8>
 async fn restore(e: &Engine, s3: &Arc<MemObjectStore>, t: DateTime<Utc>, target: &str) -> run::RestoreStatus {
     s3.create(target, false);
     let (r, _) = run::start(e, s3.as_ref(), request(t, target)).await.unwrap();
-    drive_restore(e, &SameStore(s3.clone()), &r.restore_id, 3, "t", |_| {}).await.unwrap()
+    drive_restore(e, std::sync::Arc::new(SameStore(s3.clone())), &r.restore_id, 3, "t", |_| {}).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use tidemark_core::config::EngineConfig;
 use tidemark_core::engine::Engine;
 use tidemark_core::plan::partition::PlanTargets;
-use tidemark_core::ports::{list_all, Fetch, ObjectStore, PutOptions, SameStore};
+use tidemark_core::ports::{list_all, Fetch, ObjectStore, PutOptions, SameStore, Targets};
 use tidemark_core::protect::seed::{seed, PlanSource};
 use tidemark_core::protocol::local::drive_restore;
 use tidemark_core::restore::run::{self, RestoreState, RestoreStatus};
@@ -141,9 +141,9 @@ fn request(prefix: &str, t: DateTime<Utc>, target: &str, target_prefix: &str, mo
 }
 
 async fn restore(w: &World, req: RestoreRequest) -> RestoreStatus {
-    let targets = SameStore(w.s3.clone());
+    let targets: Arc<dyn Targets> = Arc::new(SameStore(w.s3.clone()));
     let (run, _) = run::start(&w.engine, w.s3.as_ref(), req).await.unwrap();
-    drive_restore(&w.engine, &targets, &run.restore_id, 3, "t", |_| {}).await.unwrap()
+    drive_restore(&w.engine, targets.clone(), &run.restore_id, 3, "t", |_| {}).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -208,17 +208,17 @@ async fn a_run_killed_at_any_moment_resumes_to_the_exact_state_writing_nothing_t
     let (w, t1, _) = world().await;
     w.s3.create("out-kill", true);
     let want = expected(&w, "", "", t1).await;
-    let targets = SameStore(w.s3.clone());
+    let targets: Arc<dyn Targets> = Arc::new(SameStore(w.s3.clone()));
     let (started, _) = run::start(&w.engine, w.s3.as_ref(), request("", t1, "out-kill", "", RestoreMode::Copy)).await.unwrap();
     let id = started.restore_id.clone();
     // Kill the local runner three times at different moments (dropping its futures mid-flight),
     // then let it finish.
     let kills = [5u64, 60, 250];
     for ms in kills {
-        let _ = tokio::time::timeout(Duration::from_millis(ms), drive_restore(&w.engine, &targets, &id, 3, "killed", |_| {})).await;
+        let _ = tokio::time::timeout(Duration::from_millis(ms), drive_restore(&w.engine, targets.clone(), &id, 3, "killed", |_| {})).await;
         run::resume(&w.engine, &id).await.unwrap();
     }
-    let s = drive_restore(&w.engine, &targets, &id, 3, "survivor", |_| {}).await.unwrap();
+    let s = drive_restore(&w.engine, targets.clone(), &id, 3, "survivor", |_| {}).await.unwrap();
     assert_eq!(s.run.state, RestoreState::Done, "{:?}", s.run.error);
     assert_eq!(contents(&w.s3, "out-kill", "").await, want, "the target is exactly the state at T1 (the marker is gone)");
     // Each kill can cost the batches in flight then (one per worker, a task's objects at most)
@@ -244,7 +244,7 @@ async fn the_same_request_continues_its_unfinished_run() {
     let (second, resumed) = run::start(&w.engine, w.s3.as_ref(), req).await.unwrap();
     assert!(resumed, "the second start continues the first run");
     assert_eq!(first.restore_id, second.restore_id);
-    let s = drive_restore(&w.engine, &SameStore(w.s3.clone()), &first.restore_id, 2, "t", |_| {}).await.unwrap();
+    let s = drive_restore(&w.engine, Arc::new(SameStore(w.s3.clone())), &first.restore_id, 2, "t", |_| {}).await.unwrap();
     assert_eq!(s.run.state, RestoreState::Done);
     assert_eq!(run::list(&w.engine, "src").await.unwrap().len(), 1);
 }
@@ -319,12 +319,12 @@ async fn restore_tasks_wait_for_room_in_the_target_prefix() {
         assert!(matches!(p.report("a", millis(Utc::now()), Observation::default()).await.unwrap(), Admission::Go { .. }));
         others.push(p);
     }
-    let targets = SameStore(w.s3.clone());
+    let targets: Arc<dyn Targets> = Arc::new(SameStore(w.s3.clone()));
     let (run, _) = run::start(&w.engine, w.s3.as_ref(), request("a/", t1, "out-paced", "a/", RestoreMode::Copy)).await.unwrap();
     let id = run.restore_id.clone();
     let driver = {
         let engine = w.engine.clone();
-        tokio::spawn(async move { drive_restore(&engine, &targets, &id, 2, "restorer", |_| {}).await.unwrap() })
+        tokio::spawn(async move { drive_restore(&engine, targets.clone(), &id, 2, "restorer", |_| {}).await.unwrap() })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let written: Vec<String> = contents(&w.s3, "out-paced", "a/").await.into_keys().filter(|k| !k.contains(".tidemark-restore/")).collect();

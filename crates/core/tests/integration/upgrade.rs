@@ -78,7 +78,7 @@ async fn runs_written_by_the_previous_format_finish_under_the_current_code() {
         .send("restore", &format!("{{\"kind\":\"restore_step\",\"version\":1,\"restore_id\":\"{RESTORE}\",\"step\":\"finish\"}}"), 0)
         .await
         .unwrap();
-    let status = drive_restore(&e, &SameStore(s3.clone()), RESTORE, 2, "new-restorer", |_| {}).await.unwrap();
+    let status = drive_restore(&e, Arc::new(SameStore(s3.clone())), RESTORE, 2, "new-restorer", |_| {}).await.unwrap();
     assert_eq!(status.run.state, RestoreState::Done, "{:?}", status.run.error);
     assert_eq!(status.counters.objects, 12);
     let want = list_all(s3.as_ref(), "up-src", "", None).await.unwrap().objects;
