@@ -1,4 +1,7 @@
-//! `make bench`: tidemark's protect and restore throughput against `s5cmd cp` on SeaweedFS, the S3 Inventory reader against `zcat`, and the restore planner's time and memory; prints a Markdown report on stdout.
+//! `make bench`: tidemark's protect and restore throughput against `s5cmd cp` on SeaweedFS, verify
+//! throughput against s5cmd reading the same packs, the cost of encryption (protect and verify with
+//! a vault KMS key ÷ without, with the KMS requests counted), the S3 Inventory reader against
+//! `zcat`, and the restore planner's time and memory; prints a Markdown report on stdout.
 //!
 //! This is a benchmark, not a test: figures are reported, never asserted. It exits non-zero only
 //! when a correctness check fails (a wrong object or row count) or a step cannot run. Progress
@@ -7,8 +10,12 @@
 //! `TIDEMARK_BENCH_RUNS`, `TIDEMARK_BENCH_INVENTORY_ROWS` and `TIDEMARK_BENCH_RESTORE_RECORDS`;
 //! the report states what was run.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::{Read as _, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -192,6 +199,10 @@ struct ProtectRun {
     vault_requests: u64,
     source_requests: u64,
     recovery_point: Option<String>,
+    /// The vault key `init` reported, if the vault has one.
+    kms_key: Option<String>,
+    /// KMS requests of the protect alone (not its `init`), by operation, where a relay counted them.
+    kms: BTreeMap<String, u64>,
 }
 
 /// Starts SeaweedFS and moto, runs the interleaved protect and s5cmd runs, and always stops the
@@ -223,7 +234,6 @@ async fn protect_runs(cfg: &Config, weed: &str, moto: &str, failures: &mut Vec<S
     s3c.create_bucket().bucket(src).send().await.context("creating the source bucket")?;
     eprintln!("bench: uploading them into s3://{src} with s5cmd");
     let upload_secs = s5cmd(weed, 32, &["cp", "*", &format!("s3://{src}/")], Some(dir.path()))?;
-    drop(dir);
     let listed = count_objects(&s3c, src).await?;
     if listed != cfg.objects {
         bail!("the source bucket holds {listed} objects after the upload, expected {}", cfg.objects);
@@ -240,7 +250,11 @@ async fn protect_runs(cfg: &Config, weed: &str, moto: &str, failures: &mut Vec<S
         for side in if tidemark_first { [0, 1] } else { [1, 0] } {
             if side == 0 {
                 eprintln!("bench: run {i}/{}: tidemark protect", cfg.runs);
-                tm.push(protect_once(cfg, weed, moto, src, i, failures).await?);
+                // Plaintext packs: SeaweedFS refuses vault writes that name a KMS key for SSE-KMS
+                // (section 1d probes it), so the cost of encryption is measured on moto's S3.
+                let site = Site { control: moto, s3: Some(weed) };
+                let (vault, name) = (format!("bench-vault-{i}"), format!("bench-{i}"));
+                tm.push(protect_once(cfg, site, src, &vault, &name, false, &format!("run {i}"), None, failures).await?);
             } else {
                 eprintln!("bench: run {i}/{}: s5cmd cp", cfg.runs);
                 s5.push(s5cmd_once(cfg, &s3c, weed, src, i, in_flight, failures).await?);
@@ -296,7 +310,7 @@ async fn protect_runs(cfg: &Config, weed: &str, moto: &str, failures: &mut Vec<S
         s,
         "\n- tidemark: `tidemark protect --source s3://{src} --vault s3://bench-vault-N --workers {WORKERS} --wait --no-events --json` \
          with `TIDEMARK_CONCURRENCY={CONCURRENCY}` ({in_flight} requests in flight) and `TIDEMARK_TARGET_OBJECTS={}` (so every worker gets a partition), \
-         after `tidemark init --local --vault s3://bench-vault-N` (untimed; Object Lock vault created on SeaweedFS through `AWS_ENDPOINT_URL_S3`). \
+         after `tidemark init --local --no-kms-key --vault s3://bench-vault-N` (untimed; Object Lock vault created on SeaweedFS through `AWS_ENDPOINT_URL_S3`; plaintext packs, see 1d). \
          Its time is the whole process, start to exit: listing, planning, queueing, GETting every object, writing packs and index segments, \
          the control-table bookkeeping on moto and sealing the recovery point. `--no-events` because SeaweedFS has no bucket notifications.",
         (cfg.objects / WORKERS).max(1)
@@ -317,6 +331,26 @@ async fn protect_runs(cfg: &Config, weed: &str, moto: &str, failures: &mut Vec<S
     match tm.first().and_then(|r| r.recovery_point.clone()) {
         Some(point) => s.push_str(&restore_runs(cfg, &s3c, weed, moto, src, &point, failures).await?),
         None => failures.push("no recovery point to restore from".into()),
+    }
+    // Each later part reports its own failure to run, so that one part cannot hide the others.
+    let site = Site { control: moto, s3: Some(weed) };
+    let runs: Vec<(String, String)> = (1..=cfg.runs).map(|i| (format!("bench-vault-{i}"), format!("bench-{i}"))).collect();
+    match verify_runs(cfg, site, src, &runs, None, failures).await {
+        Ok(pairs) => {
+            let _ = writeln!(s, "\n## 1c. Verify throughput against s5cmd reads (SeaweedFS)\n");
+            s.push_str(&verify_report(&pairs, site, src, "bench-vault-N", "bench-N", "The vault of each protect run of section 1", true));
+        }
+        Err(e) => {
+            failures.push(format!("the verify benchmark could not run: {e:#}"));
+            let _ = writeln!(s, "\n## 1c. Verify throughput against s5cmd reads (SeaweedFS)\n\nNot measured: {e:#}");
+        }
+    }
+    match encryption_runs(cfg, weed, moto, src, dir.path(), failures).await {
+        Ok(e) => s.push_str(&e),
+        Err(e) => {
+            failures.push(format!("the encryption benchmark could not run: {e:#}"));
+            let _ = writeln!(s, "\n## 1d. Cost of encryption\n\nNot measured: {e:#}");
+        }
     }
     Ok(s)
 }
@@ -437,6 +471,557 @@ async fn restore_runs(
     Ok(s)
 }
 
+/// Requests in flight on both sides of each verify comparison: `TIDEMARK_CONCURRENCY` of
+/// `tidemark verify` and `--numworkers` of the s5cmd read.
+const VERIFY_IN_FLIGHT: usize = 16;
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// One `tidemark verify` of a vault and one raw s5cmd read of the same pack objects.
+struct VerifyPair {
+    vault: String,
+    order: &'static str,
+    verify_secs: f64,
+    /// The `seconds` verify reported itself (without process start and exit).
+    verify_own_secs: f64,
+    /// Pack bytes verify read (its `bytes_read`).
+    verify_bytes: u64,
+    raw_secs: f64,
+    /// Bytes of the pack objects, as listed, which the raw read fetched.
+    raw_bytes: u64,
+    packs: u64,
+    /// KMS requests during the verify, by operation, where a relay counted them.
+    kms: Option<BTreeMap<String, u64>>,
+}
+
+impl VerifyPair {
+    fn verify_mib_s(&self) -> f64 {
+        mib(self.verify_bytes) / self.verify_secs
+    }
+    fn raw_mib_s(&self) -> f64 {
+        mib(self.raw_bytes) / self.raw_secs
+    }
+    fn ratio(&self) -> f64 {
+        self.verify_mib_s() / self.raw_mib_s()
+    }
+}
+
+/// For each (vault, deployment name), interleaved: `tidemark verify` over the whole vault and an
+/// s5cmd read of its packs into an empty local directory, alternating which goes first.
+async fn verify_runs(
+    cfg: &Config,
+    site: Site<'_>,
+    src: &str,
+    vaults: &[(String, String)],
+    relay: Option<&KmsRelay>,
+    failures: &mut Vec<String>,
+) -> Result<Vec<VerifyPair>> {
+    let s3c = s3(site.s3_endpoint()).await;
+    let mut pairs = Vec::new();
+    for (i, (vault, name)) in vaults.iter().enumerate() {
+        let (packs, pack_bytes) = pack_objects(&s3c, vault, src).await?;
+        if packs == 0 {
+            failures.push(format!("verify of s3://{vault}: the vault holds no packs under v1/{src}/packs/"));
+        }
+        let verify_first = i % 2 == 0;
+        let (mut verified, mut raw_secs) = ((f64::NAN, f64::NAN, 0, None), f64::NAN);
+        for side in if verify_first { [0, 1] } else { [1, 0] } {
+            if side == 0 {
+                eprintln!("bench: tidemark verify --vault s3://{vault}");
+                let before = relay.map(KmsRelay::counts).unwrap_or_default();
+                let (secs, own, bytes) = verify_once(cfg, site, vault, name, packs, failures)?;
+                verified = (secs, own, bytes, relay.map(|r| r.since(&before)));
+            } else {
+                eprintln!("bench: s5cmd read of the packs of s3://{vault}");
+                raw_secs = raw_read_once(site.s3_endpoint(), vault, src, packs, pack_bytes, failures)?;
+            }
+        }
+        let (verify_secs, verify_own_secs, verify_bytes, kms) = verified;
+        if verify_bytes > pack_bytes || verify_bytes == 0 {
+            failures.push(format!("verify of s3://{vault} read {verify_bytes} pack bytes of the {pack_bytes} listed"));
+        }
+        pairs.push(VerifyPair {
+            vault: vault.clone(),
+            order: if verify_first { "verify, then s5cmd" } else { "s5cmd, then verify" },
+            verify_secs,
+            verify_own_secs,
+            verify_bytes,
+            raw_secs,
+            raw_bytes: pack_bytes,
+            packs: packs as u64,
+            kms,
+        });
+    }
+    Ok(pairs)
+}
+
+/// Runs `tidemark verify --json` and checks its report: nothing damaged or missing, the whole
+/// vault read (no sample), every listed pack read, one blob per protected object. Returns the
+/// process's seconds, the seconds verify reported and the pack bytes it read.
+fn verify_once(cfg: &Config, site: Site<'_>, vault: &str, name: &str, packs: usize, failures: &mut Vec<String>) -> Result<(f64, f64, u64)> {
+    let env = site.env(name, VERIFY_IN_FLIGHT);
+    let t = Instant::now();
+    let out = tidemark(site.control, &env, &["verify", "--vault", &format!("s3://{vault}"), "--json"])?;
+    let secs = t.elapsed().as_secs_f64();
+    // Verify exits non-zero when it finds damage, and its report still says what: that is a
+    // failed check to list, not a step that could not run.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let r: Value = match serde_json::from_str(text.trim()) {
+        Ok(r) => r,
+        Err(_) => bail!("tidemark verify --vault s3://{vault} printed no report: {}", String::from_utf8_lossy(&out.stderr).trim()),
+    };
+    let u = |k: &str| r[k].as_u64();
+    if !out.status.success() || r["ok"].as_bool() != Some(true) || u("damaged") != Some(0) {
+        failures.push(format!(
+            "verify of s3://{vault}: ok {}, {} damaged or missing (exit {}): {}",
+            r["ok"],
+            r["damaged"],
+            out.status,
+            r["problems"].to_string().chars().take(300).collect::<String>()
+        ));
+    }
+    if r["sample"].as_f64() != Some(1.0) || u("packs") != Some(packs as u64) || u("packs_total") != Some(packs as u64) {
+        failures.push(format!(
+            "verify of s3://{vault}: read {} of {} packs at sample {}, expected all {packs} packs listed",
+            r["packs"], r["packs_total"], r["sample"]
+        ));
+    }
+    if u("blobs") != Some(cfg.objects as u64) {
+        failures.push(format!("verify of s3://{vault}: checked {} blobs, expected one per object ({})", r["blobs"], cfg.objects));
+    }
+    Ok((secs, r["seconds"].as_f64().unwrap_or(f64::NAN), u("bytes_read").unwrap_or(0)))
+}
+
+/// The number and total size of the pack objects a vault holds for source bucket `src`.
+async fn pack_objects(s3c: &aws_sdk_s3::Client, vault: &str, src: &str) -> Result<(usize, u64)> {
+    let (mut n, mut bytes) = (0, 0u64);
+    let mut pages = s3c.list_objects_v2().bucket(vault).prefix(format!("v1/{src}/packs/")).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for o in page.with_context(|| format!("listing the packs of {vault}"))?.contents() {
+            n += 1;
+            bytes += o.size().unwrap_or(0).max(0) as u64;
+        }
+    }
+    Ok((n, bytes))
+}
+
+/// s5cmd reading every pack of a vault into an empty temporary directory, the whole process;
+/// checks that it wrote as many files and bytes as the listing holds.
+fn raw_read_once(endpoint: &str, vault: &str, src: &str, packs: usize, bytes: u64, failures: &mut Vec<String>) -> Result<f64> {
+    let dir = tempfile::Builder::new().prefix("tidemark-bench-read").tempdir()?;
+    let target = format!("{}/", dir.path().display());
+    let secs = s5cmd(endpoint, VERIFY_IN_FLIGHT, &["cp", &format!("s3://{vault}/v1/{src}/packs/*"), &target], None)?;
+    let (files, got) = tree_size(dir.path())?;
+    if (files, got) != (packs, bytes) {
+        failures.push(format!("s5cmd read of s3://{vault}: {files} files of {got} bytes, the listing holds {packs} packs of {bytes} bytes"));
+    }
+    Ok(secs)
+}
+
+/// (files, bytes) under a directory, recursively.
+fn tree_size(dir: &Path) -> Result<(usize, u64)> {
+    let (mut files, mut bytes) = (0, 0);
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let meta = e.metadata()?;
+        if meta.is_dir() {
+            let (f, b) = tree_size(&e.path())?;
+            files += f;
+            bytes += b;
+        } else {
+            files += 1;
+            bytes += meta.len();
+        }
+    }
+    Ok((files, bytes))
+}
+
+/// The verify comparison's tables (the medians with `summary`) and the commands behind them.
+fn verify_report(pairs: &[VerifyPair], site: Site<'_>, src: &str, vault: &str, name: &str, what: &str, summary: bool) -> String {
+    let ratios: Vec<f64> = pairs.iter().map(VerifyPair::ratio).collect();
+    let v: Vec<f64> = pairs.iter().map(VerifyPair::verify_mib_s).collect();
+    let r: Vec<f64> = pairs.iter().map(VerifyPair::raw_mib_s).collect();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{what} verified whole by `tidemark verify`, interleaved with s5cmd reading the same pack objects, both with {VERIFY_IN_FLIGHT} requests in flight; \
+         one pair per vault, {} pairs.\n",
+        pairs.len()
+    );
+    if summary {
+        let _ = writeln!(s, "| | verify ÷ s5cmd read (MiB/s of packs) | verify MiB/s | s5cmd read MiB/s |");
+        let _ = writeln!(s, "|---|---:|---:|---:|");
+        let _ = writeln!(s, "| **median** | **{:.2}** | {:.1} | {:.1} |\n", median(&ratios), median(&v), median(&r));
+    }
+    let _ = writeln!(s, "| vault | order | packs (MiB) | verify s (its own `seconds`) | verify MiB/s | s5cmd s | s5cmd MiB/s | ratio | KMS requests of the verify |");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---|");
+    for (i, p) in pairs.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} ({:.1}) | {:.2} ({:.2}) | {:.1} | {:.2} | {:.1} | {:.2} | {} |",
+            p.vault,
+            p.order,
+            p.packs,
+            mib(p.raw_bytes),
+            p.verify_secs,
+            p.verify_own_secs,
+            v[i],
+            p.raw_secs,
+            r[i],
+            ratios[i],
+            p.kms.as_ref().map(by_operation).unwrap_or_else(|| "not counted".into())
+        );
+    }
+    let s3_env = if site.s3.is_some() { " and `AWS_ENDPOINT_URL_S3=<seaweedfs>`" } else { "" };
+    let _ = writeln!(
+        s,
+        "\n- tidemark: `tidemark verify --vault s3://{vault} --json` with `TIDEMARK_NAME={name}`, `TIDEMARK_CONCURRENCY={VERIFY_IN_FLIGHT}`{s3_env}, \
+         the whole process: listing the vault, reading and checking every recovery point and index segment, one ranged GET per pack (its first blob \
+         to its last) and every blob's SHA-256 checked (after decrypting it, in an encrypted pack). Its MiB/s is the pack bytes it reports \
+         (`bytes_read`) ÷ the process's seconds.\n\
+         - s5cmd: `s5cmd --numworkers {VERIFY_IN_FLIGHT} cp 's3://{vault}/v1/{src}/packs/*' <empty temporary directory>/`, the whole process; \
+         its MiB/s is the listed bytes of the pack objects ÷ its seconds. It only fetches the bytes (into the page cache), so the ratio is the \
+         cost of checking them.\n\
+         - Correctness, every pair: verify reported ok with 0 damaged or missing, sample 1, every pack under `v1/{src}/packs/` read \
+         (`packs` = `packs_total` = the objects listed) and one blob per protected object, and no more pack bytes than listed; s5cmd wrote \
+         as many files and bytes as the listing holds."
+    );
+    s
+}
+
+/// A TCP relay on 127.0.0.1 in front of moto that counts the KMS requests passing through it, by
+/// operation (the `X-Amz-Target: TrentService.<Operation>` header of each request). The CLI
+/// reports no KMS counts and takes no KMS endpoint of its own, so everything of the encryption
+/// comparison goes through the relay, both sides alike, and what it costs falls on both.
+struct KmsRelay {
+    endpoint: String,
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl KmsRelay {
+    fn start(upstream: &str) -> Result<Self> {
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").context("binding the relay to 127.0.0.1")?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let counts: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+        let shared = counts.clone();
+        // Plain threads, not tasks: the bench blocks its runtime's threads while a CLI process
+        // runs, and a relay stalled behind that would time the bench instead of tidemark. The
+        // accepting thread lives as long as the process.
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(&upstream) else { continue };
+                let (Ok(client_w), Ok(server_r)) = (client.try_clone(), server.try_clone()) else { continue };
+                // Without TCP_NODELAY, Nagle's algorithm against delayed ACKs stalls small
+                // requests by tens of milliseconds at each hop.
+                let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                let counts = shared.clone();
+                std::thread::spawn(move || relay_requests(client, server, &counts));
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (server_r, client_w);
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        Ok(KmsRelay { endpoint, counts })
+    }
+
+    fn counts(&self) -> BTreeMap<String, u64> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// The requests counted since `before` (a value of [`KmsRelay::counts`]).
+    fn since(&self, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+        self.counts()
+            .into_iter()
+            .map(|(op, n)| (op.clone(), n - before.get(&op).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+}
+
+/// Copies requests from the client to the server, counting each line (of at most 256 bytes, so
+/// pack bodies cost no memory) that is an `X-Amz-Target: TrentService.*` header.
+fn relay_requests(mut from: TcpStream, mut to: TcpStream, counts: &Mutex<BTreeMap<String, u64>>) {
+    const TARGET: &[u8] = b"x-amz-target:";
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut line: Vec<u8> = Vec::with_capacity(256);
+    let mut overlong = false;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                if !overlong && line.len() > TARGET.len() && line[..TARGET.len()].eq_ignore_ascii_case(TARGET) {
+                    let value = String::from_utf8_lossy(&line[TARGET.len()..]).trim().to_string();
+                    if let Some(op) = value.strip_prefix("TrentService.") {
+                        if let Ok(mut c) = counts.lock() {
+                            *c.entry(op.to_string()).or_default() += 1;
+                        }
+                    }
+                }
+                line.clear();
+                overlong = false;
+            } else if line.len() < 256 {
+                line.push(b);
+            } else {
+                overlong = true;
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+fn total(counts: &BTreeMap<String, u64>) -> u64 {
+    counts.values().sum()
+}
+
+/// "GenerateDataKey 12, Decrypt 3", or "none".
+fn by_operation(counts: &BTreeMap<String, u64>) -> String {
+    if counts.is_empty() {
+        return "none".into();
+    }
+    counts.iter().map(|(op, n)| format!("{op} {n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Whether SeaweedFS stores an object whose PutObject names a moto KMS key for SSE-KMS, as every
+/// write into an encrypted vault does: `Ok(())`, or the error it answered.
+async fn probe_sse_kms(weed: &str, moto: &str) -> Result<std::result::Result<(), String>> {
+    use aws_sdk_s3::error::ProvideErrorMetadata as _;
+    let kms = tidemark_aws::AwsClients::load(&tidemark_aws::ClientOptions::local(moto)).await.kms;
+    let key = tidemark_aws::kms::create_vault_key(&kms, "tidemark bench SSE-KMS probe").await.context("creating a KMS key on moto")?;
+    let c = s3(weed).await;
+    c.create_bucket().bucket("bench-sse-probe").send().await.context("creating the probe bucket on SeaweedFS")?;
+    let put = c
+        .put_object()
+        .bucket("bench-sse-probe")
+        .key("probe")
+        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&key)
+        .body(b"probe".to_vec().into())
+        .send()
+        .await;
+    Ok(put.map(|_| ()).map_err(|e| {
+        let status = e.raw_response().map(|r| r.status().as_u16().to_string()).unwrap_or_else(|| "no response".into());
+        format!("{status} {}: {}", e.code().unwrap_or("(no code)"), e.message().unwrap_or("(no message)"))
+    }))
+}
+
+/// Section 1d: protect objects/s of a vault with a KMS key ÷ of one without, interleaved, with the
+/// KMS requests counted; then verify of those vaults against s5cmd reads of their packs. Where
+/// SeaweedFS refuses SSE-KMS writes, both sides run on moto's S3 (moto stores the SSE-KMS headers).
+async fn encryption_runs(cfg: &Config, weed: &str, moto: &str, src: &str, source_dir: &Path, failures: &mut Vec<String>) -> Result<String> {
+    eprintln!("bench: probing whether SeaweedFS accepts PutObject with SSE-KMS naming a moto key");
+    let probe = probe_sse_kms(weed, moto).await?;
+    let relay = KmsRelay::start(moto)?;
+    let site = match &probe {
+        Ok(()) => Site { control: &relay.endpoint, s3: Some(weed) },
+        Err(_) => Site { control: &relay.endpoint, s3: None },
+    };
+    let place = if site.s3.is_some() { "SeaweedFS" } else { "moto's S3" };
+    let mut upload = String::new();
+    if site.s3.is_none() {
+        // The same files as the SeaweedFS source, uploaded untimed and straight to moto.
+        eprintln!("bench: uploading the source files into moto's S3 with s5cmd");
+        s3(moto).await.create_bucket().bucket(src).send().await.context("creating the source bucket on moto")?;
+        let secs = s5cmd(moto, 32, &["cp", "*", &format!("s3://{src}/")], Some(source_dir))?;
+        let listed = count_objects(&s3(moto).await, src).await?;
+        if listed != cfg.objects {
+            bail!("the source bucket on moto holds {listed} objects after the upload, expected {}", cfg.objects);
+        }
+        upload = format!(" Uploading the source into moto with s5cmd (32 workers) took {secs:.1} s.");
+    }
+    let s3c = s3(site.s3_endpoint()).await;
+
+    let (mut plain, mut sealed, mut orders) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut kms_plain, mut kms_sealed) = (Vec::new(), Vec::new());
+    for i in 1..=cfg.runs {
+        let sealed_first = i % 2 == 1;
+        orders.push(if sealed_first { "with key, then without" } else { "without key, then with" });
+        for encrypted in if sealed_first { [true, false] } else { [false, true] } {
+            let (name, label) = if encrypted {
+                (format!("bench-sealed-{i}"), format!("encryption run {i}, with key"))
+            } else {
+                (format!("bench-plain-{i}"), format!("encryption run {i}, without key"))
+            };
+            eprintln!("bench: {label}: tidemark protect on {place}");
+            let run = protect_once(cfg, site, src, &name, &name, encrypted, &label, Some(&relay), failures).await?;
+            let kms = run.kms.clone();
+            check_pack_encryption(&s3c, &name, src, run.kms_key.as_deref(), &label, failures).await?;
+            if encrypted && kms.get("GenerateDataKey").copied().unwrap_or(0) == 0 {
+                failures.push(format!("{label}: the relay counted no GenerateDataKey request ({})", by_operation(&kms)));
+            }
+            if !encrypted && !kms.is_empty() {
+                failures.push(format!("{label}: a protect without a key sent KMS requests: {}", by_operation(&kms)));
+            }
+            if encrypted {
+                sealed.push(run);
+                kms_sealed.push(kms);
+            } else {
+                plain.push(run);
+                kms_plain.push(kms);
+            }
+        }
+    }
+    // Verify the vaults in the order plain 1, sealed 1, sealed 2, plain 2, plain 3, …, each
+    // against its own s5cmd read (verify_runs alternates which goes first), so that both kinds of
+    // vault, and both orders within a pair, meet the same phases of the machine.
+    let vaults: Vec<(String, String)> = (1..=cfg.runs)
+        .flat_map(|i| {
+            let (p, s) = (format!("bench-plain-{i}"), format!("bench-sealed-{i}"));
+            if i % 2 == 1 {
+                [p, s]
+            } else {
+                [s, p]
+            }
+        })
+        .map(|v| (v.clone(), v))
+        .collect();
+    let pairs = verify_runs(cfg, site, src, &vaults, Some(&relay), failures).await?;
+    let (sealed_v, plain_v): (Vec<&VerifyPair>, Vec<&VerifyPair>) = pairs.iter().partition(|p| p.vault.starts_with("bench-sealed-"));
+    for p in &plain_v {
+        if let Some(kms) = p.kms.as_ref().filter(|k| !k.is_empty()) {
+            failures.push(format!("verify of s3://{}, a vault without a key, sent KMS requests: {}", p.vault, by_operation(kms)));
+        }
+    }
+
+    let n = cfg.objects as f64;
+    let rate = |runs: &[ProtectRun]| runs.iter().map(|r| n / r.secs).collect::<Vec<f64>>();
+    let (sealed_rates, plain_rates) = (rate(&sealed), rate(&plain));
+    let ratios: Vec<f64> = sealed_rates.iter().zip(&plain_rates).map(|(a, b)| a / b).collect();
+    let kms_per_1000: Vec<f64> = kms_sealed.iter().map(|k| 1000.0 * total(k) as f64 / n).collect();
+    let mut s = String::new();
+    let _ = writeln!(s, "\n## 1d. Cost of encryption ({place})\n");
+    match &probe {
+        Ok(()) => {
+            let _ = writeln!(s, "SeaweedFS accepted a PutObject naming a moto KMS key for SSE-KMS (probed in this run), so both sides run on it.\n");
+        }
+        Err(e) => {
+            let _ = writeln!(
+                s,
+                "SeaweedFS refuses the vault writes of an encrypted vault: every one names the vault key for SSE-KMS, and a probe in this run \
+                 (PutObject to SeaweedFS with `x-amz-server-side-encryption: aws:kms` and `x-amz-server-side-encryption-aws-kms-key-id: <a moto key ARN>`) \
+                 got `{e}` (SeaweedFS 4.48 logs `handleSSEKMSEncryption: encryption failed: KMS is not configured`: it would encrypt such \
+                 objects itself through a KMS provider of its own configuration, which the local stack does not give it). So here both sides, \
+                 with and without a key, run with S3 on moto (which stores the SSE-KMS headers and encrypts nothing), control plane and KMS on \
+                 moto too: these figures are not comparable with section 1's.\n"
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "The same {} objects protected into a fresh vault per run, one initialised with a KMS key (packs sealed with AES-256-GCM under a data key \
+         per pack, every vault write naming the key for SSE-KMS) and one without; {} interleaved runs per side. Everything the CLI sent \
+         went through a counting relay in front of moto, on both sides.\n",
+        cfg.objects, cfg.runs
+    );
+    let _ = writeln!(s, "| | with key ÷ without (protect objects/s) | with key objects/s | without key objects/s | KMS requests / 1,000 objects, with key |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "| **median** | **{:.2}** | {:.0} | {:.0} | {:.1} |",
+        median(&ratios),
+        median(&sealed_rates),
+        median(&plain_rates),
+        median(&kms_per_1000)
+    );
+    let _ = writeln!(s, "\n| run | order | with key s (its own `seconds`) | without key s (its own) | ratio | packs with key (without) | KMS requests with key | without key |");
+    let _ = writeln!(s, "|---:|---|---:|---:|---:|---:|---|---|");
+    for i in 0..cfg.runs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.2} ({:.2}) | {:.2} ({:.2}) | {:.2} | {} ({}) | {} | {} |",
+            i + 1,
+            orders[i],
+            sealed[i].secs,
+            sealed[i].own_secs,
+            plain[i].secs,
+            plain[i].own_secs,
+            ratios[i],
+            sealed[i].packs,
+            plain[i].packs,
+            by_operation(&kms_sealed[i]),
+            by_operation(&kms_plain[i])
+        );
+    }
+    let s3_env = if site.s3.is_some() { " and `AWS_ENDPOINT_URL_S3=<seaweedfs>`" } else { "" };
+    let _ = writeln!(
+        s,
+        "\n- Both sides: `tidemark protect --source s3://{src} --vault s3://bench-sealed-N --workers {WORKERS} --wait --no-events --json` (and \
+         `s3://bench-plain-N`) with `TIDEMARK_NAME` the vault's name, `TIDEMARK_CONCURRENCY={CONCURRENCY}`, `TIDEMARK_TARGET_OBJECTS={}`, \
+         `AWS_ENDPOINT_URL=<relay>`{s3_env}, the whole process as in section 1, after an untimed `tidemark init --local --vault s3://bench-sealed-N` \
+         (which creates the vault key on moto) or `tidemark init --local --no-kms-key --vault s3://bench-plain-N`.\n\
+         - KMS requests: counted by the relay, a TCP relay on 127.0.0.1 in this process that passes every byte to moto and counts the \
+         `X-Amz-Target: TrentService.*` headers of the requests, by operation.\n\
+         - Correctness, every run: as in section 1 (protect reported {n} objects and 0 failed, `tidemark ls` as of its point listed {n} keys), \
+         `init` reported a key exactly for the vault with one, a pack of the vault with a key names that key for SSE-KMS (HeadObject) and one \
+         without names none, the protect with a key sent GenerateDataKey and the one without sent no KMS request.{upload}\n\
+         - moto serves S3 far slower than SeaweedFS (compare the objects/s with section 1's), and every protect here is bound by it: \
+         a cost of encryption smaller than moto's time per object does not show in this ratio.",
+        (cfg.objects / WORKERS).max(1),
+        n = cfg.objects
+    );
+
+    let ratio_of = |v: &[&VerifyPair], f: fn(&VerifyPair) -> f64| median(&v.iter().map(|p| f(p)).collect::<Vec<_>>());
+    // Both lists run in run order, so the n-th of each are the pair of run n.
+    let sealed_over_plain: Vec<f64> = sealed_v.iter().zip(&plain_v).map(|(a, b)| a.verify_mib_s() / b.verify_mib_s()).collect();
+    let kms_per_pack: Vec<f64> = sealed_v.iter().map(|p| p.kms.as_ref().map(total).unwrap_or(0) as f64 / p.packs.max(1) as f64).collect();
+    let _ = writeln!(s, "\n### Verify, with and without a key ({place})\n");
+    let _ = writeln!(s, "| | with key ÷ without (verify MiB/s) | verify ÷ s5cmd read, with key | without key | verify MiB/s with key | without key | KMS requests per pack verified, with key |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "| **median** | **{:.2}** | **{:.2}** | **{:.2}** | {:.1} | {:.1} | {:.2} |\n",
+        median(&sealed_over_plain),
+        ratio_of(&sealed_v, VerifyPair::ratio),
+        ratio_of(&plain_v, VerifyPair::ratio),
+        ratio_of(&sealed_v, VerifyPair::verify_mib_s),
+        ratio_of(&plain_v, VerifyPair::verify_mib_s),
+        median(&kms_per_pack)
+    );
+    s.push_str(&verify_report(&pairs, site, src, "bench-sealed-N", "bench-sealed-N", "The vaults above", false));
+    let _ = writeln!(s, "- The same commands ran for `s3://bench-plain-N`, and every tidemark and s5cmd request went through the relay.");
+    Ok(s)
+}
+
+/// Checks the SSE headers of one pack of `vault`: naming `key` for SSE-KMS where the vault has one,
+/// naming no KMS key where it has none.
+async fn check_pack_encryption(
+    s3c: &aws_sdk_s3::Client,
+    vault: &str,
+    src: &str,
+    key: Option<&str>,
+    label: &str,
+    failures: &mut Vec<String>,
+) -> Result<()> {
+    let listed = s3c.list_objects_v2().bucket(vault).prefix(format!("v1/{src}/packs/")).max_keys(1).send().await?;
+    let Some(pack) = listed.contents().first().and_then(|o| o.key()) else {
+        failures.push(format!("{label}: s3://{vault} holds no pack"));
+        return Ok(());
+    };
+    let h = s3c.head_object().bucket(vault).key(pack).send().await.with_context(|| format!("HeadObject s3://{vault}/{pack}"))?;
+    let named = h.ssekms_key_id();
+    let ok = match key {
+        Some(k) => h.server_side_encryption().map(|e| e.as_str()) == Some("aws:kms") && named == Some(k),
+        None => named.is_none(),
+    };
+    if !ok {
+        failures.push(format!(
+            "{label}: pack s3://{vault}/{pack} has SSE {:?} with KMS key {named:?}, expected the vault key {key:?}",
+            h.server_side_encryption()
+        ));
+    }
+    Ok(())
+}
+
 /// Writes `n` incompressible files of OBJECT_BYTES bytes, spread over PREFIXES directories.
 fn write_source_files(dir: &Path, n: usize) -> Result<()> {
     for i in 0..n {
@@ -456,41 +1041,82 @@ fn write_source_files(dir: &Path, n: usize) -> Result<()> {
     Ok(())
 }
 
-async fn protect_once(cfg: &Config, weed: &str, moto: &str, src: &str, i: usize, failures: &mut Vec<String>) -> Result<ProtectRun> {
-    let vault = format!("s3://bench-vault-{i}");
+/// Where the CLI runs: everything at `control` (moto, or the counting relay in front of it), except
+/// S3 at `s3` when that is another server (SeaweedFS).
+#[derive(Clone, Copy)]
+struct Site<'a> {
+    control: &'a str,
+    s3: Option<&'a str>,
+}
+
+impl Site<'_> {
+    /// The S3 endpoint, for s5cmd and the bench's own reads.
+    fn s3_endpoint(&self) -> &str {
+        self.s3.unwrap_or(self.control)
+    }
+
+    /// The environment of a CLI run of deployment `name` with TIDEMARK_CONCURRENCY `concurrency`.
+    fn env(&self, name: &str, concurrency: usize) -> Vec<(&'static str, String)> {
+        let mut env = vec![("TIDEMARK_NAME", name.to_string()), ("TIDEMARK_CONCURRENCY", concurrency.to_string())];
+        if let Some(s3) = self.s3 {
+            env.push(("AWS_ENDPOINT_URL_S3", s3.to_string()));
+        }
+        env
+    }
+}
+
+/// One protect of the source into a fresh vault, `name` naming its deployment (queues, control
+/// table). With `encrypted`, `init --local` creates the vault's KMS key on moto; without it,
+/// `--no-kms-key` leaves the packs plaintext.
+#[allow(clippy::too_many_arguments)]
+async fn protect_once(
+    cfg: &Config,
+    site: Site<'_>,
+    src: &str,
+    vault: &str,
+    name: &str,
+    encrypted: bool,
+    label: &str,
+    relay: Option<&KmsRelay>,
+    failures: &mut Vec<String>,
+) -> Result<ProtectRun> {
+    let vault = format!("s3://{vault}");
     let source = format!("s3://{src}");
     // A name per run gives each run its own queues and control table, as a fresh deployment has.
-    let env: Vec<(&str, String)> = vec![
-        ("AWS_ENDPOINT_URL_S3", weed.to_string()),
-        ("TIDEMARK_NAME", format!("bench-{i}")),
-        ("TIDEMARK_CONCURRENCY", CONCURRENCY.to_string()),
-        ("TIDEMARK_TARGET_OBJECTS", (cfg.objects / WORKERS).max(1).to_string()),
-    ];
-    // Plaintext packs, as the bench measured before encryption: once a key is configured every
-    // vault write names it for SSE-KMS, which no test has checked SeaweedFS accepts.
-    tidemark_json(moto, &env, &["init", "--local", "--no-kms-key", "--vault", &vault, "--json"])
-        .context("tidemark init --local on SeaweedFS")?;
+    let mut env = site.env(name, CONCURRENCY);
+    env.push(("TIDEMARK_TARGET_OBJECTS", (cfg.objects / WORKERS).max(1).to_string()));
+    let mut init = vec!["init", "--local", "--vault", &vault, "--json"];
+    if !encrypted {
+        init.insert(2, "--no-kms-key");
+    }
+    let i = tidemark_json(site.control, &env, &init).with_context(|| format!("{label}: tidemark {}", init.join(" ")))?;
+    let kms_key = i["kms_key"].as_str().map(String::from);
+    if i["encrypted"].as_bool() != Some(encrypted) || kms_key.is_some() != encrypted {
+        failures.push(format!("{label}: init reported encrypted {} and key {}, expected encrypted {encrypted}", i["encrypted"], i["kms_key"]));
+    }
+    let before = relay.map(KmsRelay::counts).unwrap_or_default();
     let t = Instant::now();
     let p = tidemark_json(
-        moto,
+        site.control,
         &env,
         &["protect", "--source", &source, "--vault", &vault, "--workers", &WORKERS.to_string(), "--wait", "--no-events", "--json"],
     )?;
     let secs = t.elapsed().as_secs_f64();
+    let kms = relay.map(|r| r.since(&before)).unwrap_or_default();
     let num = |k: &str| p[k].as_u64().unwrap_or(0);
     if p["objects"].as_u64() != Some(cfg.objects as u64) || p["failed"].as_u64() != Some(0) {
         failures
-            .push(format!("run {i}: protect reported {} objects and {} failed, expected {} and 0", p["objects"], p["failed"], cfg.objects));
+            .push(format!("{label}: protect reported {} objects and {} failed, expected {} and 0", p["objects"], p["failed"], cfg.objects));
     }
     match p["recovery_point"].as_str() {
-        None => failures.push(format!("run {i}: protect sealed no recovery point: {p}")),
+        None => failures.push(format!("{label}: protect sealed no recovery point: {p}")),
         Some(point) => {
-            let ls = tidemark(moto, &env, &["ls", &source, "--vault", &vault, "--as-of", point, "--json"])?;
+            let ls = tidemark(site.control, &env, &["ls", &source, "--vault", &vault, "--as-of", point, "--json"])?;
             let keys = String::from_utf8_lossy(&ls.stdout).lines().filter(|l| !l.trim().is_empty()).count();
             if !ls.status.success() {
-                failures.push(format!("run {i}: tidemark ls failed: {}", String::from_utf8_lossy(&ls.stderr).trim()));
+                failures.push(format!("{label}: tidemark ls failed: {}", String::from_utf8_lossy(&ls.stderr).trim()));
             } else if keys != cfg.objects {
-                failures.push(format!("run {i}: tidemark ls as of {point} listed {keys} keys, expected {}", cfg.objects));
+                failures.push(format!("{label}: tidemark ls as of {point} listed {keys} keys, expected {}", cfg.objects));
             }
         }
     }
@@ -503,6 +1129,8 @@ async fn protect_once(cfg: &Config, weed: &str, moto: &str, src: &str, i: usize,
         vault_requests: num("vault_requests"),
         source_requests: num("source_requests"),
         recovery_point: p["recovery_point"].as_str().map(String::from),
+        kms_key,
+        kms,
     })
 }
 
