@@ -15,15 +15,15 @@ use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tidemark_e2e::{s3, tidemark, tidemark_json};
-use tidemark_testkit::harness::{start_moto, start_seaweedfs, venv_bin};
+use tidemark_testkit::harness::{start_moto, start_seaweedfs, start_seaweedfs_with_kms, venv_bin};
 
 /// Local workers of `tidemark protect --wait`.
 const WORKERS: usize = 4;
@@ -212,10 +212,14 @@ async fn protect_section(cfg: &Config, failures: &mut Vec<String>) -> Result<Str
     let servers = (|| -> Result<_> {
         let weed = start_seaweedfs().context("starting SeaweedFS")?;
         let moto = start_moto().context("starting moto")?;
-        Ok((weed, moto))
+        // Section 1d's own SeaweedFS, with a KMS provider backed by moto's KMS, so that an
+        // encrypted vault's SSE-KMS writes are stored; apart from the first one, whose S3
+        // configuration file would turn on request authentication for sections 1 to 1c.
+        let weed_kms = start_seaweedfs_with_kms(&moto.endpoint).context("starting SeaweedFS with a KMS provider")?;
+        Ok((weed, moto, weed_kms))
     })();
     let result = match &servers {
-        Ok((weed, moto)) => protect_runs(cfg, &weed.endpoint, &moto.endpoint, failures).await,
+        Ok((weed, moto, weed_kms)) => protect_runs(cfg, &weed.endpoint, &moto.endpoint, &weed_kms.endpoint, failures).await,
         Err(e) => Err(anyhow::anyhow!("{e:#}")),
     };
     stop_watched_servers();
@@ -223,7 +227,7 @@ async fn protect_section(cfg: &Config, failures: &mut Vec<String>) -> Result<Str
     result
 }
 
-async fn protect_runs(cfg: &Config, weed: &str, moto: &str, failures: &mut Vec<String>) -> Result<String> {
+async fn protect_runs(cfg: &Config, weed: &str, moto: &str, weed_kms: &str, failures: &mut Vec<String>) -> Result<String> {
     let s3c = s3(weed).await;
     let src = "bench-source";
     let in_flight = WORKERS * CONCURRENCY;
@@ -250,8 +254,8 @@ async fn protect_runs(cfg: &Config, weed: &str, moto: &str, failures: &mut Vec<S
         for side in if tidemark_first { [0, 1] } else { [1, 0] } {
             if side == 0 {
                 eprintln!("bench: run {i}/{}: tidemark protect", cfg.runs);
-                // Plaintext packs: SeaweedFS refuses vault writes that name a KMS key for SSE-KMS
-                // (section 1d probes it), so the cost of encryption is measured on moto's S3.
+                // Plaintext packs: a plain SeaweedFS refuses vault writes that name a KMS key for
+                // SSE-KMS, so section 1d measures the cost of a key on a SeaweedFS of its own.
                 let site = Site { control: moto, s3: Some(weed) };
                 let (vault, name) = (format!("bench-vault-{i}"), format!("bench-{i}"));
                 tm.push(protect_once(cfg, site, src, &vault, &name, false, &format!("run {i}"), None, failures).await?);
@@ -329,7 +333,7 @@ async fn protect_runs(cfg: &Config, weed: &str, moto: &str, failures: &mut Vec<S
     );
     let _ = writeln!(s, "- Setup, for context: uploading the source with s5cmd (32 workers) took {upload_secs:.1} s.");
     match tm.first().and_then(|r| r.recovery_point.clone()) {
-        Some(point) => s.push_str(&restore_runs(cfg, &s3c, weed, moto, src, &point, failures).await?),
+        Some(point) => s.push_str(&restore_runs(cfg, &s3c, weed, moto, src, dir.path(), &point, failures).await?),
         None => failures.push("no recovery point to restore from".into()),
     }
     // Each later part reports its own failure to run, so that one part cannot hide the others.
@@ -345,7 +349,7 @@ async fn protect_runs(cfg: &Config, weed: &str, moto: &str, failures: &mut Vec<S
             let _ = writeln!(s, "\n## 1c. Verify throughput against s5cmd reads (SeaweedFS)\n\nNot measured: {e:#}");
         }
     }
-    match encryption_runs(cfg, weed, moto, src, dir.path(), failures).await {
+    match encryption_runs(cfg, weed_kms, moto, src, dir.path(), failures).await {
         Ok(e) => s.push_str(&e),
         Err(e) => {
             failures.push(format!("the encryption benchmark could not run: {e:#}"));
@@ -356,13 +360,17 @@ async fn protect_runs(cfg: &Config, weed: &str, moto: &str, failures: &mut Vec<S
 }
 
 /// Restores the first protect run's vault into fresh buckets, interleaved with s5cmd copying the
-/// source bucket to fresh buckets, at the same number of requests in flight.
+/// source bucket to fresh buckets and with s5cmd uploading the source's files from local disk
+/// (one PutObject each, what a restore of small objects must send at least), at the same number
+/// of requests in flight.
+#[allow(clippy::too_many_arguments)]
 async fn restore_runs(
     cfg: &Config,
     s3c: &aws_sdk_s3::Client,
     weed: &str,
     moto: &str,
     src: &str,
+    source_dir: &Path,
     point: &str,
     failures: &mut Vec<String>,
 ) -> Result<String> {
@@ -373,12 +381,24 @@ async fn restore_runs(
         ("TIDEMARK_CONCURRENCY", CONCURRENCY.to_string()),
         ("TIDEMARK_RESTORE_TASK_OBJECTS", (cfg.objects / WORKERS).max(1).to_string()),
     ];
-    let (mut tm, mut s5, mut requests, mut orders) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut tm, mut s5, mut up, mut requests, mut orders) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    const NAMES: [&str; 3] = ["tidemark", "s5cmd cp", "s5cmd upload"];
     for i in 1..=cfg.runs {
-        let tidemark_first = i % 2 == 1;
-        orders.push(if tidemark_first { "tidemark, then s5cmd" } else { "s5cmd, then tidemark" });
-        for side in if tidemark_first { [0, 1] } else { [1, 0] } {
-            if side == 0 {
+        // Each run starts with another of the three sides, so that each meets every phase.
+        let sides = [(i - 1) % 3, i % 3, (i + 1) % 3];
+        orders.push(sides.iter().map(|&k| NAMES[k]).collect::<Vec<_>>().join(", then "));
+        for side in sides {
+            if side == 2 {
+                eprintln!("bench: restore run {i}/{}: s5cmd upload", cfg.runs);
+                let dst = format!("bench-upload-{i}");
+                s3c.create_bucket().bucket(&dst).send().await.with_context(|| format!("creating {dst}"))?;
+                up.push(s5cmd(weed, in_flight, &["cp", "*", &format!("s3://{dst}/")], Some(source_dir))?);
+                let uploaded = count_objects(s3c, &dst).await?;
+                if uploaded != cfg.objects {
+                    failures
+                        .push(format!("restore run {i}: the s5cmd upload s3://{dst} holds {uploaded} objects, expected {}", cfg.objects));
+                }
+            } else if side == 0 {
                 eprintln!("bench: restore run {i}/{}: tidemark restore", cfg.runs);
                 let target = format!("bench-restored-{i}");
                 let t = Instant::now();
@@ -424,36 +444,56 @@ async fn restore_runs(
     let n = cfg.objects as f64;
     let tm_rates: Vec<f64> = tm.iter().map(|t| n / t).collect();
     let s5_rates: Vec<f64> = s5.iter().map(|t| n / t).collect();
+    let up_rates: Vec<f64> = up.iter().map(|t| n / t).collect();
     let ratios: Vec<f64> = tm_rates.iter().zip(&s5_rates).map(|(a, b)| a / b).collect();
+    let up_ratios: Vec<f64> = tm_rates.iter().zip(&up_rates).map(|(a, b)| a / b).collect();
+    let up_over_cp: Vec<f64> = up_rates.iter().zip(&s5_rates).map(|(a, b)| a / b).collect();
     let per_1000: Vec<f64> = requests.iter().map(|(r, _)| *r).collect();
     let mut s = String::new();
     let _ = writeln!(s, "\n## 1b. Restore throughput against s5cmd (SeaweedFS)\n");
     let _ = writeln!(
         s,
         "The first protect run's vault restored as of its recovery point into a fresh bucket, against s5cmd copying the source bucket \
-         bucket to bucket, both with {in_flight} requests in flight; {} interleaved runs per side.\n",
+         bucket to bucket and against s5cmd uploading the same files from local disk into a fresh bucket, all with {in_flight} requests \
+         in flight; {} interleaved runs per side.\n",
         cfg.runs
     );
-    let _ = writeln!(s, "| | tidemark ÷ s5cmd (objects/s) | tidemark objects/s | s5cmd objects/s | tidemark requests / 1,000 objects |");
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
     let _ = writeln!(
         s,
-        "| **median** | **{:.2}** | {:.0} | {:.0} | {:.0} |",
+        "| | tidemark ÷ s5cmd cp (objects/s) | tidemark ÷ s5cmd upload | tidemark objects/s | s5cmd cp objects/s | s5cmd upload objects/s | tidemark requests / 1,000 objects |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "| **median** | **{:.2}** | **{:.2}** | {:.0} | {:.0} | {:.0} | {:.0} |",
         median(&ratios),
+        median(&up_ratios),
         median(&tm_rates),
         median(&s5_rates),
+        median(&up_rates),
         median(&per_1000)
     );
-    let _ =
-        writeln!(s, "\n| run | order | tidemark s | s5cmd s | ratio | requests / 1,000 (vault reads) |\n|---:|---|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "\nA restore of small objects sends at least one PutObject per object, so the upload is the rate this server stores such objects at \
+         when nothing else is done: the upload ran at {:.2} × the bucket-to-bucket copy's objects/s (median of the runs), about the most \
+         a restore's ratio to the copy can reach on this server.",
+        median(&up_over_cp)
+    );
+    let _ = writeln!(
+        s,
+        "\n| run | order | tidemark s | s5cmd cp s | s5cmd upload s | ÷ cp | ÷ upload | requests / 1,000 (vault reads) |\n|---:|---|---:|---:|---:|---:|---:|---:|"
+    );
     for (i, order) in orders.iter().enumerate() {
         let _ = writeln!(
             s,
-            "| {} | {order} | {:.2} | {:.2} | {:.2} | {:.0} ({}) |",
+            "| {} | {order} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} ({}) |",
             i + 1,
             tm[i],
             s5[i],
+            up[i],
             ratios[i],
+            up_ratios[i],
             requests[i].0,
             requests[i].1
         );
@@ -463,8 +503,9 @@ async fn restore_runs(
         "\n- tidemark: `tidemark restore --source s3://{src} --vault s3://bench-vault-1 --as-of <point> --to s3://bench-restored-N --wait --workers {WORKERS} --json` \
          with `TIDEMARK_CONCURRENCY={CONCURRENCY}` and `TIDEMARK_RESTORE_TASK_OBJECTS={}`, the whole process: planning from the index segments, the \
          restore queue on moto, coalesced ranged GETs of the packs, one PUT per object with its SHA-256 (verified), the control-table bookkeeping.\n\
-         - s5cmd: `s5cmd --numworkers {in_flight} cp 's3://{src}/*' s3://bench-copy-10N/`, one server-side CopyObject per object.\n\
-         - Correctness, every run: the restore reported {n} objects, {n} verified and 0 failed, and the target lists {n} objects.",
+         - s5cmd cp: `s5cmd --numworkers {in_flight} cp 's3://{src}/*' s3://bench-copy-10N/`, one server-side CopyObject per object.\n\
+         - s5cmd upload: `s5cmd --numworkers {in_flight} cp '*' s3://bench-upload-N/` in the directory of the source's files, one PutObject per object.\n\
+         - Correctness, every run: the restore reported {n} objects, {n} verified and 0 failed, and the target, the copy and the upload each list {n} objects.",
         (cfg.objects / WORKERS).max(1),
         n = cfg.objects
     );
@@ -615,7 +656,8 @@ fn raw_read_once(endpoint: &str, vault: &str, src: &str, packs: usize, bytes: u6
     let secs = s5cmd(endpoint, VERIFY_IN_FLIGHT, &["cp", &format!("s3://{vault}/v1/{src}/packs/*"), &target], None)?;
     let (files, got) = tree_size(dir.path())?;
     if (files, got) != (packs, bytes) {
-        failures.push(format!("s5cmd read of s3://{vault}: {files} files of {got} bytes, the listing holds {packs} packs of {bytes} bytes"));
+        failures
+            .push(format!("s5cmd read of s3://{vault}: {files} files of {got} bytes, the listing holds {packs} packs of {bytes} bytes"));
     }
     Ok(secs)
 }
@@ -735,11 +777,7 @@ impl KmsRelay {
 
     /// The requests counted since `before` (a value of [`KmsRelay::counts`]).
     fn since(&self, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-        self.counts()
-            .into_iter()
-            .map(|(op, n)| (op.clone(), n - before.get(&op).copied().unwrap_or(0)))
-            .filter(|(_, n)| *n > 0)
-            .collect()
+        self.counts().into_iter().map(|(op, n)| (op.clone(), n - before.get(&op).copied().unwrap_or(0))).filter(|(_, n)| *n > 0).collect()
     }
 }
 
@@ -827,18 +865,18 @@ async fn encryption_runs(cfg: &Config, weed: &str, moto: &str, src: &str, source
         Err(_) => Site { control: &relay.endpoint, s3: None },
     };
     let place = if site.s3.is_some() { "SeaweedFS" } else { "moto's S3" };
-    let mut upload = String::new();
-    if site.s3.is_none() {
-        // The same files as the SeaweedFS source, uploaded untimed and straight to moto.
-        eprintln!("bench: uploading the source files into moto's S3 with s5cmd");
-        s3(moto).await.create_bucket().bucket(src).send().await.context("creating the source bucket on moto")?;
-        let secs = s5cmd(moto, 32, &["cp", "*", &format!("s3://{src}/")], Some(source_dir))?;
-        let listed = count_objects(&s3(moto).await, src).await?;
+    // The same files as section 1's source, uploaded untimed into this section's S3 server.
+    let upload = {
+        let to = site.s3_endpoint();
+        eprintln!("bench: uploading the source files into {place} with s5cmd");
+        s3(to).await.create_bucket().bucket(src).send().await.with_context(|| format!("creating the source bucket on {place}"))?;
+        let secs = s5cmd(to, 32, &["cp", "*", &format!("s3://{src}/")], Some(source_dir))?;
+        let listed = count_objects(&s3(to).await, src).await?;
         if listed != cfg.objects {
-            bail!("the source bucket on moto holds {listed} objects after the upload, expected {}", cfg.objects);
+            bail!("the source bucket on {place} holds {listed} objects after the upload, expected {}", cfg.objects);
         }
-        upload = format!(" Uploading the source into moto with s5cmd (32 workers) took {secs:.1} s.");
-    }
+        format!(" Uploading the source into {place} with s5cmd (32 workers) took {secs:.1} s.")
+    };
     let s3c = s3(site.s3_endpoint()).await;
 
     let (mut plain, mut sealed, mut orders) = (Vec::new(), Vec::new(), Vec::new());
@@ -902,7 +940,14 @@ async fn encryption_runs(cfg: &Config, weed: &str, moto: &str, src: &str, source
     let _ = writeln!(s, "\n## 1d. Cost of encryption ({place})\n");
     match &probe {
         Ok(()) => {
-            let _ = writeln!(s, "SeaweedFS accepted a PutObject naming a moto KMS key for SSE-KMS (probed in this run), so both sides run on it.\n");
+            let _ = writeln!(
+                s,
+                "Both sides run on a SeaweedFS of their own, started with a KMS provider backed by moto's KMS (its S3 configuration file names \
+                 the provider, the test credentials and anonymous access), so that the SSE-KMS writes of the vault with a key are stored and \
+                 encrypted by SeaweedFS with data keys from moto (a probe in this run wrote one); a plain SeaweedFS answers them with 500 \
+                 \"KMS is not configured\". The source is uploaded into it afresh; control plane and KMS on moto as in section 1. The cost \
+                 measured is therefore tidemark's sealing plus SeaweedFS's own SSE-KMS of each vault object, as a vault on AWS pays both.\n"
+            );
         }
         Err(e) => {
             let _ = writeln!(
@@ -963,11 +1008,15 @@ async fn encryption_runs(cfg: &Config, weed: &str, moto: &str, src: &str, source
          `X-Amz-Target: TrentService.*` headers of the requests, by operation.\n\
          - Correctness, every run: as in section 1 (protect reported {n} objects and 0 failed, `tidemark ls` as of its point listed {n} keys), \
          `init` reported a key exactly for the vault with one, a pack of the vault with a key names that key for SSE-KMS (HeadObject) and one \
-         without names none, the protect with a key sent GenerateDataKey and the one without sent no KMS request.{upload}\n\
-         - moto serves S3 far slower than SeaweedFS (compare the objects/s with section 1's), and every protect here is bound by it: \
-         a cost of encryption smaller than moto's time per object does not show in this ratio.",
+         without names none, the protect with a key sent GenerateDataKey and the one without sent no KMS request.{upload}{moto_note}",
         (cfg.objects / WORKERS).max(1),
-        n = cfg.objects
+        n = cfg.objects,
+        moto_note = if site.s3.is_some() {
+            ""
+        } else {
+            "\n- moto serves S3 far slower than SeaweedFS (compare the objects/s with section 1's), and every protect here is bound by it: \
+             a cost of encryption smaller than moto's time per object does not show in this ratio."
+        }
     );
 
     let ratio_of = |v: &[&VerifyPair], f: fn(&VerifyPair) -> f64| median(&v.iter().map(|p| f(p)).collect::<Vec<_>>());
@@ -1092,7 +1141,8 @@ async fn protect_once(
     let i = tidemark_json(site.control, &env, &init).with_context(|| format!("{label}: tidemark {}", init.join(" ")))?;
     let kms_key = i["kms_key"].as_str().map(String::from);
     if i["encrypted"].as_bool() != Some(encrypted) || kms_key.is_some() != encrypted {
-        failures.push(format!("{label}: init reported encrypted {} and key {}, expected encrypted {encrypted}", i["encrypted"], i["kms_key"]));
+        failures
+            .push(format!("{label}: init reported encrypted {} and key {}, expected encrypted {encrypted}", i["encrypted"], i["kms_key"]));
     }
     let before = relay.map(KmsRelay::counts).unwrap_or_default();
     let t = Instant::now();

@@ -192,9 +192,23 @@ pub fn start_program(program: &PathBuf, args: &[String], env: &[(String, String)
 /// volume server never registers (every put fails with "no volume server capacity"): a start
 /// that accepts no write is stopped and tried again on other ports, three times at most.
 pub fn start_seaweedfs() -> Result<Server> {
+    start_seaweedfs_inner(None)
+}
+
+/// [`start_seaweedfs`] with a KMS provider of SeaweedFS's own, backed by the KMS at
+/// `kms_endpoint` (moto's): writes that name a key of that KMS for SSE-KMS are then stored (and
+/// encrypted by SeaweedFS with a data key from it), where a plain start answers them with 500
+/// "KMS is not configured". SeaweedFS reads its KMS providers from its S3 configuration file,
+/// which also turns on request authentication: the file names the test kit's credentials and
+/// keeps anonymous requests allowed, as a plain start has them.
+pub fn start_seaweedfs_with_kms(kms_endpoint: &str) -> Result<Server> {
+    start_seaweedfs_inner(Some(kms_endpoint))
+}
+
+fn start_seaweedfs_inner(kms_endpoint: Option<&str>) -> Result<Server> {
     let mut failures = Vec::new();
     for _ in 0..3 {
-        match try_start_seaweedfs() {
+        match try_start_seaweedfs(kms_endpoint) {
             Ok(server) => return Ok(server),
             Err(e) => failures.push(format!("{e:#}")),
         }
@@ -202,11 +216,28 @@ pub fn start_seaweedfs() -> Result<Server> {
     bail!("SeaweedFS did not start in three attempts:\n{}", failures.join("\n---\n"))
 }
 
-fn try_start_seaweedfs() -> Result<Server> {
+fn try_start_seaweedfs(kms_endpoint: Option<&str>) -> Result<Server> {
     let bin = venv_bin("weed")?;
     let dir = tempfile::Builder::new().prefix("tidemark-seaweed").tempdir()?;
     let log = dir.path().join("weed.log");
     let s3 = free_port();
+    let mut config = None;
+    if let Some(kms) = kms_endpoint {
+        let all = ["Admin", "Read", "Write", "List", "Tagging"];
+        let body = serde_json::json!({
+            "identities": [
+                {"name": "anonymous", "actions": all},
+                {"name": "tidemark", "credentials": [{"accessKey": "test", "secretKey": "test"}], "actions": all},
+            ],
+            "kms": {
+                "default_provider": "local-kms",
+                "providers": {"local-kms": {"type": "aws", "region": "us-east-1", "endpoint": kms, "access_key": "test", "secret_key": "test"}},
+            },
+        });
+        let path = dir.path().join("s3.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&body)?)?;
+        config = Some(format!("-s3.config={}", path.display()));
+    }
     let mut args = vec![
         "mini".into(),
         format!("-dir={}", dir.path().display()),
@@ -221,6 +252,7 @@ fn try_start_seaweedfs() -> Result<Server> {
         "-master.volumeSizeLimitMB=64".into(),
         "-volume.max=400".into(),
     ];
+    args.extend(config);
     for flag in ["master.port", "volume.port", "filer.port", "admin.port", "debug.port", "webdav.port"] {
         args.push(format!("-{flag}={}", free_port()));
     }
