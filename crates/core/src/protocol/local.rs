@@ -14,6 +14,8 @@ use futures::future::join_all;
 use tokio::sync::Notify;
 
 use crate::engine::Engine;
+use crate::history;
+use crate::protocol::messages::{RestoreStepKind, RestoreStepMessage};
 use std::sync::Arc;
 
 use crate::ports::{ObjectStore, SameStore, Targets};
@@ -90,7 +92,7 @@ pub async fn drive_restore(
     let monitor = async {
         let status = loop {
             let read = Instant::now();
-            match monitor_step(engine, targets.as_ref(), id).await {
+            match monitor_step(engine, targets.as_ref(), id, owner).await {
                 Ok(s) => {
                     on_status(&s);
                     if s.run.state.is_final() {
@@ -129,7 +131,7 @@ impl Drop for Loops {
 /// Reads run `id`'s status; when every task is done and the run has not ended yet, ends it
 /// first, as the finish step would once its delayed message came back (it still comes back, and
 /// then finds the run ended). The run's last seconds are then not spent waiting for that message.
-async fn monitor_step(engine: &Engine, targets: &dyn Targets, id: &str) -> Result<RestoreStatus> {
+async fn monitor_step(engine: &Engine, targets: &dyn Targets, id: &str, owner: &str) -> Result<RestoreStatus> {
     let s = run::status(engine, id).await?;
     let r = &s.run;
     let complete = r.state == RestoreState::Restoring && r.enqueued >= r.plan.tasks && s.tasks >= r.plan.tasks && s.tasks_done >= s.tasks;
@@ -137,10 +139,25 @@ async fn monitor_step(engine: &Engine, targets: &dyn Targets, id: &str) -> Resul
         return Ok(s);
     }
     let target = targets.store(r.request.target_role_arn.as_deref()).await?;
-    if run::finish_if_complete(engine, target.as_ref(), id).await?.state.is_final() {
-        return run::status(engine, id).await;
+    let ended = run::finish_if_complete(engine, target.as_ref(), id).await?;
+    if !ended.state.is_final() {
+        return Ok(s);
     }
-    Ok(s)
+    // The run's history shows how it ended, as when the finish step's message ends it.
+    let input = RestoreStepMessage::new(id, RestoreStepKind::Finish).body();
+    let begin = history::Begin {
+        run_id: id,
+        name: "restore finish",
+        step_id: "finish-local",
+        task_id: None,
+        input: &input,
+        input_ref: "the local runner's monitor, once every task was done".into(),
+        log_id: owner,
+    };
+    history::best_effort("start", history::begin(engine, &begin).await);
+    let end = history::End { state: history::StepState::Done, error: None, objects: None, bytes: None };
+    history::best_effort("end", history::end(engine, id, "finish-local", end).await);
+    run::status(engine, id).await
 }
 
 /// Restores `req` into `target` in this process and waits for it: a run started, planned and
