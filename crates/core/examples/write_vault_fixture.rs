@@ -1,7 +1,11 @@
 //! Writes a tiny vault with the code of this build into a directory, so that later builds can
 //! prove they still restore what this one wrote (`tests/integration/vault_fixtures.rs`).
 //!
-//! `cargo run -p tidemark-core --example write_vault_fixture -- crates/core/tests/fixtures/vault/<name>`
+//! `cargo run -p tidemark-core --example write_vault_fixture -- crates/core/tests/fixtures/vault/<name> [--encrypted]`
+//!
+//! With `--encrypted` the vault has a key, as `init --local` gives one: packs are sealed under
+//! data keys it wraps, and the key's id and material are written to `<dir>/key.json` (a key of
+//! the in-memory key service, made for the fixture; no real key is ever written).
 //!
 //! The vault is made on the test kit's fakes the way a deployment makes it: a seed run by listing
 //! (packed objects raw and compressed, a large object copied with CopyObject, a larger one with
@@ -25,6 +29,7 @@ use tidemark_core::changes::checkpoint::{self, Sealed};
 use tidemark_core::changes::delta::{process_batch, DeltaMessage};
 use tidemark_core::config::EngineConfig;
 use tidemark_core::domain::ObjectAttributes;
+use tidemark_core::memory::MemKeys;
 use tidemark_core::plan::partition::PlanTargets;
 use tidemark_core::ports::{list_all, Fetch, ObjectStore, PutOptions};
 use tidemark_core::protect::seed::{self, PlanSource};
@@ -106,7 +111,12 @@ async fn seal(engine: &tidemark_core::engine::Engine) -> DateTime<Utc> {
 
 #[tokio::main]
 async fn main() {
-    let dir = PathBuf::from(std::env::args().nth(1).expect("usage: write_vault_fixture <dir>"));
+    let dir = PathBuf::from(std::env::args().nth(1).expect("usage: write_vault_fixture <dir> [--encrypted]"));
+    let encrypted = match std::env::args().nth(2).as_deref() {
+        None => false,
+        Some("--encrypted") => true,
+        Some(other) => panic!("write_vault_fixture: unknown argument {other}; expected --encrypted"),
+    };
     let s3 = Arc::new(MemObjectStore::new());
     s3.create(SRC, true);
     s3.create(VAULT, false);
@@ -116,7 +126,20 @@ async fn main() {
     config.copy_part_bytes = 150;
     config.batch_objects = 3;
     config.pack_target_bytes = 160;
-    let engine = mem_engine(s3.clone(), config);
+    let keys = Arc::new(MemKeys::new());
+    if encrypted {
+        let id = keys.create_key();
+        let material = keys.material(&id).expect("the key was just made");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("key.json"),
+            serde_json::to_string_pretty(&json!({"key_id": id, "material": hex::encode(material)})).unwrap() + "\n",
+        )
+        .unwrap();
+        config.kms_key_id = Some(id);
+    }
+    let mut engine = mem_engine(s3.clone(), config);
+    engine.keys = keys;
 
     let bodies: Vec<(&str, Vec<u8>, PutOptions)> = vec![
         (

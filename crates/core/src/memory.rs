@@ -236,6 +236,17 @@ impl MemKeys {
         id
     }
 
+    /// Adds an enabled key with the given id and key material: a vault written under a key of
+    /// another `MemKeys` (a fixture's) can then be read.
+    pub fn import_key(&self, key_id: &str, material: [u8; 32]) {
+        self.keys.lock().unwrap().insert(key_id.to_string(), (material, true));
+    }
+
+    /// The material of key `key_id`, which [`MemKeys::import_key`] takes back.
+    pub fn material(&self, key_id: &str) -> Option<[u8; 32]> {
+        self.keys.lock().unwrap().get(key_id).map(|k| k.0)
+    }
+
     /// Disables or re-enables a key; a disabled key neither makes nor unwraps data keys.
     pub fn set_enabled(&self, key_id: &str, enabled: bool) {
         if let Some(k) = self.keys.lock().unwrap().get_mut(key_id) {

@@ -4,7 +4,8 @@
 //! and restored as of each of its points, and every object must come back as the source held it.
 //!
 //! A fixture is never rewritten: a format change adds a new directory beside the old ones, and
-//! this test keeps reading all of them.
+//! this test keeps reading all of them. An encrypted fixture (`v3-encrypted`) holds its key of the
+//! in-memory key service in `key.json`; without the key it must not restore.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tidemark_core::config::EngineConfig;
+use tidemark_core::memory::MemKeys;
 use tidemark_core::ports::{list_all, Fetch, ObjectStore, PutOptions};
 use tidemark_core::protocol::local::restore_here;
 use tidemark_core::restore::{RestoreMode, RestoreRequest};
@@ -62,6 +64,22 @@ async fn load(dir: &Path, s3: &MemObjectStore, bucket: &str) -> usize {
     paths.len()
 }
 
+/// A restore of the whole source as of `as_of` into a new bucket `target`.
+fn request(src: &str, as_of: &str, target: &str) -> RestoreRequest {
+    RestoreRequest {
+        source_bucket: src.into(),
+        prefix: String::new(),
+        as_of: as_of.parse().unwrap(),
+        target_bucket: target.into(),
+        target_prefix: String::new(),
+        mode: RestoreMode::Copy,
+        delete_newer: false,
+        dry_run: false,
+        attributes: Default::default(),
+        target_role_arn: None,
+    }
+}
+
 #[tokio::test]
 async fn vaults_written_by_earlier_builds_still_restore() {
     for dir in fixtures() {
@@ -88,22 +106,24 @@ async fn vaults_written_by_earlier_builds_still_restore() {
         }
         assert!(packs > 0 && segments > 0, "{name}: {loaded} files, {packs} packs, {segments} segments");
 
-        let engine = mem_engine(s3.clone(), EngineConfig::new(vault));
-        for (i, (as_of, want)) in expected["states"].as_object().unwrap().iter().enumerate() {
+        let mut engine = mem_engine(s3.clone(), EngineConfig::new(vault));
+        let states = expected["states"].as_object().unwrap();
+        // An encrypted fixture comes with its key (one of the in-memory key service). Without it
+        // no packed object restores, which shows that its packs really are sealed.
+        let key_file = dir.join("key.json");
+        if key_file.exists() {
+            let key = read_json(&key_file);
+            let as_of = states.keys().next().expect("a fixture has points");
+            let without = restore_here(&engine, s3.clone(), request(src, as_of, "without-key"), 4).await.unwrap();
+            assert!(without.failed > 0, "{name}: restored without its key: {without:?}");
+            let material: [u8; 32] = hex::decode(key["material"].as_str().unwrap()).unwrap().try_into().unwrap();
+            let keys = MemKeys::new();
+            keys.import_key(key["key_id"].as_str().unwrap(), material);
+            engine.keys = Arc::new(keys);
+        }
+        for (i, (as_of, want)) in states.iter().enumerate() {
             let target = format!("restored-{i}");
-            let req = RestoreRequest {
-                source_bucket: src.into(),
-                prefix: String::new(),
-                as_of: as_of.parse().unwrap(),
-                target_bucket: target.clone(),
-                target_prefix: String::new(),
-                mode: RestoreMode::Copy,
-                delete_newer: false,
-                dry_run: false,
-                attributes: Default::default(),
-                target_role_arn: None,
-            };
-            let report = restore_here(&engine, s3.clone(), req, 4).await.unwrap();
+            let report = restore_here(&engine, s3.clone(), request(src, as_of, &target), 4).await.unwrap();
             assert_eq!(report.failed, 0, "{name} as of {as_of}: {:?}", report.failures);
             let want: BTreeMap<String, serde_json::Value> = serde_json::from_value(want.clone()).unwrap();
             let mut got = BTreeMap::new();
