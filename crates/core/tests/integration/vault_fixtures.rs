@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::support::copy_request;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tidemark_core::config::EngineConfig;
 use tidemark_core::memory::MemKeys;
 use tidemark_core::ports::{list_all, Fetch, ObjectStore, PutOptions};
 use tidemark_core::protocol::local::restore_here;
-use tidemark_core::restore::{RestoreMode, RestoreRequest};
 use tidemark_core::vault::{pack, segment};
 use tidemark_testkit::fakes::{mem_engine, MemObjectStore};
 
@@ -64,22 +64,6 @@ async fn load(dir: &Path, s3: &MemObjectStore, bucket: &str) -> usize {
     paths.len()
 }
 
-/// A restore of the whole source as of `as_of` into a new bucket `target`.
-fn request(src: &str, as_of: &str, target: &str) -> RestoreRequest {
-    RestoreRequest {
-        source_bucket: src.into(),
-        prefix: String::new(),
-        as_of: as_of.parse().unwrap(),
-        target_bucket: target.into(),
-        target_prefix: String::new(),
-        mode: RestoreMode::Copy,
-        delete_newer: false,
-        dry_run: false,
-        attributes: Default::default(),
-        target_role_arn: None,
-    }
-}
-
 #[tokio::test]
 async fn vaults_written_by_earlier_builds_still_restore() {
     for dir in fixtures() {
@@ -114,7 +98,7 @@ async fn vaults_written_by_earlier_builds_still_restore() {
         if key_file.exists() {
             let key = read_json(&key_file);
             let as_of = states.keys().next().expect("a fixture has points");
-            let without = restore_here(&engine, s3.clone(), request(src, as_of, "without-key"), 4).await.unwrap();
+            let without = restore_here(&engine, s3.clone(), copy_request(src, as_of.parse().unwrap(), "without-key"), 4).await.unwrap();
             assert!(without.failed > 0, "{name}: restored without its key: {without:?}");
             let material: [u8; 32] = hex::decode(key["material"].as_str().unwrap()).unwrap().try_into().unwrap();
             let keys = MemKeys::new();
@@ -123,7 +107,7 @@ async fn vaults_written_by_earlier_builds_still_restore() {
         }
         for (i, (as_of, want)) in states.iter().enumerate() {
             let target = format!("restored-{i}");
-            let report = restore_here(&engine, s3.clone(), request(src, as_of, &target), 4).await.unwrap();
+            let report = restore_here(&engine, s3.clone(), copy_request(src, as_of.parse().unwrap(), &target), 4).await.unwrap();
             assert_eq!(report.failed, 0, "{name} as of {as_of}: {:?}", report.failures);
             let want: BTreeMap<String, serde_json::Value> = serde_json::from_value(want.clone()).unwrap();
             let mut got = BTreeMap::new();
