@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use super::support::copy_request;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -20,7 +21,7 @@ use tidemark_core::protect::seed::{seed, PlanSource};
 use tidemark_core::protocol::dispatch::{dispatch, Disposition};
 use tidemark_core::protocol::local::restore_here;
 use tidemark_core::restore::attributes::AttributeRequest;
-use tidemark_core::restore::{load_state, RestoreMode, RestoreReport, RestoreRequest};
+use tidemark_core::restore::{load_state, RestoreReport, RestoreRequest};
 use tidemark_core::vault::point::RecoveryPoint;
 use tidemark_core::{Error, Result};
 use tidemark_testkit::events::S3Event;
@@ -133,18 +134,7 @@ impl World {
     }
 
     async fn restore_to(&self, target: &str, as_of: DateTime<Utc>, attributes: AttributeRequest) -> RestoreReport {
-        let req = RestoreRequest {
-            source_bucket: SRC.into(),
-            prefix: String::new(),
-            as_of,
-            target_bucket: target.into(),
-            target_prefix: String::new(),
-            mode: RestoreMode::Copy,
-            delete_newer: false,
-            dry_run: false,
-            attributes,
-            target_role_arn: None,
-        };
+        let req = RestoreRequest { attributes, ..copy_request(SRC, as_of, target) };
         restore_here(&self.engine, self.s3.clone(), req, 4).await.unwrap()
     }
 
