@@ -20,27 +20,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 import duckdb
 
-ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "catalog.md"
+import schema
+
+DOC = schema.DOC
 SCALARS = {"string": "VARCHAR", "bigint": "BIGINT", "boolean": "BOOLEAN", "int": "INTEGER", "double": "DOUBLE"}
 
 
 def documented_columns(doc: Path = DOC) -> list[tuple[str, str]]:
-    """The (column, Glue type) rows of the schema table of docs/catalog.md, in order."""
-    rows, in_schema = [], False
-    for line in doc.read_text().splitlines():
-        if line.startswith("## "):
-            in_schema = line.strip() == "## Schema"
-            continue
-        m = re.match(r"^\| ([a-z_]+) \| ([^|]+?) \|", line)
-        if in_schema and m and m.group(1) != "column":
-            rows.append((m.group(1), m.group(2)))
+    """The (column, Glue type) rows of the schema table of docs/catalog.md; exits if it has none."""
+    rows = schema.documented_columns(doc)
     if not rows:
         sys.exit(f"{doc}: no schema table")
     return rows

@@ -12,6 +12,7 @@ that one side lacks.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import hcl2
@@ -19,23 +20,11 @@ from cfnlint.decode import cfn_yaml
 
 from conftest import ROOT
 
-DOC = ROOT / "docs" / "catalog.md"
+sys.path.insert(0, str(ROOT / "tests" / "catalog"))
+from schema import documented_columns  # noqa: E402
+
 TF = ROOT / "terraform" / "modules" / "vault-account" / "catalog.tf"
 CFN = ROOT / "cloudformation" / "vault-account.yaml"
-
-
-def documented_columns(doc: Path = DOC) -> list[tuple[str, str]]:
-    """The (column, type) rows of the schema table of docs/catalog.md, in order."""
-    rows = []
-    in_schema = False
-    for line in doc.read_text().splitlines():
-        if line.startswith("## "):
-            in_schema = line.strip() == "## Schema"
-            continue
-        m = re.match(r"^\| ([a-z_]+) \| ([^|]+?) \|", line)
-        if in_schema and m and m.group(1) != "column":
-            rows.append((m.group(1), m.group(2)))
-    return rows
 
 
 def _unquote(v):
