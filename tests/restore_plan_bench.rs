@@ -21,7 +21,7 @@ use tidemark_core::domain::{CaptureKind, CaptureRecord, Codec, Location};
 use tidemark_core::ports::ObjectStore;
 use tidemark_core::restore::plan::{self, TaskLimits};
 use tidemark_core::restore::run::{self, RestoreState};
-use tidemark_core::restore::{RestoreMode, RestoreRequest};
+use tidemark_core::restore::RestoreRequest;
 use tidemark_core::vault::point::{write_point, RecoveryPoint};
 use tidemark_core::vault::segment::{self, SegmentKind};
 use tidemark_testkit::fakes::{mem_engine, MemObjectStore};
@@ -107,18 +107,7 @@ async fn measure(endpoint: &str, n: u64) -> Result<Value> {
     engine.vault = vault_store;
     engine.control().set_protected(SOURCE, Utc::now()).await?;
     let as_of = Utc.with_ymd_and_hms(2026, 11, 1, 1, 0, 0).unwrap();
-    let req = RestoreRequest {
-        source_bucket: SOURCE.into(),
-        prefix: String::new(),
-        as_of,
-        target_bucket: "rpb-target".into(),
-        target_prefix: String::new(),
-        mode: RestoreMode::Copy,
-        delete_newer: false,
-        dry_run: false,
-        attributes: Default::default(),
-        target_role_arn: None,
-    };
+    let req = RestoreRequest::copy_all(SOURCE, as_of, "rpb-target");
     let base_rss = peak_rss();
     let (started, _) = run::start(&engine, targets.as_ref(), req).await?;
     let t = Instant::now();

@@ -55,6 +55,23 @@ pub struct RestoreRequest {
 }
 
 impl RestoreRequest {
+    /// Everything under `source` as of `as_of`, copied into the new bucket `target` under the same
+    /// keys, with no option set: the plainest restore, which callers adjust field by field.
+    pub fn copy_all(source: &str, as_of: DateTime<Utc>, target: &str) -> Self {
+        RestoreRequest {
+            source_bucket: source.into(),
+            prefix: String::new(),
+            as_of,
+            target_bucket: target.into(),
+            target_prefix: String::new(),
+            mode: RestoreMode::Copy,
+            delete_newer: false,
+            dry_run: false,
+            attributes: Default::default(),
+            target_role_arn: None,
+        }
+    }
+
     /// Checks what can be checked without the vault: names, the mode's target rules.
     pub fn validate(&self) -> Result<()> {
         crate::domain::check_bucket_name(&self.source_bucket).map_err(|e| Error::Invalid(format!("source bucket: {e}")))?;

@@ -4,7 +4,7 @@
 //! written before the key was configured still restore beside encrypted ones; a key that cannot
 //! be used is named by restore and verify.
 
-use super::support::{copy_request, drain_work, seal};
+use super::support::{drain_work, seal};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -20,8 +20,8 @@ use tidemark_core::ports::{list_all, Fetch, ObjectStore, PutOptions, SameStore};
 use tidemark_core::protect::seed::{seed, PlanSource};
 use tidemark_core::protocol::local::drive_restore;
 use tidemark_core::rebuild::{rebuild, RebuildOptions};
-use tidemark_core::restore::load_state;
 use tidemark_core::restore::run::{self, RestoreState};
+use tidemark_core::restore::{load_state, RestoreRequest};
 use tidemark_core::vault::crypt::NoKeys;
 use tidemark_core::vault::pack;
 use tidemark_core::vault::verify::{verify, VerifyOptions};
@@ -132,7 +132,7 @@ async fn restored(s3: &MemObjectStore, target: &str) -> BTreeMap<String, Vec<u8>
 /// Restores everything as of `t` into a new bucket `target`.
 async fn restore(e: &Engine, s3: &Arc<MemObjectStore>, t: DateTime<Utc>, target: &str) -> run::RestoreStatus {
     s3.create(target, false);
-    let (r, _) = run::start(e, s3.as_ref(), copy_request("src", t, target)).await.unwrap();
+    let (r, _) = run::start(e, s3.as_ref(), RestoreRequest::copy_all("src", t, target)).await.unwrap();
     drive_restore(e, std::sync::Arc::new(SameStore(s3.clone())), &r.restore_id, 3, "t", |_| {}).await.unwrap()
 }
 

@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use super::support::copy_request;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -134,7 +133,7 @@ impl World {
     }
 
     async fn restore_to(&self, target: &str, as_of: DateTime<Utc>, attributes: AttributeRequest) -> RestoreReport {
-        let req = RestoreRequest { attributes, ..copy_request(SRC, as_of, target) };
+        let req = RestoreRequest { attributes, ..RestoreRequest::copy_all(SRC, as_of, target) };
         restore_here(&self.engine, self.s3.clone(), req, 4).await.unwrap()
     }
 

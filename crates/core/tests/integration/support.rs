@@ -1,5 +1,4 @@
-//! Steps the engine tests share: draining the work queue, sealing a recovery point, and the
-//! request of a plain restore.
+//! Steps the engine tests share: draining the work queue and sealing a recovery point.
 
 use std::time::Duration;
 
@@ -7,7 +6,6 @@ use chrono::{DateTime, Utc};
 use tidemark_core::changes::checkpoint::{self, Sealed};
 use tidemark_core::engine::Engine;
 use tidemark_core::protocol::dispatch::{dispatch, Disposition};
-use tidemark_core::restore::{RestoreMode, RestoreRequest};
 
 /// Runs every message of the work queue until none is left.
 pub async fn drain_work(e: &Engine) {
@@ -30,21 +28,5 @@ pub async fn seal(e: &Engine) -> DateTime<Utc> {
     match checkpoint::seal(e, "src", now, now).await.unwrap() {
         Sealed::New(p) => p.time,
         other => panic!("expected a new point, got {other:?}"),
-    }
-}
-
-/// A restore of all of `source` as of `as_of` into the new bucket `target`, copy mode, no options.
-pub fn copy_request(source: &str, as_of: DateTime<Utc>, target: &str) -> RestoreRequest {
-    RestoreRequest {
-        source_bucket: source.into(),
-        prefix: String::new(),
-        as_of,
-        target_bucket: target.into(),
-        target_prefix: String::new(),
-        mode: RestoreMode::Copy,
-        delete_newer: false,
-        dry_run: false,
-        attributes: Default::default(),
-        target_role_arn: None,
     }
 }

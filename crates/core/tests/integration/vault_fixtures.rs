@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::support::copy_request;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tidemark_core::config::EngineConfig;
 use tidemark_core::memory::MemKeys;
 use tidemark_core::ports::{list_all, Fetch, ObjectStore, PutOptions};
 use tidemark_core::protocol::local::restore_here;
+use tidemark_core::restore::RestoreRequest;
 use tidemark_core::vault::{pack, segment};
 use tidemark_testkit::fakes::{mem_engine, MemObjectStore};
 
@@ -98,7 +98,8 @@ async fn vaults_written_by_earlier_builds_still_restore() {
         if key_file.exists() {
             let key = read_json(&key_file);
             let as_of = states.keys().next().expect("a fixture has points");
-            let without = restore_here(&engine, s3.clone(), copy_request(src, as_of.parse().unwrap(), "without-key"), 4).await.unwrap();
+            let without =
+                restore_here(&engine, s3.clone(), RestoreRequest::copy_all(src, as_of.parse().unwrap(), "without-key"), 4).await.unwrap();
             assert!(without.failed > 0, "{name}: restored without its key: {without:?}");
             let material: [u8; 32] = hex::decode(key["material"].as_str().unwrap()).unwrap().try_into().unwrap();
             let keys = MemKeys::new();
@@ -107,7 +108,8 @@ async fn vaults_written_by_earlier_builds_still_restore() {
         }
         for (i, (as_of, want)) in states.iter().enumerate() {
             let target = format!("restored-{i}");
-            let report = restore_here(&engine, s3.clone(), copy_request(src, as_of.parse().unwrap(), &target), 4).await.unwrap();
+            let report =
+                restore_here(&engine, s3.clone(), RestoreRequest::copy_all(src, as_of.parse().unwrap(), &target), 4).await.unwrap();
             assert_eq!(report.failed, 0, "{name} as of {as_of}: {:?}", report.failures);
             let want: BTreeMap<String, serde_json::Value> = serde_json::from_value(want.clone()).unwrap();
             let mut got = BTreeMap::new();
