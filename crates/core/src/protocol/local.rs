@@ -154,9 +154,7 @@ async fn monitor_step(engine: &Engine, targets: &dyn Targets, id: &str, owner: &
         input_ref: "the local runner's monitor, once every task was done".into(),
         log_id: owner,
     };
-    history::best_effort("start", history::begin(engine, &begin).await);
-    let end = history::End { state: history::StepState::Done, error: None, objects: None, bytes: None };
-    history::best_effort("end", history::end(engine, id, "finish-local", end).await);
+    history::best_effort("finish", history::record_done(engine, &begin).await);
     run::status(engine, id).await
 }
 

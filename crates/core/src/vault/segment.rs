@@ -507,11 +507,7 @@ impl<'a> SegmentStream<'a> {
                 self.finish()?;
                 return Ok(None);
             }
-            let part = match self.ahead.take() {
-                Some(Ahead { done: Some(r), .. }) => r?,
-                Some(Ahead { read, done: None }) => read.await?,
-                None => self.read_at(self.fetched).await?,
-            };
+            let part = self.next_chunk().await?;
             if part.is_empty() {
                 return Err(Error::corrupt(
                     format!("segment {}", self.key),
@@ -529,6 +525,15 @@ impl<'a> SegmentStream<'a> {
         }
     }
 
+    /// The chunk at the first byte not yet fetched: the read ahead's, or a read now.
+    async fn next_chunk(&mut self) -> Result<Bytes> {
+        match self.ahead.take() {
+            Some(Ahead { done: Some(r), .. }) => r,
+            Some(Ahead { read, done: None }) => read.await,
+            None => self.read_at(self.fetched).await,
+        }
+    }
+
     /// The read of the chunk at `from`, as a future that borrows nothing from the stream.
     fn read_at(&self, from: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes>> + Send + 'a>> {
         let (vault, bucket, object) = (self.vault, self.vault_bucket, self.object.clone());
@@ -540,15 +545,13 @@ impl<'a> SegmentStream<'a> {
     /// format defect, so a stream that hashes the body reads the rest of it and names a hash
     /// mismatch when there is one.
     async fn unreadable(&mut self, detail: String) -> Error {
-        let bad = |d: String| Error::corrupt(format!("segment {}", self.key), d);
+        let what = format!("segment {}", self.key);
+        let bad = |d: String| Error::corrupt(what.clone(), d);
         if self.hasher.is_none() {
             return bad(detail);
         }
-        // The read ahead is dropped: the loop below reads from the first byte not yet hashed.
-        self.ahead = None;
         while self.fetched < self.size {
-            let len = self.chunk.min(self.size - self.fetched);
-            match self.vault.get_range(self.vault_bucket, &self.object, None, self.fetched, len).await {
+            match self.next_chunk().await {
                 Ok(part) if !part.is_empty() => {
                     if let Some(h) = self.hasher.as_mut() {
                         h.update(&part);
