@@ -54,7 +54,7 @@ impl Context {
         if self.settings.kms_key_arn.is_some() {
             return Ok(());
         }
-        let store = DynamoControlStore::new(self.clients.dynamodb.clone(), &self.names.table);
+        let store = self.control_store();
         match store.get(KMS_KEY_PK, KMS_KEY_SK).await {
             Ok(Some(item)) => {
                 let stored: StoredKey = serde_json::from_str(&item.body)
@@ -71,7 +71,7 @@ impl Context {
     /// Records the vault key in the control table (put-if-absent: the first key stored stays).
     /// Returns the key the table holds afterwards.
     pub async fn store_kms_key(&self, key_id: &str) -> Result<String> {
-        let store = DynamoControlStore::new(self.clients.dynamodb.clone(), &self.names.table);
+        let store = self.control_store();
         let body = serde_json::to_string(&StoredKey { kms_key_id: key_id.to_string() })?;
         if store.put_new(KMS_KEY_PK, KMS_KEY_SK, &body, None).await? {
             return Ok(key_id.to_string());
@@ -103,7 +103,7 @@ impl Context {
         Ok(Engine {
             source,
             vault: s3,
-            control: Arc::new(DynamoControlStore::new(self.clients.dynamodb.clone(), &self.names.table)),
+            control: Arc::new(self.control_store()),
             queue: Arc::new(SqsQueue::new(self.clients.sqs.clone())),
             clock: Arc::new(SystemClock),
             keys: self.keys(),
@@ -154,13 +154,18 @@ impl Context {
         Ok(Engine {
             source: s3.clone(),
             vault: s3,
-            control: Arc::new(DynamoControlStore::new(self.clients.dynamodb.clone(), &self.names.table)),
+            control: Arc::new(self.control_store()),
             queue: Arc::new(SqsQueue::new(self.clients.sqs.clone())),
             clock: Arc::new(SystemClock),
             keys: self.keys(),
             config,
             queues,
         })
+    }
+
+    /// The deployment's control table.
+    fn control_store(&self) -> DynamoControlStore {
+        DynamoControlStore::new(self.clients.dynamodb.clone(), &self.names.table)
     }
 
     /// The key service that makes and unwraps the data keys of encrypted packs: KMS at this
